@@ -1,0 +1,69 @@
+//! The running application: its state, and how it starts.
+
+use std::sync::{Arc, Mutex};
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::config::Config;
+use crate::crypto::{HashError, PasswordHasher, constant_time_eq, random_token};
+use crate::store::{self, Db, StoreError};
+
+/// Shared by every request; cheap to clone.
+pub type AppState = Arc<App>;
+
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub passwords: PasswordHasher,
+    setup_token: Mutex<Option<SecretString>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+impl App {
+    /// Connects, migrates, and opens the setup link when no tenant exists yet.
+    pub async fn start(config: Config) -> Result<AppState, StartError> {
+        let db = Db::connect(&config.database_url).await?;
+        db.migrate().await?;
+        let no_tenant_yet = store::tenants::count(&db).await? == 0;
+        Ok(Arc::new(Self {
+            config,
+            db,
+            passwords: PasswordHasher::new()?,
+            setup_token: Mutex::new(no_tenant_yet.then(|| SecretString::from(random_token()))),
+        }))
+    }
+
+    /// The one-time link that creates the first tenant, while there is none.
+    pub fn setup_url(&self) -> Option<SecretString> {
+        let guard = self.setup_token.lock().ok()?;
+        let token = guard.as_ref()?;
+        Some(SecretString::from(self.config.public_url(&format!(
+            "/setup?token={}",
+            token.expose_secret()
+        ))))
+    }
+
+    pub fn setup_token_matches(&self, offered: &str) -> bool {
+        self.setup_token.lock().is_ok_and(|guard| {
+            guard
+                .as_ref()
+                .is_some_and(|token| constant_time_eq(token.expose_secret(), offered))
+        })
+    }
+
+    /// Called once setup has created the first tenant: the link stops working.
+    pub fn close_setup(&self) {
+        if let Ok(mut guard) = self.setup_token.lock() {
+            *guard = None;
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! One `Config` for the whole process, built from flags and environment variables and
+//! validated once, before anything listens or connects.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use url::Url;
+
+use crate::crypto::SecretKey;
+
+/// Where the database and the generated secret key live unless told otherwise.
+const DEFAULT_DATA_DIR: &str = "data";
+
+/// Options shared by every command that touches the database.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Directory for the embedded SQLite database and the generated secret key.
+    #[arg(long, env = "PORTICO_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// `sqlite:PATH` or `postgres://...`; defaults to SQLite at DATA_DIR/portico.db.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    pub fn resolved_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("portico.db").display()
+            ),
+        }
+    }
+}
+
+/// Options of `portico serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address to listen on.
+    #[arg(long, env = "PORTICO_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// Public URL of this deployment, used to build redirect URIs; defaults to http://BIND.
+    #[arg(long, env = "PORTICO_BASE_URL")]
+    pub base_url: Option<Url>,
+
+    /// Base64 of 32 random bytes; when unset, DATA_DIR/secret.key is used (and created).
+    #[arg(long, env = "PORTICO_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Take the client address from the last X-Forwarded-For hop (only behind a trusted proxy).
+    #[arg(long, env = "PORTICO_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+}
+
+/// The validated configuration of a running server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub base_url: Url,
+    pub database_url: String,
+    pub secret_key: SecretKey,
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("PORTICO_BASE_URL must be an absolute http or https URL without query or fragment")]
+    BaseUrl,
+    #[error("PORTICO_SECRET_KEY must be base64 of exactly 32 bytes")]
+    SecretKey,
+    #[error("secret key file {path}: {source}")]
+    SecretKeyFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("secret key file {0} must hold base64 of exactly 32 bytes")]
+    SecretKeyFileContent(PathBuf),
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let base_url = match args.base_url {
+            Some(url) => url,
+            None => {
+                Url::parse(&format!("http://{}", args.bind)).map_err(|_| ConfigError::BaseUrl)?
+            }
+        };
+        if !matches!(base_url.scheme(), "http" | "https")
+            || base_url.cannot_be_a_base()
+            || base_url.query().is_some()
+            || base_url.fragment().is_some()
+        {
+            return Err(ConfigError::BaseUrl);
+        }
+        let secret_key = match args.secret_key {
+            Some(encoded) => SecretKey::from_base64(&encoded).ok_or(ConfigError::SecretKey)?,
+            None => load_or_create_key_file(&args.database.data_dir)?,
+        };
+        Ok(Self {
+            bind: args.bind,
+            base_url,
+            database_url: args.database.resolved_url(),
+            secret_key,
+            trust_forwarded_for: args.trust_forwarded_for,
+        })
+    }
+
+    /// Cookies are marked `Secure` exactly when the public URL is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.base_url.scheme() == "https"
+    }
+
+    /// An absolute URL under the public base URL, never derived from a request's Host header.
+    pub fn public_url(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{}",
+            self.base_url.as_str().trim_end_matches('/'),
+            path_and_query
+        )
+    }
+}
+
+/// Creates the data directory when needed, so a fresh checkout runs without setup.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    std::fs::create_dir_all(dir).map_err(|source| ConfigError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
+fn load_or_create_key_file(data_dir: &Path) -> Result<SecretKey, ConfigError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    ensure_data_dir(data_dir)?;
+    let path = data_dir.join("secret.key");
+    let file_error = |source| ConfigError::SecretKeyFile {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(content) => SecretKey::from_base64(content.trim())
+            .ok_or_else(|| ConfigError::SecretKeyFileContent(path.clone())),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate();
+            // create_new: two instances starting at once must not overwrite each other's key.
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(file_error)?;
+            file.write_all(key.to_base64().as_bytes())
+                .and_then(|()| file.sync_all())
+                .map_err(file_error)?;
+            tracing::info!(path = %path.display(), "generated a new secret key");
+            Ok(key)
+        }
+        Err(err) => Err(file_error(err)),
+    }
+}

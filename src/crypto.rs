@@ -1,0 +1,182 @@
+//! Key material and password hashing: the only module that touches raw secret bytes.
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// The deployment's 32-byte key. Secrets sealed at rest are keyed by it.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SecretKey([u8; 32]);
+
+impl SecretKey {
+    pub fn generate() -> Self {
+        Self(random_bytes())
+    }
+
+    pub fn from_base64(encoded: &str) -> Option<Self> {
+        let bytes = Zeroizing::new(STANDARD.decode(encoded.trim()).ok()?);
+        let key: [u8; 32] = bytes.as_slice().try_into().ok()?;
+        Some(Self(key))
+    }
+
+    pub fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(self.0))
+    }
+
+    /// A short public name for this key, stored beside every sealed value so the key can rotate.
+    pub fn key_id(&self) -> String {
+        let digest = Sha256::digest(self.0);
+        hex(&digest[..4])
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKey({}, [redacted])", self.key_id())
+    }
+}
+
+/// Fills an array from the operating system's CSPRNG.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The OS generator failing means the machine cannot do cryptography at all.
+    #[expect(
+        clippy::expect_used,
+        reason = "no safe way to continue without randomness"
+    )]
+    getrandom::fill(&mut bytes).expect("operating system random generator failed");
+    bytes
+}
+
+/// A 256-bit random token, URL-safe, for CSRF tokens, setup links and the like.
+pub fn random_token() -> String {
+    URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+}
+
+/// SHA-256 in hex: how tokens that must be looked up (session ids) are stored.
+pub fn sha256_hex(value: &str) -> String {
+    hex(&Sha256::digest(value.as_bytes()))
+}
+
+/// Compares two secrets in time independent of where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("password hashing failed: {0}")]
+pub struct HashError(String);
+
+/// Argon2id with OWASP's parameters, run on the blocking pool with a bound on how many
+/// hashes run at once, so a burst of sign-ins queues instead of starving page requests.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+    /// Verified against when the email is unknown, so that costs as much as a wrong password.
+    dummy_hash: Arc<str>,
+}
+
+impl PasswordHasher {
+    pub fn new() -> Result<Self, HashError> {
+        let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let dummy = SecretString::from(random_token());
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            dummy_hash: hash_blocking(&dummy)?.into(),
+        })
+    }
+
+    pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| HashError(e.to_string()))?;
+        tokio::task::spawn_blocking(move || hash_blocking(&password))
+            .await
+            .map_err(|e| HashError(e.to_string()))?
+    }
+
+    /// Checks `password` against `stored`, or against a dummy hash when there is none.
+    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> bool {
+        let known = stored.is_some();
+        let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
+        let Ok(_permit) = self.permits.acquire().await else {
+            return false;
+        };
+        let verified = tokio::task::spawn_blocking(move || {
+            argon2()
+                .verify_password(password.expose_secret().as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false);
+        known && verified
+    }
+}
+
+fn argon2() -> Argon2<'static> {
+    // OWASP Password Storage Cheat Sheet: m=19 MiB, t=2, p=1.
+    let params = Params::new(19_456, 2, 1, None).unwrap_or_default();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_blocking(password: &SecretString) -> Result<String, HashError> {
+    argon2()
+        .hash_password(password.expose_secret().as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| HashError(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_round_trips_through_base64_and_has_a_stable_id() {
+        let key = SecretKey::generate();
+        let again = SecretKey::from_base64(&key.to_base64()).unwrap();
+        assert_eq!(key.key_id(), again.key_id());
+        assert_eq!(key.key_id().len(), 8);
+        assert!(!format!("{key:?}").contains(key.to_base64().as_str()));
+    }
+
+    #[test]
+    fn key_of_wrong_length_is_refused() {
+        assert!(SecretKey::from_base64(&STANDARD.encode([0u8; 31])).is_none());
+        assert!(SecretKey::from_base64("not base64!").is_none());
+    }
+
+    #[tokio::test]
+    async fn hash_verifies_only_the_right_password_with_owasp_parameters() {
+        let hasher = PasswordHasher::new().unwrap();
+        let hash = hasher
+            .hash(SecretString::from("correct horse"))
+            .await
+            .unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert!(
+            hasher
+                .verify(SecretString::from("correct horse"), Some(hash.clone()))
+                .await
+        );
+        assert!(
+            !hasher
+                .verify(SecretString::from("wrong horse"), Some(hash))
+                .await
+        );
+        assert!(!hasher.verify(SecretString::from("anything"), None).await);
+    }
+}

@@ -1,0 +1,33 @@
+/// Everything the audit log records. Stored by name, so names never change once released.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    TenantCreated,
+    SignIn,
+    SignInFailed,
+    SignInThrottled,
+    SignOut,
+    UserCreated,
+    UserRoleChanged,
+    UserDisabled,
+    UserEnabled,
+    UserPasswordReset,
+    OwnPasswordChanged,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TenantCreated => "tenant.created",
+            Self::SignIn => "sign_in",
+            Self::SignInFailed => "sign_in.failed",
+            Self::SignInThrottled => "sign_in.throttled",
+            Self::SignOut => "sign_out",
+            Self::UserCreated => "user.created",
+            Self::UserRoleChanged => "user.role_changed",
+            Self::UserDisabled => "user.disabled",
+            Self::UserEnabled => "user.enabled",
+            Self::UserPasswordReset => "user.password_reset",
+            Self::OwnPasswordChanged => "user.own_password_changed",
+        }
+    }
+}

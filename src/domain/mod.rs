@@ -1,0 +1,12 @@
+//! Plain types and rules. Raw form input becomes one of these through `parse`, so code past
+//! the handlers only ever holds valid values.
+
+mod audit;
+mod fields;
+mod tenant;
+mod user;
+
+pub use audit::AuditAction;
+pub use fields::FieldErrors;
+pub use tenant::{Slug, TenantName};
+pub use user::{DisplayName, EmailAddress, NewPassword, Role, UserStatus};

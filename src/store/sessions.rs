@@ -1,0 +1,105 @@
+//! tower-sessions' store on Portico's own pool, so every instance sees every session.
+//! (The sqlx store crate wants a backend-specific pool; this one serves both.)
+
+use async_trait::async_trait;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+
+use super::{Db, from_unix, unix_now};
+use crate::crypto::sha256_hex;
+
+#[derive(Debug, Clone)]
+pub struct DbSessionStore {
+    db: Db,
+}
+
+impl DbSessionStore {
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// Removes sessions past their expiry; run now and then by a background task.
+    pub async fn delete_expired(&self) -> Result<u64, sqlx::Error> {
+        let deleted = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
+            .bind(unix_now())
+            .execute(self.db.pool())
+            .await?;
+        Ok(deleted.rows_affected())
+    }
+}
+
+fn backend(err: sqlx::Error) -> session_store::Error {
+    session_store::Error::Backend(err.to_string())
+}
+
+/// Only the data is stored: the id itself never reaches the database.
+fn encode(record: &Record) -> session_store::Result<String> {
+    serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+#[async_trait]
+impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        loop {
+            let inserted = sqlx::query(
+                "INSERT INTO sessions (id_hash, record, expires_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (id_hash) DO NOTHING",
+            )
+            .bind(sha256_hex(&record.id.to_string()))
+            .bind(encode(record)?)
+            .bind(record.expiry_date.unix_timestamp())
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
+            if inserted.rows_affected() == 1 {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, record, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (id_hash) DO UPDATE SET record = excluded.record, \
+             expires_at = excluded.expires_at",
+        )
+        .bind(sha256_hex(&record.id.to_string()))
+        .bind(encode(record)?)
+        .bind(record.expiry_date.unix_timestamp())
+        .execute(self.db.pool())
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let stored: Option<(String, i64)> = sqlx::query_as(
+            "SELECT record, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(sha256_hex(&id.to_string()))
+        .bind(unix_now())
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(backend)?;
+        let Some((json, expires_at)) = stored else {
+            return Ok(None);
+        };
+        let data =
+            serde_json::from_str(&json).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date: from_unix(expires_at),
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(sha256_hex(&id.to_string()))
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+use super::users::{self, NewUser, UserId};
+use super::{Db, from_unix, is_unique_violation, new_id, unix_now};
+use crate::domain::{Slug, TenantName};
+
+/// A tenant's primary key. Only the store makes one, from a row it read, so a tenant id
+/// typed into a form can never stand in for the signed-in user's tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub slug: String,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(FromRow)]
+struct TenantRow {
+    id: String,
+    slug: String,
+    name: String,
+    created_at: i64,
+}
+
+impl From<TenantRow> for Tenant {
+    fn from(row: TenantRow) -> Self {
+        Self {
+            id: TenantId(row.id),
+            slug: row.slug,
+            name: row.name,
+            created_at: from_unix(row.created_at),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateTenantError {
+    #[error("a tenant with this slug exists")]
+    SlugTaken,
+    #[error("setup is already complete")]
+    SetupComplete,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub async fn count(db: &Db) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+        .fetch_one(db.pool())
+        .await
+}
+
+pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<Tenant>, sqlx::Error> {
+    let row: Option<TenantRow> =
+        sqlx::query_as("SELECT id, slug, name, created_at FROM tenants WHERE slug = $1")
+            .bind(slug)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.map(Tenant::from))
+}
+
+/// Creates a tenant, and its first admin when one is given, in one transaction.
+/// With `only_if_first`, refuses when any tenant exists (the browser setup page).
+pub async fn create(
+    db: &Db,
+    slug: &Slug,
+    name: &TenantName,
+    first_admin: Option<NewUser>,
+    only_if_first: bool,
+) -> Result<(Tenant, Option<UserId>), CreateTenantError> {
+    let mut tx = db.pool().begin().await?;
+    if only_if_first {
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
+            .fetch_one(&mut *tx)
+            .await?;
+        if existing > 0 {
+            return Err(CreateTenantError::SetupComplete);
+        }
+    }
+    let tenant = Tenant {
+        id: TenantId(new_id()),
+        slug: slug.as_str().to_owned(),
+        name: name.as_str().to_owned(),
+        created_at: from_unix(unix_now()),
+    };
+    sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(tenant.id.as_str())
+        .bind(&tenant.slug)
+        .bind(&tenant.name)
+        .bind(tenant.created_at.unix_timestamp())
+        .execute(&mut *tx)
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                CreateTenantError::SlugTaken
+            } else {
+                err.into()
+            }
+        })?;
+    let admin_id = match first_admin {
+        Some(admin) => Some(users::insert(&mut tx, &tenant.id, &admin).await?),
+        None => None,
+    };
+    tx.commit().await?;
+    Ok((tenant, admin_id))
+}

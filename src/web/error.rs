@@ -1,0 +1,174 @@
+//! The one error type of the web layer, and the one place it becomes a page.
+
+use askama::Template;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::crypto::HashError;
+use crate::store::StoreError;
+use crate::store::users::ChangeUserError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("not found")]
+    NotFound,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("the setup link is missing or wrong")]
+    SetupLinkRequired,
+    #[error("the form's security token is missing or wrong")]
+    CsrfRejected,
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    #[error("sign-in required")]
+    SignInRequired { login_path: String },
+    #[error(transparent)]
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+macro_rules! internal_from {
+    ($($source:ty),* $(,)?) => {$(
+        impl From<$source> for AppError {
+            fn from(err: $source) -> Self {
+                Self::Internal(Box::new(err))
+            }
+        }
+    )*};
+}
+
+internal_from!(
+    sqlx::Error,
+    StoreError,
+    HashError,
+    tower_sessions::session::Error,
+);
+
+impl From<ChangeUserError> for AppError {
+    fn from(err: ChangeUserError) -> Self {
+        match err {
+            ChangeUserError::NotFound => Self::NotFound,
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// What the page should say; attached to the response so `render_error_pages`, which knows
+/// the request id, draws it.
+#[derive(Debug, Clone)]
+struct ErrorPage {
+    title: &'static str,
+    message: &'static str,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = match self {
+            Self::SignInRequired { login_path } => {
+                return Redirect::to(&login_path).into_response();
+            }
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                "Page not found",
+                "There is nothing here, or it belongs to an organization you are not signed in to.",
+            ),
+            Self::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "Not allowed",
+                "This page is for your organization's admins. Ask one of them if you need a change.",
+            ),
+            Self::SetupLinkRequired => (
+                StatusCode::FORBIDDEN,
+                "Setup link required",
+                "Open the setup link Portico printed in its log when it started; it holds a \
+                 one-time token. Restarting Portico prints a new one.",
+            ),
+            Self::CsrfRejected => (
+                StatusCode::FORBIDDEN,
+                "This form has expired",
+                "Nothing was changed. Go back, reload the page and submit the form again.",
+            ),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Too much data",
+                "The form sent more data than Portico accepts. Nothing was changed.",
+            ),
+            Self::Internal(err) => {
+                tracing::error!(error = %err, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong",
+                    "Portico could not complete this request and changed nothing. Try again; if \
+                     it keeps failing, give your operator the reference below.",
+                )
+            }
+        };
+        let mut response = status.into_response();
+        response
+            .extensions_mut()
+            .insert(ErrorPage { title, message });
+        response
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorTemplate<'a> {
+    status: u16,
+    title: &'a str,
+    message: &'a str,
+    reference: &'a str,
+}
+
+/// Middleware: draws the page of any `AppError`, with the request id as the reference a
+/// support call can find in the logs.
+pub async fn render_error_pages(request: Request, next: Next) -> Response {
+    let reference = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let mut response = next.run(request).await;
+    let Some(page) = response.extensions_mut().remove::<ErrorPage>() else {
+        return response;
+    };
+    let status = response.status();
+    let template = ErrorTemplate {
+        status: status.as_u16(),
+        title: page.title,
+        message: page.message,
+        reference: &reference,
+    };
+    match template.render() {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(err) => {
+            tracing::error!(error = %err, "error page failed to render");
+            (status, page.title).into_response()
+        }
+    }
+}
+
+/// A form shown again with messages beside its fields, answered as 400 Bad Request.
+pub struct Rejected<T>(pub T);
+
+impl<T: IntoResponse> IntoResponse for Rejected<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, self.0).into_response()
+    }
+}
+
+/// A form shown again because the client must wait, answered as 429 Too Many Requests.
+pub struct Throttled<T>(pub T);
+
+impl<T: IntoResponse> IntoResponse for Throttled<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::TOO_MANY_REQUESTS, self.0).into_response()
+    }
+}
+
+/// The fallback route.
+pub async fn not_found() -> AppError {
+    AppError::NotFound
+}

@@ -1,0 +1,147 @@
+//! Extractors: the only place where requests are authenticated and authorized.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::http::request::Parts;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use tower_sessions::Session;
+
+use super::error::AppError;
+use super::session;
+use crate::app::AppState;
+use crate::domain::{Role, UserStatus};
+use crate::store::tenants::{self, Tenant};
+use crate::store::users::{self, User};
+
+#[derive(Deserialize)]
+struct TenantPath {
+    slug: String,
+}
+
+async fn session_of(parts: &mut Parts, state: &AppState) -> Result<Session, AppError> {
+    Session::from_request_parts(parts, state)
+        .await
+        .map_err(|(_, message)| AppError::Internal(message.into()))
+}
+
+/// The tenant named in the path, for pages anyone may open (its sign-in page).
+pub struct PathTenant(pub Tenant);
+
+impl FromRequestParts<AppState> for PathTenant {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let Path(TenantPath { slug }) = Path::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        tenants::find_by_slug(&state.db, &slug)
+            .await?
+            .map(Self)
+            .ok_or(AppError::NotFound)
+    }
+}
+
+/// A signed-in, active user of the tenant named in the path. Every tenant page takes this
+/// (or `AdminCtx`), and every store call on tenant data takes `ctx.tenant.id` from it.
+pub struct TenantCtx {
+    pub tenant: Tenant,
+    pub user: User,
+    pub csrf_token: String,
+}
+
+impl TenantCtx {
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+}
+
+impl FromRequestParts<AppState> for TenantCtx {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let PathTenant(tenant) = PathTenant::from_request_parts(parts, state).await?;
+        let session = session_of(parts, state).await?;
+        let sign_in_required = || AppError::SignInRequired {
+            login_path: format!("/t/{}/login", tenant.slug),
+        };
+        let Some(signed_in) = session::signed_in(&session).await? else {
+            return Err(sign_in_required());
+        };
+        // Signed in elsewhere: this tenant's pages do not exist for this user.
+        if signed_in.tenant_id != tenant.id.as_str() {
+            return Err(AppError::NotFound);
+        }
+        let user = users::get(&state.db, &tenant.id, &signed_in.user_id).await?;
+        let active_user = user.filter(|user| user.status == UserStatus::Active);
+        let Some(user) = active_user.filter(|_| !signed_in.is_expired(OffsetDateTime::now_utc()))
+        else {
+            session::sign_out(&session).await?;
+            return Err(sign_in_required());
+        };
+        let csrf_token = session::csrf_token(&session).await?;
+        Ok(Self {
+            tenant,
+            user,
+            csrf_token,
+        })
+    }
+}
+
+/// A `TenantCtx` whose user is an admin; agents get 403.
+pub struct AdminCtx(pub TenantCtx);
+
+impl FromRequestParts<AppState> for AdminCtx {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let ctx = TenantCtx::from_request_parts(parts, state).await?;
+        if ctx.is_admin() {
+            Ok(Self(ctx))
+        } else {
+            Err(AppError::Forbidden)
+        }
+    }
+}
+
+/// The form token for pages shown before sign-in (setup, sign-in).
+pub struct CsrfToken(pub String);
+
+impl FromRequestParts<AppState> for CsrfToken {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let session = session_of(parts, state).await?;
+        Ok(Self(session::csrf_token(&session).await?))
+    }
+}
+
+/// The client's address: the peer, or the last X-Forwarded-For hop when Portico is told it
+/// runs behind a trusted proxy (the last hop is the one that proxy added).
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if state.config.trust_forwarded_for {
+            let last_hop = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .flat_map(|value| value.split(','))
+                .next_back()
+                .and_then(|hop| hop.trim().parse::<IpAddr>().ok());
+            if let Some(ip) = last_hop {
+                return Ok(Self(ip));
+            }
+        }
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| Self(addr.ip()))
+            .ok_or_else(|| AppError::Internal("server started without connect info".into()))
+    }
+}

@@ -1,0 +1,106 @@
+//! HTTP: routes, extractors, and thin handlers that parse, call the store, and render.
+
+mod assets;
+mod audit_log;
+mod auth;
+mod csrf;
+mod dashboard;
+mod error;
+mod extract;
+mod public;
+pub mod router;
+mod session;
+mod setup;
+mod users;
+
+use std::net::IpAddr;
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+pub use error::AppError;
+use extract::TenantCtx;
+
+use crate::app::App;
+use crate::domain::AuditAction;
+use crate::store::audit::{self, NewAuditEvent};
+
+/// What the base layout needs on every page.
+pub struct Layout {
+    pub title: String,
+    pub csrf_token: String,
+    pub nav: Option<Nav>,
+}
+
+/// The signed-in navigation bar.
+pub struct Nav {
+    pub slug: String,
+    pub tenant_name: String,
+    pub user_name: String,
+    pub is_admin: bool,
+    /// Which item is highlighted: "dashboard", "users", "audit" or "profile".
+    pub section: &'static str,
+}
+
+impl Layout {
+    pub fn public(title: impl Into<String>, csrf_token: String) -> Self {
+        Self {
+            title: title.into(),
+            csrf_token,
+            nav: None,
+        }
+    }
+}
+
+impl TenantCtx {
+    pub fn layout(&self, title: impl Into<String>, section: &'static str) -> Layout {
+        Layout {
+            title: title.into(),
+            csrf_token: self.csrf_token.clone(),
+            nav: Some(Nav {
+                slug: self.tenant.slug.clone(),
+                tenant_name: self.tenant.name.clone(),
+                user_name: self.user.display_name.clone(),
+                is_admin: self.is_admin(),
+                section,
+            }),
+        }
+    }
+
+    /// Path of a page of this tenant, e.g. `ctx.path("/users")`.
+    pub fn path(&self, rest: &str) -> String {
+        format!("/t/{}{}", self.tenant.slug, rest)
+    }
+
+    /// Records what the signed-in user changed. `detail` must never hold a secret value.
+    pub async fn audit(
+        &self,
+        app: &App,
+        action: AuditAction,
+        target: &str,
+        detail: &str,
+        ip: IpAddr,
+    ) -> Result<(), sqlx::Error> {
+        audit::record(
+            &app.db,
+            &self.tenant.id,
+            NewAuditEvent {
+                action,
+                actor_user_id: Some(self.user.id.as_str()),
+                actor: &self.user.email,
+                target,
+                detail,
+                ip: Some(ip),
+            },
+        )
+        .await
+    }
+}
+
+/// How times read on every page: UTC, to the minute.
+pub fn format_time(at: OffsetDateTime) -> String {
+    at.format(format_description!(
+        "[year]-[month]-[day] [hour]:[minute] UTC"
+    ))
+    .unwrap_or_default()
+}

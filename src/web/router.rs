@@ -1,0 +1,88 @@
+//! Every route of Portico, in one place.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware;
+use axum::routing::{get, post};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use super::{assets, audit_log, auth, csrf, dashboard, error, public, session, setup, users};
+use crate::app::AppState;
+use crate::store::sessions::DbSessionStore;
+
+/// Name of the session cookie.
+const SESSION_COOKIE: &str = "portico_session";
+
+pub fn router(state: AppState) -> Router {
+    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.secure_cookies())
+        .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT));
+
+    Router::new()
+        .route("/", get(public::home))
+        .route("/healthz", get(public::healthz))
+        .route("/readyz", get(public::readyz))
+        .route("/setup", get(setup::show).post(setup::create))
+        .route("/t/{slug}", get(public::tenant_root))
+        .route("/t/{slug}/", get(dashboard::show))
+        .route("/t/{slug}/login", get(auth::show).post(auth::sign_in))
+        .route("/t/{slug}/logout", post(auth::sign_out))
+        .route("/t/{slug}/profile", get(dashboard::profile))
+        .route("/t/{slug}/profile/password", post(dashboard::change_password))
+        .route("/t/{slug}/users", get(users::list).post(users::create))
+        .route("/t/{slug}/users/new", get(users::new))
+        .route("/t/{slug}/users/{id}", get(users::show))
+        .route("/t/{slug}/users/{id}/role", post(users::change_role))
+        .route("/t/{slug}/users/{id}/status", post(users::change_status))
+        .route("/t/{slug}/users/{id}/password", post(users::reset_password))
+        .route("/t/{slug}/audit", get(audit_log::list))
+        .route("/static/{file}", get(assets::serve))
+        .fallback(error::not_found)
+        // Layers run outside-in from the bottom: request id, trace, error pages, body limit,
+        // sessions, CSRF, then the timeout right around the handler.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), csrf::verify))
+        .layer(sessions)
+        .layer(RequestBodyLimitLayer::new(csrf::MAX_FORM_BYTES))
+        .layer(middleware::from_fn(error::render_error_pages))
+        // No framing, no sniffing, no referrer leaving the site, only Portico's own assets.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+            ),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+            let request_id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
