@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -21,6 +21,27 @@ use crate::store::sessions::DbSessionStore;
 /// Name of the session cookie.
 const SESSION_COOKIE: &str = "portico_session";
 
+/// Every page under `/t/{slug}/` that needs a signed-in user. The isolation tests walk this
+/// list, so a page added here is tested against other tenants from the start.
+pub fn tenant_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/t/{slug}/", get(dashboard::show)),
+        ("/t/{slug}/logout", post(auth::sign_out)),
+        ("/t/{slug}/profile", get(dashboard::profile)),
+        (
+            "/t/{slug}/profile/password",
+            post(dashboard::change_password),
+        ),
+        ("/t/{slug}/users", get(users::list).post(users::create)),
+        ("/t/{slug}/users/new", get(users::new)),
+        ("/t/{slug}/users/{id}", get(users::show)),
+        ("/t/{slug}/users/{id}/role", post(users::change_role)),
+        ("/t/{slug}/users/{id}/status", post(users::change_status)),
+        ("/t/{slug}/users/{id}/password", post(users::reset_password)),
+        ("/t/{slug}/audit", get(audit_log::list)),
+    ]
+}
+
 pub fn router(state: AppState) -> Router {
     let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
         .with_name(SESSION_COOKIE)
@@ -29,24 +50,20 @@ pub fn router(state: AppState) -> Router {
         .with_secure(state.config.secure_cookies())
         .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT));
 
+    let tenant_pages = tenant_routes()
+        .into_iter()
+        .fold(Router::new(), |router, (path, route)| {
+            router.route(path, route)
+        });
+
     Router::new()
+        .merge(tenant_pages)
         .route("/", get(public::home))
         .route("/healthz", get(public::healthz))
         .route("/readyz", get(public::readyz))
         .route("/setup", get(setup::show).post(setup::create))
         .route("/t/{slug}", get(public::tenant_root))
-        .route("/t/{slug}/", get(dashboard::show))
         .route("/t/{slug}/login", get(auth::show).post(auth::sign_in))
-        .route("/t/{slug}/logout", post(auth::sign_out))
-        .route("/t/{slug}/profile", get(dashboard::profile))
-        .route("/t/{slug}/profile/password", post(dashboard::change_password))
-        .route("/t/{slug}/users", get(users::list).post(users::create))
-        .route("/t/{slug}/users/new", get(users::new))
-        .route("/t/{slug}/users/{id}", get(users::show))
-        .route("/t/{slug}/users/{id}/role", post(users::change_role))
-        .route("/t/{slug}/users/{id}/status", post(users::change_status))
-        .route("/t/{slug}/users/{id}/password", post(users::reset_password))
-        .route("/t/{slug}/audit", get(audit_log::list))
         .route("/static/{file}", get(assets::serve))
         .fallback(error::not_found)
         // Layers run outside-in from the bottom: request id, trace, error pages, body limit,

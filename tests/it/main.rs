@@ -1,1 +1,16 @@
-fn main() {}
+//! Portico's integration tests: one binary, each test with its own server and database.
+//! Every test runs on SQLite, and again on PostgreSQL when TEST_DATABASE_URL is set.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test support fails loudly, outside #[test] functions too"
+)]
+
+mod support;
+
+mod auth;
+mod health;
+mod isolation;
+mod setup;
+mod users;

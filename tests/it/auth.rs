@@ -1,0 +1,249 @@
+//! Local sign-in, sessions, throttling and the CSRF defense.
+
+use portico::domain::Role;
+
+use crate::on_both_backends;
+use crate::support::{Backend, PASSWORD, spawn_app};
+
+on_both_backends!(
+    sign_in_lands_on_the_dashboard_under_a_new_session_id,
+    wrong_password_unknown_email_and_disabled_user_get_one_message,
+    repeated_failures_are_throttled_and_audited,
+    sign_out_destroys_the_session,
+    pages_need_a_signed_in_user,
+    post_without_form_token_is_refused_and_changes_nothing,
+    post_from_another_origin_is_refused,
+);
+
+async fn sign_in_lands_on_the_dashboard_under_a_new_session_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.create_tenant("acme", "Acme Corp").await;
+    app.create_user(&tenant, "agent@acme.test", Role::Agent)
+        .await;
+
+    let browser = app.browser();
+    let login = browser.get("/t/acme/login").await;
+    login
+        .assert_status(200)
+        .assert_contains("Sign in")
+        .assert_contains("Acme Corp");
+    let cookie = login
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http must not get Secure cookies: {cookie}"
+    );
+    let before = browser.session_cookie().unwrap();
+
+    browser
+        .sign_in("acme", "Agent@Acme.test", PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
+    let after = browser.session_cookie().unwrap();
+    assert_ne!(before, after, "the session id must change at sign-in");
+
+    browser
+        .get("/t/acme/")
+        .await
+        .assert_status(200)
+        .assert_contains("Welcome, agent");
+
+    // The id known before sign-in (planted by an attacker, say) opens nothing.
+    let attacker = app.browser();
+    attacker.set_session_cookie(&before);
+    attacker
+        .get("/t/acme/")
+        .await
+        .assert_redirect("/t/acme/login");
+
+    let audit = app.audit_actions(&tenant).await;
+    assert!(
+        audit
+            .iter()
+            .any(|(action, target, _)| action == "sign_in" && target == "agent@acme.test")
+    );
+}
+
+async fn wrong_password_unknown_email_and_disabled_user_get_one_message(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, admin) = app.tenant_with_admin("acme").await;
+    let agent_id = app
+        .create_user(&tenant, "agent@acme.test", Role::Agent)
+        .await;
+    admin
+        .submit(
+            &format!("/t/acme/users/{}", agent_id.as_str()),
+            &format!("/t/acme/users/{}/status", agent_id.as_str()),
+            &[("status", "disabled")],
+        )
+        .await
+        .assert_redirect(&format!("/t/acme/users/{}?done=status", agent_id.as_str()));
+
+    for (email, password) in [
+        ("admin@acme.test", "not the password"),
+        ("nobody@acme.test", PASSWORD),
+        ("agent@acme.test", PASSWORD),
+    ] {
+        let browser = app.browser();
+        let page = browser.sign_in("acme", email, password).await;
+        page.assert_status(400)
+            .assert_contains("Email or password is incorrect.")
+            .assert_contains(&format!("value=\"{email}\""))
+            .assert_lacks(password);
+        browser
+            .get("/t/acme/")
+            .await
+            .assert_redirect("/t/acme/login");
+    }
+
+    let failures: Vec<(String, String)> = app
+        .audit_actions(&tenant)
+        .await
+        .into_iter()
+        .filter(|(action, _, _)| action == "sign_in.failed")
+        .map(|(_, target, detail)| (target, detail))
+        .collect();
+    assert!(failures.contains(&("admin@acme.test".into(), "wrong password".into())));
+    assert!(failures.contains(&("nobody@acme.test".into(), "unknown email".into())));
+    assert!(failures.contains(&("agent@acme.test".into(), "account is disabled".into())));
+}
+
+async fn repeated_failures_are_throttled_and_audited(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.create_tenant("acme", "Acme Corp").await;
+    app.create_user(&tenant, "agent@acme.test", Role::Agent)
+        .await;
+    let browser = app.browser();
+    for _ in 0..5 {
+        browser
+            .sign_in("acme", "agent@acme.test", "wrong password!")
+            .await
+            .assert_status(400);
+    }
+    // Even the right password waits now.
+    browser
+        .sign_in("acme", "agent@acme.test", PASSWORD)
+        .await
+        .assert_status(429)
+        .assert_contains("Too many failed sign-ins");
+    browser
+        .get("/t/acme/")
+        .await
+        .assert_redirect("/t/acme/login");
+    let audit = app.audit_actions(&tenant).await;
+    assert!(audit.iter().any(|(action, target, _)| action == "sign_in.throttled" && target == "agent@acme.test"));
+
+    // Another account of the tenant is not locked by this one's failures.
+    app.create_user(&tenant, "other@acme.test", Role::Agent)
+        .await;
+    app.browser()
+        .sign_in("acme", "other@acme.test", PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
+}
+
+async fn sign_out_destroys_the_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, browser) = app.tenant_with_admin("acme").await;
+    let session = browser.session_cookie().unwrap();
+    browser
+        .submit("/t/acme/", "/t/acme/logout", &[])
+        .await
+        .assert_redirect("/t/acme/login");
+    browser
+        .get("/t/acme/")
+        .await
+        .assert_redirect("/t/acme/login");
+
+    // A copy of the old cookie is worthless too: the session is gone on the server.
+    let replay = app.browser();
+    replay.set_session_cookie(&session);
+    replay
+        .get("/t/acme/")
+        .await
+        .assert_redirect("/t/acme/login");
+    let audit = app.audit_actions(&tenant).await;
+    assert!(audit.iter().any(|(action, _, _)| action == "sign_out"));
+}
+
+async fn pages_need_a_signed_in_user(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_tenant("acme", "Acme Corp").await;
+    let browser = app.browser();
+    for page in [
+        "/t/acme/",
+        "/t/acme/users",
+        "/t/acme/audit",
+        "/t/acme/profile",
+    ] {
+        browser.get(page).await.assert_redirect("/t/acme/login");
+    }
+    browser.get("/t/nope/login").await.assert_status(404);
+}
+
+async fn post_without_form_token_is_refused_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, admin) = app.tenant_with_admin("acme").await;
+    let fields = [
+        ("display_name", "Mallory"),
+        ("email", "mallory@acme.test"),
+        ("role", "admin"),
+        ("password", "long enough password"),
+    ];
+    admin
+        .post_raw("/t/acme/users", &fields)
+        .await
+        .assert_status(403)
+        .assert_contains("This form has expired");
+    let mut forged = vec![("csrf_token", "forged-token")];
+    forged.extend_from_slice(&fields);
+    admin
+        .post_raw("/t/acme/users", &forged)
+        .await
+        .assert_status(403);
+
+    admin
+        .get("/t/acme/users")
+        .await
+        .assert_status(200)
+        .assert_lacks("mallory@acme.test");
+    assert!(
+        !app.audit_actions(&tenant)
+            .await
+            .iter()
+            .any(|(_, target, _)| target == "mallory@acme.test")
+    );
+}
+
+async fn post_from_another_origin_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, admin) = app.tenant_with_admin("acme").await;
+    let page = admin.get("/t/acme/users/new").await;
+    let token = page.csrf_token();
+    let response = admin
+        .client
+        .post(app.url("/t/acme/users"))
+        .header("origin", "https://evil.example")
+        .form(&[
+            ("csrf_token", token.as_str()),
+            ("display_name", "Mallory"),
+            ("email", "mallory@acme.test"),
+            ("role", "agent"),
+            ("password", "long enough password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    admin
+        .get("/t/acme/users")
+        .await
+        .assert_lacks("mallory@acme.test");
+}

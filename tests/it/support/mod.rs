@@ -1,0 +1,319 @@
+//! `spawn_app()`: the real router on a random port, a fresh database, and browsers that
+//! keep cookies and never follow redirects, so tests see exactly what a browser is told.
+
+mod database;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use portico::app::{App, AppState};
+use portico::config::Config;
+use portico::crypto::SecretKey;
+use portico::domain::{DisplayName, EmailAddress, Role, Slug, TenantName};
+use portico::store::tenants::{self, Tenant};
+use portico::store::users::{self, NewUser, UserId};
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+
+pub use database::{Backend, TestDatabase};
+
+/// Runs an async test body once per backend: `mod name { sqlite, postgres }`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$test($crate::support::Backend::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if $crate::support::Backend::postgres_available() {
+                    super::$test($crate::support::Backend::Postgres).await;
+                }
+            }
+        }
+    )*};
+}
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub state: AppState,
+    /// Dropped with the app: the SQLite directory goes with it.
+    _database: TestDatabase,
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let database = TestDatabase::create(backend).await;
+    spawn_app_on(database).await
+}
+
+pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let config = Config {
+        bind: address,
+        base_url: format!("http://{address}").parse().unwrap(),
+        database_url: database.url.clone(),
+        secret_key: SecretKey::generate(),
+        trust_forwarded_for: false,
+    };
+    let state = App::start(config).await.unwrap();
+    tokio::spawn(portico::serve(
+        state.clone(),
+        listener,
+        std::future::pending(),
+    ));
+    TestApp {
+        address,
+        state,
+        _database: database,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.address, path)
+    }
+
+    /// A new browser with an empty cookie jar.
+    pub fn browser(&self) -> Browser {
+        let jar = Arc::new(reqwest::cookie::Jar::default());
+        Browser {
+            base: format!("http://{}", self.address),
+            client: reqwest::Client::builder()
+                .cookie_provider(jar.clone())
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            jar,
+        }
+    }
+
+    pub fn setup_url(&self) -> Option<String> {
+        self.state
+            .setup_url()
+            .map(|url| url.expose_secret().to_owned())
+    }
+
+    /// A tenant made directly through the store, as `portico tenant create` does.
+    pub async fn create_tenant(&self, slug: &str, name: &str) -> Tenant {
+        let slug = Slug::parse(slug).unwrap();
+        let name = TenantName::parse(name).unwrap();
+        tenants::create(&self.state.db, &slug, &name, None, false)
+            .await
+            .unwrap()
+            .0
+    }
+
+    /// A user with the shared test password, as `portico user create` does.
+    pub async fn create_user(&self, tenant: &Tenant, email: &str, role: Role) -> UserId {
+        let hash = self
+            .state
+            .passwords
+            .hash(SecretString::from(PASSWORD))
+            .await
+            .unwrap();
+        let user = NewUser {
+            email: EmailAddress::parse(email).unwrap(),
+            display_name: DisplayName::parse(email.split('@').next().unwrap()).unwrap(),
+            role,
+            password_hash: Some(hash),
+        };
+        users::create(&self.state.db, &tenant.id, &user)
+            .await
+            .unwrap()
+    }
+
+    /// A tenant with one admin, and a browser signed in as that admin.
+    pub async fn tenant_with_admin(&self, slug: &str) -> (Tenant, Browser) {
+        let tenant = self.create_tenant(slug, &format!("{slug} Inc")).await;
+        let email = format!("admin@{slug}.test");
+        self.create_user(&tenant, &email, Role::Admin).await;
+        let browser = self.browser();
+        browser
+            .sign_in(slug, &email, PASSWORD)
+            .await
+            .assert_redirect(&format!("/t/{slug}/"));
+        (tenant, browser)
+    }
+
+    /// The id of the tenant's user with this email, as the Users page links it.
+    pub async fn user_id(&self, tenant: &Tenant, email: &str) -> String {
+        let page = portico::store::Page::new(None, 500);
+        users::list(&self.state.db, &tenant.id, Some(email), page)
+            .await
+            .unwrap()
+            .rows
+            .into_iter()
+            .find(|user| user.email == email)
+            .unwrap()
+            .id
+            .as_str()
+            .to_owned()
+    }
+
+    /// The tenant's audit log as (action, target, detail) rows, newest first.
+    pub async fn audit_actions(&self, tenant: &Tenant) -> Vec<(String, String, String)> {
+        let page = portico::store::Page::new(None, 500);
+        portico::store::audit::list(&self.state.db, &tenant.id, page)
+            .await
+            .unwrap()
+            .rows
+            .into_iter()
+            .map(|row| (row.action, row.target, row.detail))
+            .collect()
+    }
+}
+
+/// One browser: a cookie jar against one server.
+pub struct Browser {
+    base: String,
+    pub client: reqwest::Client,
+    jar: Arc<reqwest::cookie::Jar>,
+}
+
+/// A response read whole: status, Location and body.
+pub struct Page {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Page {
+    async fn read(response: reqwest::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let location = headers
+            .get("location")
+            .map(|value| value.to_str().unwrap().to_owned());
+        Self {
+            status,
+            location,
+            headers,
+            body: response.text().await.unwrap(),
+        }
+    }
+
+    #[track_caller]
+    pub fn assert_redirect(&self, to: &str) -> &Self {
+        assert!(
+            self.status.is_redirection(),
+            "expected a redirect to {to}, got {} with {}",
+            self.status,
+            self.body
+        );
+        assert_eq!(self.location.as_deref(), Some(to));
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_contains(&self, text: &str) -> &Self {
+        assert!(
+            self.body.contains(text),
+            "expected {text:?} in the page:\n{}",
+            self.body
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_lacks(&self, text: &str) -> &Self {
+        assert!(
+            !self.body.contains(text),
+            "did not expect {text:?} in the page:\n{}",
+            self.body
+        );
+        self
+    }
+
+    /// The form token of the first form of the page.
+    pub fn csrf_token(&self) -> String {
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = self
+            .body
+            .find(marker)
+            .unwrap_or_else(|| panic!("no form token in:\n{}", self.body))
+            + marker.len();
+        let end = start + self.body[start..].find('"').unwrap();
+        self.body[start..end].to_owned()
+    }
+}
+
+impl Browser {
+    pub async fn get(&self, path: &str) -> Page {
+        Page::read(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// Posts exactly these fields, without adding a form token.
+    pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let body = serde_urlencoded::to_string(fields).unwrap();
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        Page::read(response).await
+    }
+
+    /// Opens `page`, then posts `fields` to `action` with the page's form token, like
+    /// a person filling in the form.
+    pub async fn submit(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let form_page = self.get(page).await;
+        form_page.assert_status(200);
+        let token = form_page.csrf_token();
+        let mut all = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_raw(action, &all).await
+    }
+
+    pub async fn sign_in(&self, slug: &str, email: &str, password: &str) -> Page {
+        let login = format!("/t/{slug}/login");
+        self.submit(&login, &login, &[("email", email), ("password", password)])
+            .await
+    }
+
+    /// The session cookie's value, to compare before and after sign-in.
+    pub fn session_cookie(&self) -> Option<String> {
+        use reqwest::cookie::CookieStore as _;
+        let cookies = self.jar.cookies(&self.base.parse().unwrap())?;
+        cookies
+            .to_str()
+            .unwrap()
+            .split("; ")
+            .find_map(|pair| pair.strip_prefix("portico_session=").map(str::to_owned))
+    }
+
+    /// Replaces the session cookie, as an attacker who planted one would.
+    pub fn set_session_cookie(&self, value: &str) {
+        self.jar.add_cookie_str(
+            &format!("portico_session={value}; Path=/"),
+            &self.base.parse().unwrap(),
+        );
+    }
+}
