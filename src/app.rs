@@ -4,8 +4,10 @@ use std::sync::{Arc, Mutex};
 
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{HashError, PasswordHasher, constant_time_eq, random_token};
+use crate::microsoft::Microsoft;
 use crate::store::{self, Db, StoreError};
 
 /// Shared by every request; cheap to clone.
@@ -15,6 +17,8 @@ pub struct App {
     pub config: Config,
     pub db: Db,
     pub passwords: PasswordHasher,
+    pub microsoft: Microsoft,
+    pub clock: Clock,
     setup_token: Mutex<Option<SecretString>>,
 }
 
@@ -26,11 +30,17 @@ pub enum StartError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Hash(#[from] HashError),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 impl App {
     /// Connects, migrates, and opens the setup link when no tenant exists yet.
     pub async fn start(config: Config) -> Result<AppState, StartError> {
+        // One TLS crypto provider for the process (ring); installing it twice is harmless.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let clock = Clock::default();
+        let microsoft = Microsoft::new(&config.microsoft, clock.clone())?;
         let db = Db::connect(&config.database_url).await?;
         db.migrate().await?;
         let no_tenant_yet = store::tenants::count(&db).await? == 0;
@@ -38,6 +48,8 @@ impl App {
             config,
             db,
             passwords: PasswordHasher::new()?,
+            microsoft,
+            clock,
             setup_token: Mutex::new(no_tenant_yet.then(|| SecretString::from(random_token()))),
         }))
     }

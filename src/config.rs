@@ -57,6 +57,21 @@ pub struct ServeArgs {
     /// Take the client address from the last X-Forwarded-For hop (only behind a trusted proxy).
     #[arg(long, env = "PORTICO_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
+
+    #[command(flatten)]
+    pub microsoft: MicrosoftArgs,
+}
+
+/// Where Microsoft's identity platform and Graph are reached.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MicrosoftArgs {
+    /// Replaces https://login.microsoftonline.com (the Global cloud's identity platform).
+    #[arg(long = "microsoft-login-url", env = "PORTICO_MICROSOFT_LOGIN_URL")]
+    pub login_url: Option<Url>,
+
+    /// Replaces https://graph.microsoft.com (the Global cloud's Graph).
+    #[arg(long = "microsoft-graph-url", env = "PORTICO_MICROSOFT_GRAPH_URL")]
+    pub graph_url: Option<Url>,
 }
 
 /// The validated configuration of a running server.
@@ -67,6 +82,7 @@ pub struct Config {
     pub database_url: String,
     pub secret_key: SecretKey,
     pub trust_forwarded_for: bool,
+    pub microsoft: MicrosoftArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +130,7 @@ impl Config {
             database_url: args.database.resolved_url(),
             secret_key,
             trust_forwarded_for: args.trust_forwarded_for,
+            microsoft: args.microsoft,
         })
     }
 

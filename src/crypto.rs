@@ -75,6 +75,86 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Format version of sealed values; bump when the layout changes.
+const SEALED_VERSION: &str = "v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("the sealed value is malformed")]
+    Malformed,
+    #[error("the value was sealed with key {0}, which this deployment does not have")]
+    UnknownKey(String),
+    #[error("the sealed value does not open with this key and context")]
+    Inauthentic,
+}
+
+impl SecretKey {
+    /// Encrypts a secret for storage with XChaCha20-Poly1305. `context` names where the value
+    /// lives (e.g. `sign-in-client-secret/<tenant id>`) and is authenticated, so a sealed value
+    /// copied into another row or tenant does not open. The result carries the key id.
+    pub fn seal(&self, secret: &SecretString, context: &str) -> String {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+        let cipher = XChaCha20Poly1305::new(&self.0.into());
+        let nonce_bytes = random_bytes::<24>();
+        let payload = Payload {
+            msg: secret.expose_secret().as_bytes(),
+            aad: context.as_bytes(),
+        };
+        // Encryption fails only for messages of gigabytes; secrets are bounded far below that.
+        let ciphertext = cipher
+            .encrypt(&XNonce::from(nonce_bytes), payload)
+            .unwrap_or_default();
+        let mut sealed = Vec::with_capacity(24 + ciphertext.len());
+        sealed.extend_from_slice(&nonce_bytes);
+        sealed.extend_from_slice(&ciphertext);
+        format!(
+            "{SEALED_VERSION}.{}.{}",
+            self.key_id(),
+            URL_SAFE_NO_PAD.encode(sealed)
+        )
+    }
+
+    /// Opens a value made by [`SecretKey::seal`] with the same context.
+    pub fn open(&self, sealed: &str, context: &str) -> Result<SecretString, SealError> {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+        let mut parts = sealed.splitn(3, '.');
+        let (Some(SEALED_VERSION), Some(key_id), Some(body)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SealError::Malformed);
+        };
+        if key_id != self.key_id() {
+            return Err(SealError::UnknownKey(key_id.to_owned()));
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| SealError::Malformed)?;
+        if bytes.len() < 24 {
+            return Err(SealError::Malformed);
+        }
+        let (nonce, ciphertext) = bytes.split_at(24);
+        let nonce = XNonce::try_from(nonce).map_err(|_| SealError::Malformed)?;
+        let cipher = XChaCha20Poly1305::new(&self.0.into());
+        let plaintext = Zeroizing::new(
+            cipher
+                .decrypt(
+                    &nonce,
+                    Payload {
+                        msg: ciphertext,
+                        aad: context.as_bytes(),
+                    },
+                )
+                .map_err(|_| SealError::Inauthentic)?,
+        );
+        let text = std::str::from_utf8(&plaintext).map_err(|_| SealError::Inauthentic)?;
+        Ok(SecretString::from(text.to_owned()))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
@@ -151,6 +231,35 @@ mod tests {
         assert_eq!(key.key_id(), again.key_id());
         assert_eq!(key.key_id().len(), 8);
         assert!(!format!("{key:?}").contains(key.to_base64().as_str()));
+    }
+
+    #[test]
+    fn sealed_secret_opens_only_with_its_key_and_context() {
+        let key = SecretKey::generate();
+        let secret = SecretString::from("canary-client-secret");
+        let sealed = key.seal(&secret, "ctx/tenant-a");
+        assert!(sealed.starts_with(&format!("v1.{}.", key.key_id())));
+        assert!(!sealed.contains("canary"));
+        assert_ne!(
+            sealed,
+            key.seal(&secret, "ctx/tenant-a"),
+            "nonces must differ"
+        );
+        let opened = key.open(&sealed, "ctx/tenant-a").unwrap();
+        assert_eq!(opened.expose_secret(), "canary-client-secret");
+        assert!(matches!(
+            key.open(&sealed, "ctx/tenant-b"),
+            Err(SealError::Inauthentic)
+        ));
+        assert!(matches!(
+            SecretKey::generate().open(&sealed, "ctx/tenant-a"),
+            Err(SealError::UnknownKey(_))
+        ));
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert!(key.open(&tampered, "ctx/tenant-a").is_err());
+        assert!(matches!(key.open("v1.x", "ctx"), Err(SealError::Malformed)));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 pub mod accounts;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod microsoft;
 pub mod store;
 pub mod web;
 

@@ -12,6 +12,10 @@ pub enum AuditAction {
     UserEnabled,
     UserPasswordReset,
     OwnPasswordChanged,
+    MicrosoftIdentityLinked,
+    MicrosoftIdentityUnlinked,
+    MicrosoftLinkCreated,
+    MicrosoftSignInSettingsChanged,
 }
 
 impl AuditAction {
@@ -28,6 +32,10 @@ impl AuditAction {
             Self::UserEnabled => "user.enabled",
             Self::UserPasswordReset => "user.password_reset",
             Self::OwnPasswordChanged => "user.own_password_changed",
+            Self::MicrosoftIdentityLinked => "user.microsoft_linked",
+            Self::MicrosoftIdentityUnlinked => "user.microsoft_unlinked",
+            Self::MicrosoftLinkCreated => "user.microsoft_link_created",
+            Self::MicrosoftSignInSettingsChanged => "settings.microsoft_sign_in_changed",
         }
     }
 }

@@ -3,10 +3,12 @@
 
 mod audit;
 mod fields;
+mod microsoft;
 mod tenant;
 mod user;
 
 pub use audit::AuditAction;
 pub use fields::FieldErrors;
+pub use microsoft::{CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId};
 pub use tenant::{Slug, TenantName};
 pub use user::{DisplayName, EmailAddress, NewPassword, Role, UserStatus};

@@ -68,6 +68,16 @@ pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<Tenant>, sqlx::E
     Ok(row.map(Tenant::from))
 }
 
+/// The tenant a server-side record (a pending sign-in, say) points at.
+pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<Tenant>, sqlx::Error> {
+    let row: Option<TenantRow> =
+        sqlx::query_as("SELECT id, slug, name, created_at FROM tenants WHERE id = $1")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.map(Tenant::from))
+}
+
 /// Creates a tenant, and its first admin when one is given, in one transaction.
 /// With `only_if_first`, refuses when any tenant exists (the browser setup page).
 pub async fn create(

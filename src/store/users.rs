@@ -6,7 +6,7 @@ use super::{Db, Page, Paged, from_unix, is_unique_violation, like_pattern, new_i
 use crate::domain::{DisplayName, EmailAddress, Role, UserStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserId(String);
+pub struct UserId(pub(super) String);
 
 impl UserId {
     pub fn as_str(&self) -> &str {

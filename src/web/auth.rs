@@ -16,6 +16,7 @@ use super::{Layout, session};
 use crate::accounts::{self, SignInOutcome};
 use crate::app::AppState;
 use crate::domain::AuditAction;
+use crate::store::microsoft_sign_in;
 use crate::store::tenants::Tenant;
 
 #[derive(Template, WebTemplate)]
@@ -26,17 +27,28 @@ pub struct LoginPage {
     slug: String,
     email: String,
     error: Option<&'static str>,
+    microsoft_enabled: bool,
 }
 
 impl LoginPage {
-    fn new(tenant: Tenant, csrf_token: String, email: String, error: Option<&'static str>) -> Self {
-        Self {
+    async fn new(
+        state: &AppState,
+        tenant: Tenant,
+        csrf_token: String,
+        email: String,
+        error: Option<&'static str>,
+    ) -> Result<Self, AppError> {
+        let microsoft_enabled = microsoft_sign_in::get(&state.db, &tenant.id)
+            .await?
+            .is_some_and(|settings| settings.enabled);
+        Ok(Self {
             layout: Layout::public(format!("Sign in to {}", tenant.name), csrf_token),
             tenant_name: tenant.name,
             slug: tenant.slug,
             email,
             error,
-        }
+            microsoft_enabled,
+        })
     }
 }
 
@@ -48,8 +60,12 @@ pub struct LoginForm {
     password: Option<SecretString>,
 }
 
-pub async fn show(PathTenant(tenant): PathTenant, CsrfToken(csrf_token): CsrfToken) -> LoginPage {
-    LoginPage::new(tenant, csrf_token, String::new(), None)
+pub async fn show(
+    State(state): State<AppState>,
+    PathTenant(tenant): PathTenant,
+    CsrfToken(csrf_token): CsrfToken,
+) -> Result<LoginPage, AppError> {
+    LoginPage::new(&state, tenant, csrf_token, String::new(), None).await
 }
 
 pub async fn sign_in(
@@ -70,12 +86,14 @@ pub async fn sign_in(
         }
         SignInOutcome::Refused => {
             let error = "Email or password is incorrect.";
-            Rejected(LoginPage::new(tenant, csrf_token, form.email, Some(error))).into_response()
+            let page = LoginPage::new(&state, tenant, csrf_token, form.email, Some(error)).await?;
+            Rejected(page).into_response()
         }
         SignInOutcome::Throttled => {
             let error = "Too many failed sign-ins. Wait 15 minutes and try again, or ask an \
                          admin to reset your password.";
-            Throttled(LoginPage::new(tenant, csrf_token, form.email, Some(error))).into_response()
+            let page = LoginPage::new(&state, tenant, csrf_token, form.email, Some(error)).await?;
+            Throttled(page).into_response()
         }
     })
 }

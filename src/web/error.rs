@@ -43,6 +43,7 @@ internal_from!(
     StoreError,
     HashError,
     tower_sessions::session::Error,
+    crate::crypto::SealError,
 );
 
 impl From<ChangeUserError> for AppError {
@@ -165,6 +166,15 @@ pub struct Throttled<T>(pub T);
 impl<T: IntoResponse> IntoResponse for Throttled<T> {
     fn into_response(self) -> Response {
         (StatusCode::TOO_MANY_REQUESTS, self.0).into_response()
+    }
+}
+
+/// A page explaining that a service Portico depends on failed, answered as 502 Bad Gateway.
+pub struct BadGateway<T>(pub T);
+
+impl<T: IntoResponse> IntoResponse for BadGateway<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_GATEWAY, self.0).into_response()
     }
 }
 

@@ -7,6 +7,8 @@ mod csrf;
 mod dashboard;
 mod error;
 mod extract;
+mod microsoft_settings;
+mod microsoft_sign_in;
 mod public;
 pub mod router;
 mod session;
@@ -38,7 +40,7 @@ pub struct Nav {
     pub tenant_name: String,
     pub user_name: String,
     pub is_admin: bool,
-    /// Which item is highlighted: "dashboard", "users", "audit" or "profile".
+    /// Which item is highlighted: "dashboard", "users", "audit", "settings" or "profile".
     pub section: &'static str,
 }
 

@@ -14,7 +14,10 @@ use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
-use super::{assets, audit_log, auth, csrf, dashboard, error, public, session, setup, users};
+use super::{
+    assets, audit_log, auth, csrf, dashboard, error, microsoft_settings, microsoft_sign_in, public,
+    session, setup, users,
+};
 use crate::app::AppState;
 use crate::store::sessions::DbSessionStore;
 
@@ -38,7 +41,19 @@ pub fn tenant_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/t/{slug}/users/{id}/role", post(users::change_role)),
         ("/t/{slug}/users/{id}/status", post(users::change_status)),
         ("/t/{slug}/users/{id}/password", post(users::reset_password)),
+        (
+            "/t/{slug}/users/{id}/microsoft-link",
+            post(users::create_microsoft_link),
+        ),
+        (
+            "/t/{slug}/users/{id}/microsoft-unlink",
+            post(users::unlink_microsoft),
+        ),
         ("/t/{slug}/audit", get(audit_log::list)),
+        (
+            "/t/{slug}/settings/microsoft-sign-in",
+            get(microsoft_settings::show).post(microsoft_settings::save),
+        ),
     ]
 }
 
@@ -64,6 +79,12 @@ pub fn router(state: AppState) -> Router {
         .route("/setup", get(setup::show).post(setup::create))
         .route("/t/{slug}", get(public::tenant_root))
         .route("/t/{slug}/login", get(auth::show).post(auth::sign_in))
+        .route("/t/{slug}/auth/microsoft", get(microsoft_sign_in::start))
+        .route(
+            "/t/{slug}/auth/microsoft/link/{token}",
+            get(microsoft_sign_in::start_link),
+        )
+        .route("/auth/microsoft/callback", get(microsoft_sign_in::callback))
         .route("/static/{file}", get(assets::serve))
         .fallback(error::not_found)
         // Layers run outside-in from the bottom: request id, trace, error pages, body limit,

@@ -5,11 +5,16 @@ use time::{Duration, OffsetDateTime};
 use tower_sessions::Session;
 
 use crate::crypto::random_token;
+use crate::microsoft::sign_in::PendingSignIn;
 use crate::store::tenants::TenantId;
 use crate::store::users::UserId;
 
 const SIGNED_IN_KEY: &str = "signed_in";
 const CSRF_KEY: &str = "csrf";
+const MICROSOFT_SIGN_IN_KEY: &str = "microsoft_sign_in";
+
+/// A Microsoft sign-in is abandoned after this long.
+pub const MICROSOFT_SIGN_IN_TIMEOUT: Duration = Duration::minutes(10);
 
 /// Sessions end after this long without a request...
 pub const IDLE_TIMEOUT: Duration = Duration::hours(2);
@@ -60,6 +65,37 @@ pub async fn sign_in(
 /// Ends the session: its record is deleted and the cookie cleared.
 pub async fn sign_out(session: &Session) -> Result<(), tower_sessions::session::Error> {
     session.flush().await
+}
+
+/// A Microsoft sign-in this browser started, waiting for Microsoft to send it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingMicrosoftSignIn {
+    pub tenant_id: String,
+    pub started_at: i64,
+    /// The one-time link that started it, when an admin sent the user one.
+    pub link_token: Option<String>,
+    pub flow: PendingSignIn,
+}
+
+impl PendingMicrosoftSignIn {
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        now.unix_timestamp() - self.started_at > MICROSOFT_SIGN_IN_TIMEOUT.whole_seconds()
+    }
+}
+
+/// Remembers the sign-in; a newer one replaces it, so only the latest can complete.
+pub async fn start_microsoft_sign_in(
+    session: &Session,
+    pending: PendingMicrosoftSignIn,
+) -> Result<(), tower_sessions::session::Error> {
+    session.insert(MICROSOFT_SIGN_IN_KEY, pending).await
+}
+
+/// Takes the pending sign-in out of the session: whatever happens next, it is used up.
+pub async fn take_microsoft_sign_in(
+    session: &Session,
+) -> Result<Option<PendingMicrosoftSignIn>, tower_sessions::session::Error> {
+    session.remove(MICROSOFT_SIGN_IN_KEY).await
 }
 
 /// The session's form token, made on first use.

@@ -12,9 +12,11 @@ use super::error::{AppError, Rejected};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
 use super::{Layout, format_time};
 use crate::app::AppState;
+use crate::crypto::random_token;
 use crate::domain::{
     AuditAction, DisplayName, EmailAddress, FieldErrors, NewPassword, Role, UserStatus,
 };
+use crate::store::identities;
 use crate::store::users::{self, ChangeUserError, CreateUserError, NewUser, User};
 use crate::store::{Page, Paged};
 
@@ -23,6 +25,8 @@ const PAGE_SIZE: u32 = 50;
 /// A user as the pages show them.
 pub struct UserView {
     pub id: String,
+    /// The linked Microsoft account's sign-in name, and its directory.
+    pub microsoft: Option<(String, String)>,
     pub display_name: String,
     pub email: String,
     pub role: Role,
@@ -35,6 +39,7 @@ impl From<User> for UserView {
     fn from(user: User) -> Self {
         Self {
             id: user.id.as_str().to_owned(),
+            microsoft: None,
             display_name: user.display_name,
             email: user.email,
             role: user.role,
@@ -193,6 +198,8 @@ pub struct UserPage {
     is_self: bool,
     errors: FieldErrors,
     notice: Option<&'static str>,
+    /// A one-time link just made, shown once and never stored in plaintext.
+    link_url: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -222,13 +229,21 @@ async fn user_page(
     let user = users::get(&state.db, &ctx.tenant.id, id)
         .await?
         .ok_or(AppError::NotFound)?;
+    let microsoft = identities::for_users(&state.db, &ctx.tenant.id, &[user.id.as_str()])
+        .await?
+        .remove(user.id.as_str())
+        .map(|identity| (identity.username, identity.tid));
     Ok(UserPage {
         layout: ctx.layout(user.display_name.clone(), "users"),
         slug: ctx.tenant.slug.clone(),
         is_self: user.id == ctx.user.id,
-        user: user.into(),
+        user: UserView {
+            microsoft,
+            ..user.into()
+        },
         errors,
         notice,
+        link_url: None,
     })
 }
 
@@ -358,4 +373,60 @@ async fn rejected(
 ) -> Result<Response, AppError> {
     let page = user_page(state, ctx, id, FieldErrors::single(field, message), None).await?;
     Ok(Rejected(page).into_response())
+}
+
+/// How long a one-time Microsoft link stays valid.
+const LINK_VALIDITY: time::Duration = time::Duration::days(7);
+
+/// Makes a one-time link that binds the Microsoft account the user signs in with to them.
+pub async fn create_microsoft_link(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<UserPage, AppError> {
+    let user = users::get(&state.db, &ctx.tenant.id, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let token = random_token();
+    let expires_at = (state.clock.now() + LINK_VALIDITY).unix_timestamp();
+    identities::create_invite(&state.db, &ctx.tenant.id, &user.id, &token, expires_at).await?;
+    ctx.audit(
+        &state,
+        AuditAction::MicrosoftLinkCreated,
+        &user.email,
+        "valid for 7 days",
+        ip,
+    )
+    .await?;
+    let mut page = user_page(&state, &ctx, &id, FieldErrors::new(), None).await?;
+    page.link_url = Some(state.config.public_url(&format!(
+        "/t/{}/auth/microsoft/link/{token}",
+        ctx.tenant.slug
+    )));
+    Ok(page)
+}
+
+pub async fn unlink_microsoft(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Redirect, AppError> {
+    let user = users::get(&state.db, &ctx.tenant.id, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if identities::unlink(&state.db, &ctx.tenant.id, &user.id).await? {
+        ctx.audit(
+            &state,
+            AuditAction::MicrosoftIdentityUnlinked,
+            &user.email,
+            "",
+            ip,
+        )
+        .await?;
+    }
+    Ok(Redirect::to(
+        &ctx.path(&format!("/users/{id}?done=unlinked")),
+    ))
 }

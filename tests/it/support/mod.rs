@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use portico::app::{App, AppState};
-use portico::config::Config;
+use portico::config::{Config, MicrosoftArgs};
 use portico::crypto::SecretKey;
 use portico::domain::{DisplayName, EmailAddress, Role, Slug, TenantName};
 use portico::store::tenants::{self, Tenant};
@@ -60,6 +60,7 @@ pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
         database_url: database.url.clone(),
         secret_key: SecretKey::generate(),
         trust_forwarded_for: false,
+        microsoft: MicrosoftArgs::default(),
     };
     let state = App::start(config).await.unwrap();
     tokio::spawn(portico::serve(

@@ -1,0 +1,265 @@
+//! Microsoft's error answers, and what they mean in plain words. Portico branches on the
+//! OAuth `error` and the AADSTS code, never on the wording of `error_description`.
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// An error as Microsoft reported it, with the references its support asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MicrosoftError {
+    /// The OAuth 2.0 `error` value, e.g. `invalid_client`.
+    pub error: String,
+    /// The AADSTS number, e.g. 7000215.
+    pub code: Option<u32>,
+    pub description: String,
+    pub trace_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub timestamp: Option<String>,
+}
+
+impl MicrosoftError {
+    /// From the `error` and `error_description` parameters of a redirect back to Portico.
+    pub fn from_redirect(error: &str, description: Option<&str>) -> Self {
+        let description = description.unwrap_or_default();
+        Self {
+            error: error.to_owned(),
+            code: aadsts_code(description),
+            description: first_line(description),
+            trace_id: labelled(description, "Trace ID:"),
+            correlation_id: labelled(description, "Correlation ID:"),
+            timestamp: labelled(description, "Timestamp:"),
+        }
+    }
+
+    /// From the JSON body of an error answer of the token or discovery endpoints.
+    pub fn from_body(body: &str) -> Self {
+        #[derive(Deserialize, Default)]
+        struct Body {
+            #[serde(default)]
+            error: String,
+            #[serde(default)]
+            error_description: String,
+            #[serde(default)]
+            error_codes: Vec<u32>,
+            trace_id: Option<String>,
+            correlation_id: Option<String>,
+            timestamp: Option<String>,
+        }
+        let Ok(body) = serde_json::from_str::<Body>(body) else {
+            return Self {
+                error: "unexpected_response".into(),
+                description: "Microsoft answered with an error Portico could not read.".into(),
+                ..Self::default()
+            };
+        };
+        let from_text = Self::from_redirect(&body.error, Some(&body.error_description));
+        Self {
+            code: body.error_codes.first().copied().or(from_text.code),
+            trace_id: body.trace_id.or(from_text.trace_id),
+            correlation_id: body.correlation_id.or(from_text.correlation_id),
+            timestamp: body.timestamp.or(from_text.timestamp),
+            ..from_text
+        }
+    }
+
+    /// What it means and what to do, in the words of the Azure portal.
+    pub fn advice(&self, context: &AdviceContext<'_>) -> Advice {
+        advice(self.code, &self.error, context)
+    }
+}
+
+impl fmt::Display for MicrosoftError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.code {
+            Some(code) => write!(f, "AADSTS{code} ({})", self.error),
+            None => f.write_str(&self.error),
+        }
+    }
+}
+
+/// What an explanation may point at.
+pub struct AdviceContext<'a> {
+    /// The redirect URI Portico sent, exactly as it must be registered.
+    pub redirect_uri: &'a str,
+    /// Whether Portico authenticated as a confidential client (with a client secret).
+    pub has_client_secret: bool,
+    /// Where a directory admin grants consent to the app, when known.
+    pub admin_consent_url: Option<&'a str>,
+}
+
+/// An explanation for people: a title, what happened, and the next step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advice {
+    pub title: &'static str,
+    pub meaning: String,
+    pub next_step: String,
+}
+
+fn advice(code: Option<u32>, error: &str, context: &AdviceContext<'_>) -> Advice {
+    let platform = if context.has_client_secret {
+        "Web"
+    } else {
+        "Mobile and desktop applications"
+    };
+    let consent = context.admin_consent_url.map_or_else(
+        || "An admin of the directory must grant admin consent to the app in Azure (API permissions → Grant admin consent).".to_owned(),
+        |url| format!("An admin of the directory must grant consent to the app: open {url} and accept."),
+    );
+    let (title, meaning, next_step) = match (code, error) {
+        (Some(50011), _) => (
+            "Redirect URI not registered",
+            format!("The app in Azure does not list Portico's redirect URI {}.", context.redirect_uri),
+            format!("In Azure, open App registrations → the app → Authentication, add the platform “{platform}” if needed, and register exactly {}.", context.redirect_uri),
+        ),
+        (Some(700016), _) => (
+            "Application not found in the directory",
+            "Microsoft has no app with this Application (client) ID in the directory used.".into(),
+            "Check the Application (client) ID and the Directory (tenant) ID against the app's Overview page in Azure.".into(),
+        ),
+        (Some(50020), _) => (
+            "Account from another directory",
+            "The account you chose belongs to a directory this app does not admit.".into(),
+            "Sign in with your organization's account, or ask an admin to invite this account into the directory as a guest.".into(),
+        ),
+        (Some(50194), _) => (
+            "Single-tenant app without a directory",
+            "The app is registered for accounts of one directory only, but Portico has no Directory (tenant) ID for it.".into(),
+            "Enter the Directory (tenant) ID in Portico's Sign in with Microsoft settings, or make the app multi-tenant in Azure (Authentication → Supported account types).".into(),
+        ),
+        (Some(65001 | 90094), _) => (
+            "Consent required",
+            "The app has not been granted permission to sign users in to this directory.".into(),
+            consent,
+        ),
+        (Some(7000215), _) => (
+            "Client secret is wrong",
+            "Microsoft does not recognize the client secret Portico sent.".into(),
+            "In Azure, open Certificates & secrets and copy the secret's Value, not its Secret ID. The Value is shown only when the secret is made: if it is gone, add a new secret and paste its Value into Portico.".into(),
+        ),
+        (Some(7000222), _) => (
+            "Client secret has expired",
+            "The client secret's expiry date has passed.".into(),
+            "In Azure, add a new client secret under Certificates & secrets and replace the secret in Portico.".into(),
+        ),
+        (Some(7000218), _) => (
+            "Client secret missing",
+            "The redirect URI is registered under the Web platform, which requires a client secret, and Portico has none for this app.".into(),
+            format!("Either enter a client secret in Portico, or register {} under “Mobile and desktop applications” in Azure instead of Web.", context.redirect_uri),
+        ),
+        (Some(90002), _) => (
+            "Directory not found",
+            "Microsoft has no directory with this Directory (tenant) ID or domain.".into(),
+            "Copy the Directory (tenant) ID from the app's Overview page in Azure.".into(),
+        ),
+        (Some(54005), _) => (
+            "Sign-in already completed",
+            "This sign-in's code was already used.".into(),
+            "Start again from the sign-in page.".into(),
+        ),
+        (Some(65004), _) | (None, "access_denied") => (
+            "Sign-in cancelled",
+            "The sign-in at Microsoft was cancelled, or the permissions were declined. Nothing changed.".into(),
+            "Try again when you are ready.".into(),
+        ),
+        _ => (
+            "Microsoft refused the sign-in",
+            "Microsoft answered with an error Portico has no explanation for.".into(),
+            "Give the details below to your admin; Microsoft's support can find the request by its trace and correlation IDs.".into(),
+        ),
+    };
+    Advice {
+        title,
+        meaning,
+        next_step,
+    }
+}
+
+/// The number in "AADSTS50011: The redirect URI ...".
+fn aadsts_code(text: &str) -> Option<u32> {
+    let start = text.find("AADSTS")? + "AADSTS".len();
+    let digits: String = text[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The value after a label such as "Trace ID:", up to the end of its line.
+fn labelled(text: &str, label: &str) -> Option<String> {
+    let start = text.find(label)? + label.len();
+    let value = text[start..].lines().next()?.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// Microsoft's description up to its first line break: the references follow on their own.
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESCRIPTION: &str = "AADSTS50011: The redirect URI 'https://x/cb' specified in the request does not match.\r\nTrace ID: 0f4b9a4e-1\r\nCorrelation ID: 7c2d-2\r\nTimestamp: 2026-11-25 17:04:49Z";
+
+    #[test]
+    fn redirect_errors_yield_code_and_references() {
+        let error = MicrosoftError::from_redirect("invalid_request", Some(DESCRIPTION));
+        assert_eq!(error.code, Some(50011));
+        assert_eq!(error.trace_id.as_deref(), Some("0f4b9a4e-1"));
+        assert_eq!(error.correlation_id.as_deref(), Some("7c2d-2"));
+        assert_eq!(error.timestamp.as_deref(), Some("2026-11-25 17:04:49Z"));
+        assert!(
+            error
+                .description
+                .starts_with("AADSTS50011: The redirect URI")
+        );
+        assert!(!error.description.contains("Trace ID"));
+    }
+
+    #[test]
+    fn token_errors_prefer_the_json_fields() {
+        let body = r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.","error_codes":[7000215],"trace_id":"t-1","correlation_id":"c-1","timestamp":"2026-11-25 17:04:49Z"}"#;
+        let error = MicrosoftError::from_body(body);
+        assert_eq!(error.code, Some(7000215));
+        assert_eq!(error.error, "invalid_client");
+        assert_eq!(error.trace_id.as_deref(), Some("t-1"));
+        assert_eq!(
+            MicrosoftError::from_body("<html>").error,
+            "unexpected_response"
+        );
+    }
+
+    #[test]
+    fn advice_names_the_next_step() {
+        let context = AdviceContext {
+            redirect_uri: "https://portico.example/auth/microsoft/callback",
+            has_client_secret: false,
+            admin_consent_url: Some("https://login.example/dir/adminconsent?client_id=app"),
+        };
+        let mismatch =
+            MicrosoftError::from_redirect("invalid_request", Some(DESCRIPTION)).advice(&context);
+        assert!(
+            mismatch
+                .next_step
+                .contains("https://portico.example/auth/microsoft/callback")
+        );
+        assert!(
+            mismatch
+                .next_step
+                .contains("Mobile and desktop applications")
+        );
+        let consent = advice(Some(65001), "consent_required", &context);
+        assert!(consent.next_step.contains("adminconsent?client_id=app"));
+        assert_eq!(
+            advice(None, "access_denied", &context).title,
+            "Sign-in cancelled"
+        );
+        assert!(
+            advice(Some(7000215), "invalid_client", &context)
+                .next_step
+                .contains("Value, not its Secret ID")
+        );
+    }
+}

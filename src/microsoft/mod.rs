@@ -1,0 +1,143 @@
+//! Microsoft's identity platform (Entra ID) and Graph: every call Portico makes to
+//! Microsoft goes through here, with timeouts and Microsoft's errors explained.
+
+pub mod errors;
+mod keys;
+pub mod sign_in;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use url::Url;
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::config::MicrosoftArgs;
+use crate::domain::{Cloud, DirectoryId};
+pub use errors::{Advice, MicrosoftError};
+use keys::KeyCache;
+
+/// Connecting to Microsoft takes longer than this only when something is wrong.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// No call to Microsoft may keep a page waiting longer than this.
+const TOTAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Microsoft {
+    http: reqwest::Client,
+    login_override: Option<Url>,
+    graph_override: Option<Url>,
+    keys: KeyCache,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Microsoft answered with an error of its own (an AADSTS code, usually).
+    #[error("{0}")]
+    Microsoft(Box<MicrosoftError>),
+    /// Microsoft could not be reached, or did not answer in time.
+    #[error("Microsoft could not be reached: {0}")]
+    Unreachable(String),
+    /// Microsoft answered something Portico cannot use.
+    #[error("Microsoft's answer could not be read: {0}")]
+    Unexpected(String),
+}
+
+impl CallError {
+    fn from_reqwest(err: reqwest::Error) -> Self {
+        if err.is_timeout() {
+            Self::Unreachable(format!(
+                "no answer within {} seconds",
+                TOTAL_TIMEOUT.as_secs()
+            ))
+        } else if err.is_connect() {
+            Self::Unreachable("the connection failed".into())
+        } else {
+            Self::Unexpected(err.without_url().to_string())
+        }
+    }
+}
+
+impl Microsoft {
+    pub fn new(args: &MicrosoftArgs, clock: Clock) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(TOTAL_TIMEOUT)
+            // OAuth endpoints must never be followed blindly (RFC 9700 §4.11).
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("Portico/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            http,
+            login_override: args.login_url.clone(),
+            graph_override: args.graph_url.clone(),
+            keys: KeyCache::new(clock),
+        })
+    }
+
+    /// The identity platform's base URL for `cloud`, without a trailing slash.
+    pub fn login_base(&self, cloud: Cloud) -> String {
+        match (cloud, &self.login_override) {
+            (Cloud::Global, Some(url)) => url.as_str().trim_end_matches('/').to_owned(),
+            (Cloud::Global, None) => "https://login.microsoftonline.com".into(),
+            (Cloud::UsGovernment, _) => "https://login.microsoftonline.us".into(),
+            (Cloud::China, _) => "https://login.partner.microsoftonline.cn".into(),
+        }
+    }
+
+    /// Graph's base URL for `cloud`, without a trailing slash.
+    pub fn graph_base(&self, cloud: Cloud) -> String {
+        match (cloud, &self.graph_override) {
+            (Cloud::Global, Some(url)) => url.as_str().trim_end_matches('/').to_owned(),
+            (Cloud::Global, None) => "https://graph.microsoft.com".into(),
+            (Cloud::UsGovernment, _) => "https://graph.microsoft.us".into(),
+            (Cloud::China, _) => "https://microsoftgraph.chinacloudapi.cn".into(),
+        }
+    }
+
+    /// The directory GUID behind a directory ID: a GUID as is, a verified domain through
+    /// its OpenID discovery document, whose issuer names the directory.
+    pub async fn resolve_directory(
+        &self,
+        cloud: Cloud,
+        directory: &DirectoryId,
+    ) -> Result<Uuid, CallError> {
+        let domain = match directory {
+            DirectoryId::Guid(guid) => return Ok(*guid),
+            DirectoryId::Domain(domain) => domain,
+        };
+        #[derive(Deserialize)]
+        struct Discovery {
+            issuer: String,
+        }
+        let url = format!(
+            "{}/{domain}/v2.0/.well-known/openid-configuration",
+            self.login_base(cloud)
+        );
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(CallError::from_reqwest)?;
+        let status = response.status();
+        let body = response.text().await.map_err(CallError::from_reqwest)?;
+        if !status.is_success() {
+            return Err(CallError::Microsoft(Box::new(MicrosoftError::from_body(
+                &body,
+            ))));
+        }
+        let discovery: Discovery =
+            serde_json::from_str(&body).map_err(|e| CallError::Unexpected(e.to_string()))?;
+        // The issuer reads <login host>/<directory GUID>/v2.0.
+        discovery
+            .issuer
+            .trim_end_matches('/')
+            .trim_end_matches("/v2.0")
+            .rsplit('/')
+            .next()
+            .and_then(|segment| Uuid::try_parse(segment).ok())
+            .ok_or_else(|| {
+                CallError::Unexpected("the discovery document names no directory".into())
+            })
+    }
+}

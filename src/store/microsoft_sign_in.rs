@@ -1,0 +1,128 @@
+//! The tenant's Sign in with Microsoft settings.
+
+use sqlx::FromRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::tenants::TenantId;
+use super::{Db, from_unix, unix_now};
+use crate::domain::{ClientId, Cloud};
+
+#[derive(Debug, Clone)]
+pub struct SignInSettings {
+    pub client_id: ClientId,
+    /// As the admin entered it: a GUID or a verified domain.
+    pub directory: Option<String>,
+    pub directory_id: Option<Uuid>,
+    pub cloud: Cloud,
+    /// Sealed; see `secret_context`.
+    pub client_secret_sealed: Option<String>,
+    pub secret_replaced_at: Option<OffsetDateTime>,
+    pub enabled: bool,
+    pub auto_create_agents: bool,
+}
+
+/// What saving does with the stored client secret.
+pub enum SecretChange {
+    Keep,
+    Replace { sealed: String },
+    Remove,
+}
+
+/// The settings to save; the secret separately, sealed by the caller.
+pub struct SettingsUpdate {
+    pub client_id: ClientId,
+    pub directory: Option<String>,
+    pub directory_id: Option<Uuid>,
+    pub cloud: Cloud,
+    pub enabled: bool,
+    pub auto_create_agents: bool,
+    pub secret: SecretChange,
+}
+
+/// What the sealed client secret is bound to: it opens for this tenant's setting only.
+pub fn secret_context(tenant: &TenantId) -> String {
+    format!("microsoft-sign-in/client-secret/{}", tenant.as_str())
+}
+
+#[derive(FromRow)]
+struct Row {
+    client_id: String,
+    directory: Option<String>,
+    directory_id: Option<String>,
+    cloud: String,
+    client_secret_sealed: Option<String>,
+    secret_replaced_at: Option<i64>,
+    enabled: i64,
+    auto_create_agents: i64,
+}
+
+pub async fn get(db: &Db, tenant: &TenantId) -> Result<Option<SignInSettings>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT client_id, directory, directory_id, cloud, client_secret_sealed, \
+         secret_replaced_at, enabled, auto_create_agents FROM microsoft_sign_in WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_str())
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|row| {
+        let corrupt = |m: String| sqlx::Error::Decode(m.into());
+        Ok(SignInSettings {
+            client_id: ClientId::parse(&row.client_id).map_err(corrupt)?,
+            directory: row.directory,
+            directory_id: row
+                .directory_id
+                .map(|id| Uuid::try_parse(&id).map_err(|e| corrupt(e.to_string())))
+                .transpose()?,
+            cloud: Cloud::parse(&row.cloud).map_err(corrupt)?,
+            client_secret_sealed: row.client_secret_sealed,
+            secret_replaced_at: row.secret_replaced_at.map(from_unix),
+            enabled: row.enabled != 0,
+            auto_create_agents: row.auto_create_agents != 0,
+        })
+    })
+    .transpose()
+}
+
+pub async fn save(db: &Db, tenant: &TenantId, update: &SettingsUpdate) -> Result<(), sqlx::Error> {
+    let now = unix_now();
+    let (secret_sql, sealed) = match &update.secret {
+        SecretChange::Keep => (
+            "client_secret_sealed = microsoft_sign_in.client_secret_sealed, \
+             secret_replaced_at = microsoft_sign_in.secret_replaced_at",
+            None,
+        ),
+        SecretChange::Replace { sealed } => (
+            "client_secret_sealed = excluded.client_secret_sealed, \
+             secret_replaced_at = excluded.secret_replaced_at",
+            Some(sealed.as_str()),
+        ),
+        SecretChange::Remove => (
+            "client_secret_sealed = NULL, secret_replaced_at = NULL",
+            None,
+        ),
+    };
+    sqlx::query(&format!(
+        "INSERT INTO microsoft_sign_in (tenant_id, client_id, directory, directory_id, cloud, \
+         client_secret_sealed, secret_replaced_at, enabled, auto_create_agents, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         ON CONFLICT (tenant_id) DO UPDATE SET client_id = excluded.client_id, \
+         directory = excluded.directory, directory_id = excluded.directory_id, \
+         cloud = excluded.cloud, enabled = excluded.enabled, \
+         auto_create_agents = excluded.auto_create_agents, updated_at = excluded.updated_at, \
+         {secret_sql}"
+    ))
+    .bind(tenant.as_str())
+    .bind(update.client_id.to_string())
+    .bind(update.directory.as_deref())
+    .bind(update.directory_id.map(|id| id.hyphenated().to_string()))
+    .bind(update.cloud.as_str())
+    .bind(sealed)
+    .bind(sealed.map(|_| now))
+    .bind(i64::from(update.enabled))
+    .bind(i64::from(update.auto_create_agents))
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! "Sign in with Microsoft": the button's target, the one callback every tenant shares,
+//! and the pages that explain why a sign-in did not work.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use secrecy::SecretString;
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::Layout;
+use super::error::{AppError, BadGateway, Rejected};
+use super::extract::{ClientIp, PathTenant};
+use super::session::{self, PendingMicrosoftSignIn};
+use crate::accounts::{self, MicrosoftSignInOutcome};
+use crate::app::{App, AppState};
+use crate::domain::{AuditAction, CONSUMERS_DIRECTORY};
+use crate::microsoft::errors::AdviceContext;
+use crate::microsoft::sign_in::{SignInApp, SignInError, VerifiedIdentity};
+use crate::microsoft::{CallError, MicrosoftError};
+use crate::store::audit::{self, NewAuditEvent};
+use crate::store::identities;
+use crate::store::microsoft_sign_in::{self, SignInSettings, secret_context};
+use crate::store::tenants::{self, Tenant};
+
+/// The redirect URI registered in Azure: the same for every tenant, built from the
+/// configured public URL (never the Host header), so it is right behind a TLS proxy.
+pub fn redirect_uri(app: &App) -> String {
+    app.config.public_url("/auth/microsoft/callback")
+}
+
+/// The tenant's settings, when Sign in with Microsoft is configured and enabled.
+async fn enabled_settings(app: &App, tenant: &Tenant) -> Result<SignInSettings, AppError> {
+    microsoft_sign_in::get(&app.db, &tenant.id)
+        .await?
+        .filter(|settings| settings.enabled)
+        .ok_or(AppError::NotFound)
+}
+
+fn open_secret(
+    app: &App,
+    tenant: &Tenant,
+    settings: &SignInSettings,
+) -> Result<Option<SecretString>, AppError> {
+    settings
+        .client_secret_sealed
+        .as_deref()
+        .map(|sealed| {
+            app.config
+                .secret_key
+                .open(sealed, &secret_context(&tenant.id))
+        })
+        .transpose()
+        .map_err(AppError::from)
+}
+
+fn sign_in_app<'a>(
+    settings: &'a SignInSettings,
+    client_secret: Option<&'a SecretString>,
+) -> SignInApp<'a> {
+    SignInApp {
+        client_id: settings.client_id,
+        directory: settings.directory_id,
+        cloud: settings.cloud,
+        client_secret,
+        // A verified domain typed by the admin makes the best hint.
+        domain_hint: settings.directory.as_deref().filter(|d| d.contains('.')),
+    }
+}
+
+/// The button: sends the browser to Microsoft.
+pub async fn start(
+    State(state): State<AppState>,
+    PathTenant(tenant): PathTenant,
+    session: Session,
+) -> Result<Redirect, AppError> {
+    begin(&state, &tenant, &session, None).await
+}
+
+/// A one-time link from an admin: the Microsoft account signed in with gets linked.
+pub async fn start_link(
+    State(state): State<AppState>,
+    PathTenant(tenant): PathTenant,
+    Path((_, token)): Path<(String, String)>,
+    session: Session,
+) -> Result<Response, AppError> {
+    let now = state.clock.now().unix_timestamp();
+    if identities::invited_user(&state.db, &tenant.id, &token, now)
+        .await?
+        .is_none()
+    {
+        return Ok(problem_page(&tenant, Problem::LinkInvalid).into_response());
+    }
+    Ok(begin(&state, &tenant, &session, Some(token))
+        .await?
+        .into_response())
+}
+
+async fn begin(
+    state: &App,
+    tenant: &Tenant,
+    session: &Session,
+    link_token: Option<String>,
+) -> Result<Redirect, AppError> {
+    let settings = enabled_settings(state, tenant).await?;
+    let secret = open_secret(state, tenant, &settings)?;
+    let app = sign_in_app(&settings, secret.as_ref());
+    let (url, flow) = state
+        .microsoft
+        .authorization_url(&app, &redirect_uri(state))
+        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    let pending = PendingMicrosoftSignIn {
+        tenant_id: tenant.id.as_str().to_owned(),
+        started_at: state.clock.now().unix_timestamp(),
+        link_token,
+        flow,
+    };
+    session::start_microsoft_sign_in(session, pending).await?;
+    Ok(Redirect::to(url.as_str()))
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// Where Microsoft sends the browser back, for every tenant. The tenant is learned only
+/// from the sign-in this browser's session started.
+pub async fn callback(
+    State(state): State<AppState>,
+    session: Session,
+    ClientIp(ip): ClientIp,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response, AppError> {
+    let pending = session::take_microsoft_sign_in(&session).await?;
+    let now = state.clock.now();
+    let (Some(pending), Some(returned_state)) = (pending, query.state.as_deref()) else {
+        return Ok(expired_page());
+    };
+    let Some(tenant) = tenants::find_by_id(&state.db, &pending.tenant_id).await? else {
+        return Ok(expired_page());
+    };
+    if !crate::crypto::constant_time_eq(returned_state, &pending.flow.state)
+        || pending.is_expired(now)
+    {
+        refusal_audit(
+            &state,
+            &tenant,
+            "Microsoft: sign-in state missing, wrong or expired",
+            ip,
+        )
+        .await?;
+        return Ok(expired_page());
+    }
+    let settings = enabled_settings(&state, &tenant).await?;
+    let secret = open_secret(&state, &tenant, &settings)?;
+    let app = sign_in_app(&settings, secret.as_ref());
+    let redirect_uri = redirect_uri(&state);
+
+    if let Some(error) = query.error.as_deref() {
+        let error = MicrosoftError::from_redirect(error, query.error_description.as_deref());
+        refusal_audit(&state, &tenant, &format!("Microsoft answered {error}"), ip).await?;
+        return Ok(problem_page(
+            &tenant,
+            Problem::Microsoft(error, advice_context(&state, &settings, secret.is_some())),
+        )
+        .into_response());
+    }
+    let Some(code) = query.code.as_deref() else {
+        return Ok(expired_page());
+    };
+
+    let identity = match state
+        .microsoft
+        .complete_sign_in(&app, &redirect_uri, code, &pending.flow, now)
+        .await
+    {
+        Ok(identity) => identity,
+        Err(SignInError::Call(CallError::Microsoft(error))) => {
+            refusal_audit(&state, &tenant, &format!("Microsoft answered {error}"), ip).await?;
+            return Ok(problem_page(
+                &tenant,
+                Problem::Microsoft(*error, advice_context(&state, &settings, secret.is_some())),
+            )
+            .into_response());
+        }
+        Err(SignInError::Call(error)) => {
+            tracing::warn!(error = %error, "Microsoft sign-in could not complete");
+            return Ok(BadGateway(problem_page(&tenant, Problem::Unreachable)).into_response());
+        }
+        Err(SignInError::TokenRefused(reason)) => {
+            tracing::warn!(reason = %reason, tenant = %tenant.slug, "ID token refused");
+            refusal_audit(&state, &tenant, &format!("Microsoft: {reason}"), ip).await?;
+            return Ok(problem_page(&tenant, Problem::TokenRefused).into_response());
+        }
+    };
+
+    let invited_user = match pending.link_token.as_deref() {
+        Some(token) => {
+            let user =
+                identities::take_invite(&state.db, &tenant.id, token, now.unix_timestamp()).await?;
+            if user.is_none() {
+                return Ok(problem_page(&tenant, Problem::LinkInvalid).into_response());
+            }
+            user
+        }
+        None => None,
+    };
+    let outcome =
+        accounts::sign_in_with_microsoft(&state, &tenant, &settings, &identity, invited_user, ip)
+            .await?;
+    match outcome {
+        MicrosoftSignInOutcome::SignedIn(user_id) => {
+            session::sign_in(&session, &tenant.id, &user_id, now).await?;
+            Ok(Redirect::to(&format!("/t/{}/", tenant.slug)).into_response())
+        }
+        MicrosoftSignInOutcome::NoAccount => {
+            Ok(problem_page(&tenant, Problem::NoAccount(identity)).into_response())
+        }
+        MicrosoftSignInOutcome::Disabled => {
+            Ok(problem_page(&tenant, Problem::Disabled).into_response())
+        }
+        MicrosoftSignInOutcome::LinkedToAnotherUser => {
+            Ok(problem_page(&tenant, Problem::LinkedToAnotherUser(identity)).into_response())
+        }
+    }
+}
+
+fn advice_context(state: &App, settings: &SignInSettings, has_secret: bool) -> AdviceOwned {
+    let login = state.microsoft.login_base(settings.cloud);
+    let directory = settings.directory_id.map_or_else(
+        || "organizations".to_owned(),
+        |id| id.hyphenated().to_string(),
+    );
+    AdviceOwned {
+        redirect_uri: redirect_uri(state),
+        has_client_secret: has_secret,
+        admin_consent_url: format!(
+            "{login}/{directory}/adminconsent?client_id={}",
+            settings.client_id
+        ),
+    }
+}
+
+/// The owned inputs of an `AdviceContext`.
+pub struct AdviceOwned {
+    redirect_uri: String,
+    has_client_secret: bool,
+    admin_consent_url: String,
+}
+
+async fn refusal_audit(
+    state: &App,
+    tenant: &Tenant,
+    detail: &str,
+    ip: std::net::IpAddr,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        &state.db,
+        &tenant.id,
+        NewAuditEvent {
+            action: AuditAction::SignInFailed,
+            actor_user_id: None,
+            actor: "Microsoft sign-in",
+            target: "",
+            detail,
+            ip: Some(ip),
+        },
+    )
+    .await
+}
+
+/// Why a Microsoft sign-in did not sign anyone in.
+enum Problem {
+    Microsoft(MicrosoftError, AdviceOwned),
+    Unreachable,
+    TokenRefused,
+    NoAccount(VerifiedIdentity),
+    Disabled,
+    LinkedToAnotherUser(VerifiedIdentity),
+    LinkInvalid,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "microsoft/problem.html")]
+pub struct ProblemPage {
+    layout: Layout,
+    slug: String,
+    tenant_name: String,
+    title: String,
+    meaning: String,
+    next_step: String,
+    microsoft: Option<MicrosoftError>,
+    who: Option<WhoSignedIn>,
+}
+
+/// Who Microsoft said signed in, so the person can tell whether they picked the right account.
+pub struct WhoSignedIn {
+    name: String,
+    account: String,
+    directory: String,
+}
+
+impl From<VerifiedIdentity> for WhoSignedIn {
+    fn from(identity: VerifiedIdentity) -> Self {
+        let directory = if identity.tid == CONSUMERS_DIRECTORY {
+            "personal Microsoft account".to_owned()
+        } else {
+            format!("directory {}", identity.tid)
+        };
+        Self {
+            name: identity.name.unwrap_or_default(),
+            account: identity.username.or(identity.email).unwrap_or_default(),
+            directory,
+        }
+    }
+}
+
+fn problem_page(tenant: &Tenant, problem: Problem) -> Rejected<ProblemPage> {
+    let (title, meaning, next_step, microsoft, who): (String, String, String, Option<MicrosoftError>, Option<WhoSignedIn>) = match problem {
+        Problem::Microsoft(error, context) => {
+            let advice = error.advice(&AdviceContext {
+                redirect_uri: &context.redirect_uri,
+                has_client_secret: context.has_client_secret,
+                admin_consent_url: Some(&context.admin_consent_url),
+            });
+            (advice.title.into(), advice.meaning, advice.next_step, Some(error), None)
+        }
+        Problem::Unreachable => (
+            "Microsoft could not be reached".into(),
+            "Portico did not get an answer from Microsoft in time. Nothing changed.".into(),
+            "Try again in a minute. Local accounts can still sign in with email and password.".into(),
+            None,
+            None,
+        ),
+        Problem::TokenRefused => (
+            "Sign-in refused".into(),
+            "The answer from Microsoft did not pass Portico's checks, so nobody was signed in.".into(),
+            "Try again. If it keeps happening, tell your admin: the audit log has the reason.".into(),
+            None,
+            None,
+        ),
+        Problem::NoAccount(identity) => (
+            "No Portico account for this Microsoft account".into(),
+            format!("Microsoft signed you in, but no Portico account of {} is linked to this Microsoft account.", tenant.name),
+            "If you picked the wrong account, sign in again and choose another. Otherwise ask an admin to add you, or to send you a one-time link from the Users page.".into(),
+            None,
+            Some(identity.into()),
+        ),
+        Problem::Disabled => (
+            "Account disabled".into(),
+            format!("Your Portico account at {} is disabled.", tenant.name),
+            "Ask an admin of your organization to enable it.".into(),
+            None,
+            None,
+        ),
+        Problem::LinkedToAnotherUser(identity) => (
+            "Microsoft account already in use".into(),
+            "This Microsoft account is linked to another Portico user of this organization.".into(),
+            "Sign in with the account meant for you, or ask an admin to unlink it first.".into(),
+            None,
+            Some(identity.into()),
+        ),
+        Problem::LinkInvalid => (
+            "Link expired or already used".into(),
+            "This one-time link no longer works.".into(),
+            "Ask an admin for a new link.".into(),
+            None,
+            None,
+        ),
+    };
+    Rejected(ProblemPage {
+        layout: Layout::public(title.clone(), String::new()),
+        slug: tenant.slug.clone(),
+        tenant_name: tenant.name.clone(),
+        title,
+        meaning,
+        next_step,
+        microsoft,
+        who,
+    })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "microsoft/expired.html")]
+pub struct ExpiredPage {
+    layout: Layout,
+}
+
+/// A callback without a matching sign-in of this browser: replayed, too late, or started
+/// in another browser. The tenant is unknown, so the page cannot link back to it.
+fn expired_page() -> Response {
+    Rejected(ExpiredPage {
+        layout: Layout::public("Sign-in expired", String::new()),
+    })
+    .into_response()
+}
