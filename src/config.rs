@@ -63,7 +63,7 @@ pub struct ServeArgs {
 }
 
 /// Where Microsoft's identity platform and Graph are reached.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct MicrosoftArgs {
     /// Replaces https://login.microsoftonline.com (the Global cloud's identity platform).
     #[arg(long = "microsoft-login-url", env = "PORTICO_MICROSOFT_LOGIN_URL")]
@@ -72,6 +72,14 @@ pub struct MicrosoftArgs {
     /// Replaces https://graph.microsoft.com (the Global cloud's Graph).
     #[arg(long = "microsoft-graph-url", env = "PORTICO_MICROSOFT_GRAPH_URL")]
     pub graph_url: Option<Url>,
+
+    /// Longest wait, in seconds, for any one call to Microsoft before giving up.
+    #[arg(
+        long = "microsoft-timeout",
+        env = "PORTICO_MICROSOFT_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub timeout_seconds: u64,
 }
 
 /// The validated configuration of a running server.

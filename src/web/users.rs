@@ -85,11 +85,22 @@ pub async fn list(
         page,
     )
     .await?;
+    let ids: Vec<&str> = rows.iter().map(|user| user.id.as_str()).collect();
+    let mut linked = identities::for_users(&state.db, &ctx.tenant.id, &ids).await?;
+    let users = rows
+        .into_iter()
+        .map(|user| UserView {
+            microsoft: linked
+                .remove(user.id.as_str())
+                .map(|identity| (identity.username, identity.tid)),
+            ..UserView::from(user)
+        })
+        .collect();
     Ok(UsersPage {
         layout: ctx.layout("Users", "users"),
         slug: ctx.tenant.slug.clone(),
         search,
-        users: rows.into_iter().map(UserView::from).collect(),
+        users,
         page: page.number,
         has_next,
     })

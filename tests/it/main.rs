@@ -12,5 +12,6 @@ mod support;
 mod auth;
 mod health;
 mod isolation;
+mod microsoft_sign_in;
 mod setup;
 mod users;

@@ -2,6 +2,7 @@
 //! keep cookies and never follow redirects, so tests see exactly what a browser is told.
 
 mod database;
+pub mod fake_microsoft;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 pub use database::{Backend, TestDatabase};
+use fake_microsoft::FakeMicrosoft;
 
 /// Runs an async test body once per backend: `mod name { sqlite, postgres }`.
 #[macro_export]
@@ -42,6 +44,8 @@ pub const PASSWORD: &str = "correct horse battery";
 pub struct TestApp {
     pub address: SocketAddr,
     pub state: AppState,
+    /// Stands in for Microsoft's identity platform and Graph.
+    pub microsoft: FakeMicrosoft,
     /// Dropped with the app: the SQLite directory goes with it.
     _database: TestDatabase,
 }
@@ -52,6 +56,7 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
+    let microsoft = FakeMicrosoft::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let config = Config {
@@ -60,7 +65,12 @@ pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
         database_url: database.url.clone(),
         secret_key: SecretKey::generate(),
         trust_forwarded_for: false,
-        microsoft: MicrosoftArgs::default(),
+        microsoft: MicrosoftArgs {
+            login_url: Some(microsoft.login_url().parse().unwrap()),
+            graph_url: Some(microsoft.graph_url().parse().unwrap()),
+            // Short, so timeout tests end quickly; the fake answers in milliseconds otherwise.
+            timeout_seconds: 2,
+        },
     };
     let state = App::start(config).await.unwrap();
     tokio::spawn(portico::serve(
@@ -71,6 +81,7 @@ pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
     TestApp {
         address,
         state,
+        microsoft,
         _database: database,
     }
 }
@@ -178,6 +189,7 @@ pub struct Browser {
 }
 
 /// A response read whole: status, Location and body.
+#[derive(Debug)]
 pub struct Page {
     pub status: StatusCode,
     pub location: Option<String>,
@@ -258,14 +270,41 @@ impl Page {
 
 impl Browser {
     pub async fn get(&self, path: &str) -> Page {
-        Page::read(
-            self.client
-                .get(format!("{}{path}", self.base))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.get_url(&format!("{}{path}", self.base)).await
+    }
+
+    /// GET of an absolute URL: Microsoft's pages, or Portico's from a Location header.
+    pub async fn get_url(&self, url: &str) -> Page {
+        Page::read(self.client.get(url).send().await.unwrap()).await
+    }
+
+    /// Clicks "Sign in with Microsoft" (or a link that starts it) and lets the (fake)
+    /// Microsoft send the browser on, up to the URL it redirects back to. Returns
+    /// Microsoft's own page instead when it does not redirect.
+    pub async fn microsoft_authorize(&self, start_path: &str) -> Result<String, Page> {
+        let start = self.get(start_path).await;
+        assert!(
+            start.status.is_redirection(),
+            "no redirect to Microsoft: {} {}",
+            start.status,
+            start.body
+        );
+        let authorize = self.get_url(start.location.as_deref().unwrap()).await;
+        if !authorize.status.is_redirection() {
+            return Err(authorize);
+        }
+        Ok(authorize.location.unwrap())
+    }
+
+    /// The whole Microsoft sign-in, ending with Portico's answer to the callback.
+    pub async fn microsoft_sign_in(&self, slug: &str) -> Page {
+        match self
+            .microsoft_authorize(&format!("/t/{slug}/auth/microsoft"))
+            .await
+        {
+            Ok(callback) => self.get_url(&callback).await,
+            Err(microsoft_page) => microsoft_page,
+        }
     }
 
     /// Posts exactly these fields, without adding a form token.

@@ -1,0 +1,274 @@
+//! A fake Microsoft identity platform (Entra ID, v2.0 endpoints) and Microsoft Graph, served
+//! on a loopback port. Microsoft cannot be reached from tests, and a mock that answers only
+//! the happy path would hide what Portico must handle, so the fake behaves like Entra, quirks
+//! included: the same AADSTS codes and wording, error pages where Entra will not redirect,
+//! pairwise `sub`s, single-use codes, PKCE, secret expiry, key rotation.
+//!
+//! Self-contained on purpose (it uses nothing from `portico`): it is also built by
+//! `examples/fake-microsoft.rs`, and it must not share code with what it tests.
+#![allow(
+    dead_code,
+    reason = "each test binary and the example use a different part of this API"
+)]
+
+mod directory;
+mod errors;
+mod graph;
+mod keys;
+mod oidc;
+mod seed;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State as AxumState};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+#[allow(
+    unused_imports,
+    reason = "each test binary and the example use a different part of this API"
+)]
+pub use directory::{CONSUMERS_TENANT, FakeApp, FakeSecret, FakeUser, MailboxAccess};
+pub use keys::Signing;
+#[allow(
+    unused_imports,
+    reason = "each test binary and the example use a different part of this API"
+)]
+pub use seed::{Seed, SeedDirectory, SeedMailbox};
+
+use directory::{Directory, State};
+
+/// A running fake; cheap to clone, and every clone drives the same fake.
+#[derive(Clone)]
+pub struct FakeMicrosoft {
+    shared: Arc<Shared>,
+}
+
+/// What the request handlers share.
+pub(crate) struct Shared {
+    /// `http://127.0.0.1:PORT`.
+    base_url: String,
+    /// Stands in for `https://login.microsoftonline.com`.
+    login_url: String,
+    /// Stands in for `https://graph.microsoft.com`.
+    graph_url: String,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    /// The state; a panic in another handler does not make it unusable.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl FakeMicrosoft {
+    /// Starts a fake on 127.0.0.1 and a free port, with only the consumers directory.
+    pub async fn start() -> FakeMicrosoft {
+        #[expect(
+            clippy::expect_used,
+            reason = "a test cannot go on without a loopback listener"
+        )]
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("the fake Microsoft could not listen on 127.0.0.1")
+    }
+
+    /// Starts a fake on `addr` (the example uses it for a fixed port).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeMicrosoft> {
+        let listener = TcpListener::bind(addr).await?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        let shared = Arc::new(Shared {
+            base_url: base_url.clone(),
+            login_url: format!("{base_url}/login"),
+            graph_url: format!("{base_url}/graph"),
+            state: Mutex::new(State::new()),
+        });
+        let app = router(Arc::clone(&shared));
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                eprintln!("fake Microsoft stopped: {err}");
+            }
+        });
+        Ok(FakeMicrosoft { shared })
+    }
+
+    /// Where the fake listens, `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// Use in place of `https://login.microsoftonline.com`.
+    pub fn login_url(&self) -> String {
+        self.shared.login_url.clone()
+    }
+
+    /// Use in place of `https://graph.microsoft.com`.
+    pub fn graph_url(&self) -> String {
+        self.shared.graph_url.clone()
+    }
+
+    /// Adds (or replaces) a directory, reachable by its GUID or any of its domains.
+    pub fn add_directory(&self, tenant_id: Uuid, verified_domains: &[&str]) {
+        let mut state = self.shared.state();
+        state.directories.retain(|d| d.id != tenant_id);
+        state.directories.push(Directory {
+            id: tenant_id,
+            verified_domains: verified_domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+        });
+    }
+
+    /// Registers (or replaces) an app registration.
+    pub fn add_app(&self, app: FakeApp) {
+        let mut state = self.shared.state();
+        state.apps.retain(|a| a.client_id != app.client_id);
+        state.apps.push(app);
+    }
+
+    /// Adds (or replaces, by UPN) a user.
+    pub fn add_user(&self, user: FakeUser) {
+        let mut state = self.shared.state();
+        state
+            .users
+            .retain(|u| !u.upn.eq_ignore_ascii_case(&user.upn));
+        state.users.push(user);
+    }
+
+    /// The user the authorize endpoint signs in from now on, unless a `login_hint` names
+    /// another known user: the browser session there is no login form to create.
+    pub fn sign_in_as(&self, upn: &str) {
+        self.shared.state().signed_in = Some(upn.to_owned());
+    }
+
+    /// The next authorization ends as if the user cancelled: `access_denied`, AADSTS65004.
+    pub fn cancel_next_sign_in(&self) {
+        self.shared.state().cancel_next = true;
+    }
+
+    /// The next ID token issued is rewritten by `tamper`, which also chooses its signing.
+    pub fn tamper_next_id_token(
+        &self,
+        tamper: impl FnOnce(&mut serde_json::Value) -> Signing + Send + 'static,
+    ) {
+        self.shared.state().tamper_next_id_token = Some(Box::new(tamper));
+    }
+
+    /// How many times the JWKS was fetched.
+    pub fn keys_fetches(&self) -> usize {
+        self.shared.state().keys_fetches
+    }
+
+    /// How many requests reached the token endpoint, any grant, success or not.
+    pub fn token_requests(&self) -> usize {
+        self.shared.state().token_requests
+    }
+
+    /// How many times an OpenID configuration document was fetched.
+    pub fn discovery_fetches(&self) -> usize {
+        self.shared.state().discovery_fetches
+    }
+
+    /// Signs with a new key (new `kid`) from now on; the JWKS serves it and the previous one.
+    pub fn rotate_signing_key(&self) {
+        self.shared.state().keys.rotate();
+    }
+
+    /// Makes every endpoint wait `delay` before answering (`None`: answer at once).
+    pub fn set_delay(&self, delay: Option<Duration>) {
+        self.shared.state().delay = delay;
+    }
+
+    /// Moves the fake's clock forward: codes (10 min), tokens (1 h) and secrets expire by it,
+    /// and the tokens it then issues carry the moved times.
+    pub fn advance_clock(&self, by: Duration) {
+        let by = time::Duration::try_from(by).unwrap_or(time::Duration::MAX);
+        let mut state = self.shared.state();
+        state.clock_offset = state.clock_offset.saturating_add(by);
+    }
+
+    /// A JWT over exactly `claims`, signed as `how` says: for forged-token tests.
+    pub fn mint_id_token(&self, claims: serde_json::Value, how: Signing) -> String {
+        self.shared.state().keys.mint(&claims, &how)
+    }
+
+    /// The claims of the ID token the fake would issue to `client_id` for user `upn` now (a
+    /// starting point to tamper with before `mint_id_token`); `None` for an unknown user.
+    pub fn id_token_claims(
+        &self,
+        client_id: Uuid,
+        upn: &str,
+        nonce: Option<&str>,
+    ) -> Option<serde_json::Value> {
+        let state = self.shared.state();
+        let user = state.user(upn)?;
+        Some(oidc::id_token_claims(
+            &self.shared.login_url,
+            client_id,
+            user,
+            nonce,
+            state.now(),
+        ))
+    }
+
+    /// What Graph answers app `client_id` reading `mailbox` (default: `NotFound`).
+    pub fn set_mailbox_access(&self, client_id: Uuid, mailbox: &str, access: MailboxAccess) {
+        self.shared
+            .state()
+            .mailboxes
+            .insert((client_id, mailbox.to_ascii_lowercase()), access);
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route(
+            "/login/{authority}/v2.0/.well-known/openid-configuration",
+            get(oidc::discovery),
+        )
+        .route("/login/{authority}/discovery/v2.0/keys", get(oidc::keys))
+        .route(
+            "/login/{authority}/oauth2/v2.0/authorize",
+            get(oidc::authorize),
+        )
+        .route("/login/{authority}/oauth2/v2.0/token", post(oidc::token))
+        .route("/login/{authority}/oauth2/v2.0/logout", get(oidc::logout))
+        .route("/graph/v1.0/organization", get(graph::organization))
+        .route(
+            "/graph/v1.0/users/{user}/{*path}",
+            get(graph::user_resource),
+        )
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), delay))
+        .with_state(shared)
+}
+
+/// Simulates a slow Microsoft (`set_delay`), for Portico's timeout tests.
+async fn delay(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let delay = shared.state().delay;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    next.run(request).await
+}
+
+/// An unguessable opaque string, for codes, refresh tokens and the like.
+fn random_token() -> String {
+    let bytes = [Uuid::new_v4().into_bytes(), Uuid::new_v4().into_bytes()].concat();
+    URL_SAFE_NO_PAD.encode(bytes)
+}
