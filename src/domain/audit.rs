@@ -16,6 +16,10 @@ pub enum AuditAction {
     MicrosoftIdentityUnlinked,
     MicrosoftLinkCreated,
     MicrosoftSignInSettingsChanged,
+    GraphCredentialCreated,
+    GraphCredentialChanged,
+    GraphCredentialSecretReplaced,
+    GraphCredentialDeleted,
 }
 
 impl AuditAction {
@@ -36,6 +40,10 @@ impl AuditAction {
             Self::MicrosoftIdentityUnlinked => "user.microsoft_unlinked",
             Self::MicrosoftLinkCreated => "user.microsoft_link_created",
             Self::MicrosoftSignInSettingsChanged => "settings.microsoft_sign_in_changed",
+            Self::GraphCredentialCreated => "graph_credential.created",
+            Self::GraphCredentialChanged => "graph_credential.changed",
+            Self::GraphCredentialSecretReplaced => "graph_credential.secret_replaced",
+            Self::GraphCredentialDeleted => "graph_credential.deleted",
         }
     }
 }

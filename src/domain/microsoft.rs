@@ -85,11 +85,18 @@ impl fmt::Display for DirectoryId {
 pub enum Cloud {
     Global,
     UsGovernment,
+    /// US Government DoD: the US Government sign-in, with its own Graph host.
+    UsGovernmentDod,
     China,
 }
 
 impl Cloud {
-    pub const ALL: [Cloud; 3] = [Cloud::Global, Cloud::UsGovernment, Cloud::China];
+    pub const ALL: [Cloud; 4] = [
+        Cloud::Global,
+        Cloud::UsGovernment,
+        Cloud::UsGovernmentDod,
+        Cloud::China,
+    ];
 
     pub fn parse(raw: &str) -> Result<Self, String> {
         Self::ALL
@@ -102,6 +109,7 @@ impl Cloud {
         match self {
             Self::Global => "global",
             Self::UsGovernment => "us-government",
+            Self::UsGovernmentDod => "us-government-dod",
             Self::China => "china",
         }
     }
@@ -110,6 +118,7 @@ impl Cloud {
         match self {
             Self::Global => "Global",
             Self::UsGovernment => "US Government",
+            Self::UsGovernmentDod => "US Government DoD",
             Self::China => "China operated by 21Vianet",
         }
     }

@@ -3,12 +3,17 @@
 
 mod audit;
 mod fields;
+mod graph_credential;
 mod microsoft;
 mod tenant;
 mod user;
 
 pub use audit::AuditAction;
 pub use fields::FieldErrors;
+pub use graph_credential::{
+    CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus, REQUIRED_ROLES, RoleReview,
+    parse_expiry_date,
+};
 pub use microsoft::{CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId};
 pub use tenant::{Slug, TenantName};
 pub use user::{DisplayName, EmailAddress, NewPassword, Role, UserStatus};

@@ -163,7 +163,7 @@ fn advice(code: Option<u32>, error: &str, context: &AdviceContext<'_>) -> Advice
             "Try again when you are ready.".into(),
         ),
         _ => (
-            "Microsoft refused the sign-in",
+            "Microsoft refused the request",
             "Microsoft answered with an error Portico has no explanation for.".into(),
             "Give the details below to your admin; Microsoft's support can find the request by its trace and correlation IDs.".into(),
         ),

@@ -2,6 +2,7 @@
 //! Microsoft goes through here, with timeouts and Microsoft's errors explained.
 
 pub mod errors;
+pub mod graph;
 mod keys;
 pub mod sign_in;
 
@@ -25,6 +26,7 @@ pub struct Microsoft {
     login_override: Option<Url>,
     graph_override: Option<Url>,
     keys: KeyCache,
+    tokens: graph::TokenCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +70,13 @@ impl Microsoft {
             login_override: args.login_url.clone(),
             graph_override: args.graph_url.clone(),
             keys: KeyCache::new(clock),
+            tokens: graph::TokenCache::default(),
         })
+    }
+
+    /// Drops the cached tokens of a Graph credential.
+    pub fn forget_tokens(&self, credential_id: &str) {
+        self.tokens.forget(credential_id);
     }
 
     /// The identity platform's base URL for `cloud`, without a trailing slash.
@@ -76,7 +84,9 @@ impl Microsoft {
         match (cloud, &self.login_override) {
             (Cloud::Global, Some(url)) => url.as_str().trim_end_matches('/').to_owned(),
             (Cloud::Global, None) => "https://login.microsoftonline.com".into(),
-            (Cloud::UsGovernment, _) => "https://login.microsoftonline.us".into(),
+            (Cloud::UsGovernment | Cloud::UsGovernmentDod, _) => {
+                "https://login.microsoftonline.us".into()
+            }
             (Cloud::China, _) => "https://login.partner.microsoftonline.cn".into(),
         }
     }
@@ -87,6 +97,7 @@ impl Microsoft {
             (Cloud::Global, Some(url)) => url.as_str().trim_end_matches('/').to_owned(),
             (Cloud::Global, None) => "https://graph.microsoft.com".into(),
             (Cloud::UsGovernment, _) => "https://graph.microsoft.us".into(),
+            (Cloud::UsGovernmentDod, _) => "https://dod-graph.microsoft.us".into(),
             (Cloud::China, _) => "https://microsoftgraph.chinacloudapi.cn".into(),
         }
     }

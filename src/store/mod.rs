@@ -2,6 +2,7 @@
 //! accept `$n` placeholders, so a query is written once unless the dialects truly differ.
 
 pub mod audit;
+pub mod graph_credentials;
 pub mod identities;
 pub mod microsoft_sign_in;
 pub mod sessions;

@@ -9,11 +9,13 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::error::{AppError, Rejected};
+use super::external_apis::CredentialView;
 use super::extract::{ClientIp, TenantCtx};
 use super::{Layout, format_time};
 use crate::app::AppState;
-use crate::domain::{AuditAction, FieldErrors, NewPassword, Role};
-use crate::store::{Page, audit, users};
+use crate::domain::{AuditAction, EXPIRY_WARNING_DAYS, FieldErrors, NewPassword, Role};
+use crate::store::{Page, audit, graph_credentials, users};
+use time::Duration;
 
 #[derive(Template, WebTemplate)]
 #[template(path = "dashboard.html")]
@@ -25,6 +27,8 @@ pub struct DashboardPage {
     active_admins: i64,
     active_agents: i64,
     recent: Vec<AuditLine>,
+    /// Graph credentials whose secret expires within 30 days or has expired.
+    expiring: Vec<CredentialView>,
 }
 
 /// An audit entry as the pages show it.
@@ -55,7 +59,14 @@ pub async fn show(
     ctx: TenantCtx,
 ) -> Result<DashboardPage, AppError> {
     let (mut active_admins, mut active_agents, mut recent) = (0, 0, Vec::new());
+    let mut expiring = Vec::new();
     if ctx.is_admin() {
+        let warn_until = state.clock.now().date() + Duration::days(EXPIRY_WARNING_DAYS);
+        expiring = graph_credentials::expiring(&state.db, &ctx.tenant.id, warn_until)
+            .await?
+            .iter()
+            .map(|credential| CredentialView::new(credential, &state))
+            .collect();
         for (role, count) in users::count_active_by_role(&state.db, &ctx.tenant.id).await? {
             match role {
                 Role::Admin => active_admins = count,
@@ -73,6 +84,7 @@ pub async fn show(
         active_admins,
         active_agents,
         recent,
+        expiring,
     })
 }
 

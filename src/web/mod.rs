@@ -6,6 +6,7 @@ mod auth;
 mod csrf;
 mod dashboard;
 mod error;
+mod external_apis;
 mod extract;
 mod microsoft_settings;
 mod microsoft_sign_in;
@@ -40,7 +41,8 @@ pub struct Nav {
     pub tenant_name: String,
     pub user_name: String,
     pub is_admin: bool,
-    /// Which item is highlighted: "dashboard", "users", "audit", "settings" or "profile".
+    /// Which item is highlighted: "dashboard", "users", "external-apis", "settings", "audit"
+    /// or "profile".
     pub section: &'static str,
 }
 

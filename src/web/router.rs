@@ -15,8 +15,8 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use super::{
-    assets, audit_log, auth, csrf, dashboard, error, microsoft_settings, microsoft_sign_in, public,
-    session, setup, users,
+    assets, audit_log, auth, csrf, dashboard, error, external_apis, microsoft_settings,
+    microsoft_sign_in, public, session, setup, users,
 };
 use crate::app::AppState;
 use crate::store::sessions::DbSessionStore;
@@ -50,6 +50,31 @@ pub fn tenant_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             post(users::unlink_microsoft),
         ),
         ("/t/{slug}/audit", get(audit_log::list)),
+        (
+            "/t/{slug}/external-apis",
+            get(external_apis::list).post(external_apis::create),
+        ),
+        ("/t/{slug}/external-apis/new", get(external_apis::new)),
+        (
+            "/t/{slug}/external-apis/{id}",
+            get(external_apis::show).post(external_apis::update),
+        ),
+        (
+            "/t/{slug}/external-apis/{id}/secret",
+            post(external_apis::replace_secret),
+        ),
+        (
+            "/t/{slug}/external-apis/{id}/test",
+            post(external_apis::test),
+        ),
+        (
+            "/t/{slug}/external-apis/{id}/check-mailbox",
+            post(external_apis::check_mailbox),
+        ),
+        (
+            "/t/{slug}/external-apis/{id}/delete",
+            post(external_apis::delete),
+        ),
         (
             "/t/{slug}/settings/microsoft-sign-in",
             get(microsoft_settings::show).post(microsoft_settings::save),

@@ -10,6 +10,7 @@
 mod support;
 
 mod auth;
+mod external_apis;
 mod health;
 mod isolation;
 mod microsoft_sign_in;

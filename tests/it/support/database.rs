@@ -30,6 +30,11 @@ pub struct TestDatabase {
 pub const PREFIX: &str = "portico_test_";
 
 impl TestDatabase {
+    /// Where the SQLite files are, for tests that read them raw.
+    pub fn sqlite_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(tempfile::TempDir::path)
+    }
+
     pub async fn create(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {

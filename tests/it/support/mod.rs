@@ -55,7 +55,40 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_on(database).await
 }
 
+/// Everything Portico logged during this test binary's run, at debug level, so tests can
+/// check that no secret ever reaches a log line.
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).into_owned()
+}
+
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_env_filter("portico=debug,tower_http=debug,info")
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .init();
+    });
+}
+
 pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
+    capture_logs();
     let microsoft = FakeMicrosoft::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -166,6 +199,37 @@ impl TestApp {
             .id
             .as_str()
             .to_owned()
+    }
+
+    /// Every text value stored in the tables Portico writes secrets near, for scans that
+    /// must not find a secret in plaintext. (On SQLite, also the raw database files.)
+    pub async fn database_text(&self) -> Vec<String> {
+        let mut rows = Vec::new();
+        let pool = sqlx::AnyPool::connect(&self._database.url).await.unwrap();
+        for table in [
+            "graph_credentials",
+            "microsoft_sign_in",
+            "audit_events",
+            "sessions",
+            "users",
+        ] {
+            let query = format!("SELECT * FROM {table}");
+            for row in sqlx::query(&query).fetch_all(&pool).await.unwrap() {
+                use sqlx::Row as _;
+                for index in 0..row.len() {
+                    if let Ok(Some(text)) = row.try_get::<Option<String>, _>(index) {
+                        rows.push(text);
+                    }
+                }
+            }
+        }
+        if let Some(dir) = self._database.sqlite_dir() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                rows.push(String::from_utf8_lossy(&bytes).into_owned());
+            }
+        }
+        rows
     }
 
     /// The tenant's audit log as (action, target, detail) rows, newest first.

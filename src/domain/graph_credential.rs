@@ -1,0 +1,166 @@
+//! Rules of a Microsoft Graph credential: its name, its secret's expiry, and which
+//! application permissions a mail integration needs.
+
+use time::{Date, OffsetDateTime};
+
+/// A credential's name, unique in its tenant (e.g. one per business unit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialName(String);
+
+impl CredentialName {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let name = raw.trim();
+        if name.is_empty() {
+            return Err("Enter a name, such as the Azure app's name.".into());
+        }
+        if name.chars().count() > 80 || name.chars().any(char::is_control) {
+            return Err("Use at most 80 printable characters.".into());
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// "Secret expires on", as the Azure portal shows it when the secret is made.
+pub fn parse_expiry_date(raw: &str) -> Result<Date, String> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    Date::parse(raw.trim(), format)
+        .map_err(|_| "Enter the date Azure shows under Expires, as YYYY-MM-DD.".into())
+}
+
+/// How soon a secret stops working; admins are warned this many days ahead.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryStatus {
+    Valid,
+    ExpiresSoon { days_left: i64 },
+    Expired,
+}
+
+impl ExpiryStatus {
+    /// A secret works through the end of its expiry day (UTC).
+    pub fn of(expires_on: Date, now: OffsetDateTime) -> Self {
+        let days_left = (expires_on - now.date()).whole_days();
+        if days_left < 0 {
+            Self::Expired
+        } else if days_left <= EXPIRY_WARNING_DAYS {
+            Self::ExpiresSoon { days_left }
+        } else {
+            Self::Valid
+        }
+    }
+
+    pub fn needs_attention(self) -> bool {
+        self != Self::Valid
+    }
+
+    pub fn label(self) -> String {
+        match self {
+            Self::Valid => "Valid".into(),
+            Self::ExpiresSoon { days_left: 0 } => "Expires today".into(),
+            Self::ExpiresSoon { days_left: 1 } => "Expires tomorrow".into(),
+            Self::ExpiresSoon { days_left } => format!("Expires in {days_left} days"),
+            Self::Expired => "Expired".into(),
+        }
+    }
+
+    /// The badge's style: ok, warn or danger.
+    pub fn tone(self) -> &'static str {
+        match self {
+            Self::Valid => "ok",
+            Self::ExpiresSoon { .. } => "warn",
+            Self::Expired => "danger",
+        }
+    }
+}
+
+/// The application permissions a Graph mailbox needs: read and move mail, and send it.
+pub const REQUIRED_ROLES: [&str; 2] = ["Mail.ReadWrite", "Mail.Send"];
+
+/// What a token's `roles` say about the app's permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleReview {
+    pub granted: Vec<String>,
+    /// Required but not granted: admin consent is missing.
+    pub missing: Vec<&'static str>,
+    /// Granted beyond what Portico needs: least privilege says remove them.
+    pub extra: Vec<String>,
+}
+
+impl RoleReview {
+    pub fn of(roles: &[String]) -> Self {
+        let missing = REQUIRED_ROLES
+            .into_iter()
+            .filter(|required| !roles.iter().any(|role| role == required))
+            .collect();
+        let extra = roles
+            .iter()
+            .filter(|role| !REQUIRED_ROLES.contains(&role.as_str()))
+            .cloned()
+            .collect();
+        Self {
+            granted: roles.to_vec(),
+            missing,
+            extra,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::{date, datetime};
+
+    use super::*;
+
+    #[test]
+    fn expiry_status_warns_thirty_days_ahead() {
+        let now = datetime!(2026-11-25 12:00 UTC);
+        assert_eq!(
+            ExpiryStatus::of(date!(2027 - 06 - 01), now),
+            ExpiryStatus::Valid
+        );
+        assert_eq!(
+            ExpiryStatus::of(date!(2026 - 12 - 25), now),
+            ExpiryStatus::ExpiresSoon { days_left: 30 }
+        );
+        assert_eq!(
+            ExpiryStatus::of(date!(2026 - 11 - 25), now),
+            ExpiryStatus::ExpiresSoon { days_left: 0 }
+        );
+        assert_eq!(
+            ExpiryStatus::of(date!(2026 - 11 - 24), now),
+            ExpiryStatus::Expired
+        );
+        assert_eq!(
+            ExpiryStatus::ExpiresSoon { days_left: 0 }.label(),
+            "Expires today"
+        );
+    }
+
+    #[test]
+    fn role_review_names_missing_and_extra_permissions() {
+        let review = RoleReview::of(&["Mail.Send".into(), "User.Read.All".into()]);
+        assert_eq!(review.missing, vec!["Mail.ReadWrite"]);
+        assert_eq!(review.extra, vec!["User.Read.All".to_owned()]);
+        assert!(
+            RoleReview::of(&["Mail.ReadWrite".into(), "Mail.Send".into()])
+                .missing
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn names_and_dates_are_checked() {
+        assert!(CredentialName::parse("  ").is_err());
+        assert_eq!(
+            CredentialName::parse(" Sales app ").unwrap().as_str(),
+            "Sales app"
+        );
+        assert_eq!(parse_expiry_date("2027-05-31"), Ok(date!(2027 - 05 - 31)));
+        assert!(parse_expiry_date("31/05/2027").is_err());
+    }
+}

@@ -1,0 +1,200 @@
+//! App-only access to Microsoft Graph: client-credentials tokens, cached and shared, and
+//! the mailbox check.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use super::{CallError, Microsoft, MicrosoftError};
+use crate::domain::{ClientId, Cloud};
+
+/// A cached token is renewed this long before it expires, so no call uses a dying token.
+const RENEW_BEFORE_EXPIRY: Duration = Duration::minutes(5);
+
+/// An Azure app's application credentials.
+pub struct AppCredentials<'a> {
+    /// Names the cache entry: a credential id plus something that changes with the secret.
+    pub cache_key: String,
+    pub client_id: ClientId,
+    pub directory_id: Uuid,
+    pub cloud: Cloud,
+    pub client_secret: &'a SecretString,
+}
+
+/// An app-only access token and the application permissions it carries.
+#[derive(Clone)]
+pub struct AppToken {
+    access_token: SecretString,
+    pub roles: Vec<String>,
+    expires_at: OffsetDateTime,
+}
+
+/// What Graph says about one mailbox for this app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxAccess {
+    Granted,
+    /// 403 ErrorAccessDenied: an application access policy or RBAC scope excludes it.
+    Denied,
+    NotFound,
+}
+
+/// Tokens by credential. Each entry has its own lock, so concurrent requests for one
+/// credential make a single token request and the others wait for it.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<AppToken>>>>>,
+}
+
+impl TokenCache {
+    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<AppToken>>> {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Forgets every token of a credential (its secret was replaced, or it was deleted).
+    pub fn forget(&self, credential_id: &str) {
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.retain(|key, _| !key.starts_with(credential_id));
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: i64,
+}
+
+impl Microsoft {
+    /// A token for Graph with the app's application permissions, from the cache when it
+    /// is still good for a while.
+    pub async fn app_token(
+        &self,
+        credentials: &AppCredentials<'_>,
+        now: OffsetDateTime,
+    ) -> Result<AppToken, CallError> {
+        let slot = self.tokens.slot(&credentials.cache_key);
+        let mut cached = slot.lock().await;
+        if let Some(token) = cached
+            .as_ref()
+            .filter(|t| t.expires_at - RENEW_BEFORE_EXPIRY > now)
+        {
+            return Ok(token.clone());
+        }
+        let token = self.request_app_token(credentials, now).await?;
+        *cached = Some(token.clone());
+        Ok(token)
+    }
+
+    async fn request_app_token(
+        &self,
+        credentials: &AppCredentials<'_>,
+        now: OffsetDateTime,
+    ) -> Result<AppToken, CallError> {
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.login_base(credentials.cloud),
+            credentials.directory_id.hyphenated()
+        );
+        let scope = format!("{}/.default", self.graph_base(credentials.cloud));
+        let client_id = credentials.client_id.to_string();
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id.as_str()),
+            ("client_secret", credentials.client_secret.expose_secret()),
+            ("scope", scope.as_str()),
+        ];
+        let response = self
+            .http
+            .post(url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(CallError::from_reqwest)?;
+        let status = response.status();
+        let body = response.text().await.map_err(CallError::from_reqwest)?;
+        if !status.is_success() {
+            return Err(CallError::Microsoft(Box::new(MicrosoftError::from_body(
+                &body,
+            ))));
+        }
+        let token: TokenResponse = serde_json::from_str(&body)
+            .map_err(|_| CallError::Unexpected("the token answer is not JSON".into()))?;
+        Ok(AppToken {
+            roles: roles_of(&token.access_token),
+            access_token: SecretString::from(token.access_token),
+            expires_at: now + Duration::seconds(token.expires_in),
+        })
+    }
+
+    /// Reads the mailbox's inbox folder with the app's token, as Graph mail access would.
+    pub async fn check_mailbox(
+        &self,
+        credentials: &AppCredentials<'_>,
+        mailbox: &str,
+        now: OffsetDateTime,
+    ) -> Result<MailboxAccess, CallError> {
+        let token = self.app_token(credentials, now).await?;
+        let address: String = url::form_urlencoded::byte_serialize(mailbox.as_bytes()).collect();
+        let url = format!(
+            "{}/v1.0/users/{address}/mailFolders/inbox",
+            self.graph_base(credentials.cloud)
+        );
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token.access_token.expose_secret())
+            .send()
+            .await
+            .map_err(CallError::from_reqwest)?;
+        match response.status().as_u16() {
+            200 => Ok(MailboxAccess::Granted),
+            403 => Ok(MailboxAccess::Denied),
+            404 => Ok(MailboxAccess::NotFound),
+            status => Err(CallError::Unexpected(format!("Graph answered {status}"))),
+        }
+    }
+}
+
+/// The `roles` claim of an access token. Read without verifying the signature: the token
+/// came straight from Microsoft over TLS, and this only shows what was granted.
+fn roles_of(access_token: &str) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Claims {
+        #[serde(default)]
+        roles: Vec<String>,
+    }
+    access_token
+        .split('.')
+        .nth(1)
+        .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
+        .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
+        .map(|claims| claims.roles)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_come_from_the_token_payload() {
+        let payload = URL_SAFE_NO_PAD.encode(br#"{"roles":["Mail.Send","Mail.ReadWrite"]}"#);
+        assert_eq!(
+            roles_of(&format!("h.{payload}.s")),
+            vec!["Mail.Send", "Mail.ReadWrite"]
+        );
+        assert!(roles_of("not a token").is_empty());
+    }
+}

@@ -1,0 +1,596 @@
+//! External APIs: the tenant's Microsoft Graph credentials, entered once and shared by its
+//! Graph mailboxes, and tested against Microsoft for real.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use time::Date;
+
+use super::error::{AppError, Rejected};
+use super::extract::{AdminCtx, ClientIp, TenantCtx};
+use super::{Layout, format_time};
+use crate::app::{App, AppState};
+use crate::domain::{
+    AuditAction, ClientId, Cloud, CredentialName, DirectoryId, ExpiryStatus, FieldErrors,
+    REQUIRED_ROLES, RoleReview, parse_expiry_date,
+};
+use crate::microsoft::errors::AdviceContext;
+use crate::microsoft::graph::{AppCredentials, MailboxAccess};
+use crate::microsoft::{Advice, CallError, MicrosoftError};
+use crate::store::graph_credentials::{
+    self, CredentialFields, GraphCredential, SaveError, new_credential_id, secret_context,
+};
+
+/// A credential as the pages show it; never its secret.
+pub struct CredentialView {
+    pub id: String,
+    pub name: String,
+    pub client_id: String,
+    pub directory: String,
+    pub directory_id: String,
+    pub cloud: &'static str,
+    pub expires_on: String,
+    pub expiry: ExpiryStatus,
+    pub secret_replaced_at: String,
+    pub last_test: Option<(bool, String, String)>,
+}
+
+impl CredentialView {
+    pub fn new(credential: &GraphCredential, app: &App) -> Self {
+        Self {
+            id: credential.id.clone(),
+            name: credential.name.clone(),
+            client_id: credential.client_id.to_string(),
+            directory: credential.directory.clone(),
+            directory_id: credential.directory_id.hyphenated().to_string(),
+            cloud: credential.cloud.label(),
+            expires_on: credential.secret_expires_on.to_string(),
+            expiry: ExpiryStatus::of(credential.secret_expires_on, app.clock.now()),
+            secret_replaced_at: format_time(credential.secret_replaced_at),
+            last_test: credential
+                .last_test
+                .as_ref()
+                .map(|test| (test.ok, format_time(test.at), test.summary.clone())),
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "external_apis/list.html")]
+pub struct ListPage {
+    layout: Layout,
+    slug: String,
+    credentials: Vec<CredentialView>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+) -> Result<ListPage, AppError> {
+    let credentials = graph_credentials::list(&state.db, &ctx.tenant.id).await?;
+    Ok(ListPage {
+        layout: ctx.layout("External APIs", "external-apis"),
+        slug: ctx.tenant.slug.clone(),
+        credentials: credentials
+            .iter()
+            .map(|c| CredentialView::new(c, &state))
+            .collect(),
+    })
+}
+
+/// What the admin typed. Secrets are never sent back.
+#[derive(Deserialize, Default)]
+pub struct CredentialForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    directory: String,
+    #[serde(default)]
+    cloud: String,
+    #[serde(default)]
+    secret_expires_on: String,
+    #[serde(default)]
+    client_secret: Option<SecretString>,
+}
+
+impl CredentialForm {
+    fn without_secret(self) -> Self {
+        Self {
+            client_secret: None,
+            ..self
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "external_apis/new.html")]
+pub struct NewPage {
+    layout: Layout,
+    slug: String,
+    form: CredentialForm,
+    errors: FieldErrors,
+    clouds: Vec<(&'static str, &'static str)>,
+}
+
+fn clouds() -> Vec<(&'static str, &'static str)> {
+    Cloud::ALL.iter().map(|c| (c.as_str(), c.label())).collect()
+}
+
+fn new_page(ctx: &TenantCtx, form: CredentialForm, errors: FieldErrors) -> NewPage {
+    NewPage {
+        layout: ctx.layout("Add a Graph credential", "external-apis"),
+        slug: ctx.tenant.slug.clone(),
+        form: form.without_secret(),
+        errors,
+        clouds: clouds(),
+    }
+}
+
+pub async fn new(AdminCtx(ctx): AdminCtx) -> NewPage {
+    let form = CredentialForm {
+        cloud: Cloud::Global.as_str().into(),
+        ..CredentialForm::default()
+    };
+    new_page(&ctx, form, FieldErrors::new())
+}
+
+/// Parses the non-secret fields and resolves the directory to its GUID.
+async fn parse_fields(
+    state: &App,
+    form: &CredentialForm,
+    errors: &mut FieldErrors,
+) -> Option<CredentialFields> {
+    let name = errors.check("name", CredentialName::parse(&form.name));
+    let client_id = errors.check("client_id", ClientId::parse(&form.client_id));
+    let directory = errors
+        .check("directory", DirectoryId::parse_optional(&form.directory))
+        .and_then(|directory| {
+            if directory.is_none() {
+                errors.add(
+                    "directory",
+                    "Enter the Directory (tenant) ID from the app's Overview page: app-only access needs it.",
+                );
+            }
+            directory
+        });
+    let cloud = errors.check("cloud", Cloud::parse(&form.cloud));
+    let (name, client_id, directory, cloud) = (name?, client_id?, directory?, cloud?);
+    match state.microsoft.resolve_directory(cloud, &directory).await {
+        Ok(directory_id) => Some(CredentialFields {
+            name,
+            client_id,
+            directory: directory.to_string(),
+            directory_id,
+            cloud,
+        }),
+        Err(error) => {
+            errors.add("directory", directory_lookup_message(&error));
+            None
+        }
+    }
+}
+
+fn directory_lookup_message(error: &CallError) -> &'static str {
+    match error {
+        CallError::Microsoft(_) => {
+            "Microsoft knows no directory by this name. Copy the Directory (tenant) ID from the app's Overview page in Azure."
+        }
+        CallError::Unreachable(_) | CallError::Unexpected(_) => {
+            "Microsoft could not be reached to look up this domain. Try again, or enter the directory's GUID."
+        }
+    }
+}
+
+/// The secret and its expiry, both required whenever a secret is set.
+fn parse_secret(
+    form: &mut CredentialForm,
+    errors: &mut FieldErrors,
+) -> Option<(SecretString, Date)> {
+    let secret = form
+        .client_secret
+        .take()
+        .filter(|secret| !secret.expose_secret().trim().is_empty());
+    if secret.is_none() {
+        errors.add("client_secret", "Paste the client secret's Value from Certificates & secrets in Azure (not its Secret ID).");
+    }
+    let expires_on = errors.check(
+        "secret_expires_on",
+        parse_expiry_date(&form.secret_expires_on),
+    );
+    Some((secret?, expires_on?))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Form(mut form): Form<CredentialForm>,
+) -> Result<Response, AppError> {
+    let mut errors = FieldErrors::new();
+    let secret = parse_secret(&mut form, &mut errors);
+    let fields = parse_fields(&state, &form, &mut errors).await;
+    let (Some(fields), Some((secret, expires_on)), true) = (fields, secret, errors.is_empty())
+    else {
+        return Ok(Rejected(new_page(&ctx, form, errors)).into_response());
+    };
+    let id = new_credential_id();
+    let sealed = state
+        .config
+        .secret_key
+        .seal(&secret, &secret_context(&ctx.tenant.id, &id));
+    match graph_credentials::create(&state.db, &ctx.tenant.id, &id, &fields, &sealed, expires_on)
+        .await
+    {
+        Ok(()) => {}
+        Err(SaveError::NameTaken) => {
+            let errors = FieldErrors::single("name", "Another credential has this name.");
+            return Ok(Rejected(new_page(&ctx, form, errors)).into_response());
+        }
+        Err(SaveError::NotFound) => return Err(AppError::NotFound),
+        Err(SaveError::Database(err)) => return Err(err.into()),
+    }
+    let detail = format!(
+        "Application (client) ID {}, Directory (tenant) ID {}, {}, secret expires on {expires_on}",
+        fields.client_id,
+        fields.directory,
+        fields.cloud.label()
+    );
+    ctx.audit(
+        &state,
+        AuditAction::GraphCredentialCreated,
+        fields.name.as_str(),
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}"))).into_response())
+}
+
+/// The result panel of "Test connection".
+pub struct TestOutcome {
+    ok: bool,
+    review: Option<RoleReview>,
+    advice: Option<Advice>,
+    error: Option<MicrosoftError>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "external_apis/show.html")]
+pub struct ShowPage {
+    layout: Layout,
+    slug: String,
+    credential: CredentialView,
+    form: CredentialForm,
+    errors: FieldErrors,
+    clouds: Vec<(&'static str, &'static str)>,
+    required_roles: [&'static str; 2],
+    notice: Option<&'static str>,
+    test: Option<TestOutcome>,
+    mailbox: String,
+    mailbox_result: Option<(MailboxAccess, String)>,
+}
+
+async fn load(state: &App, ctx: &TenantCtx, id: &str) -> Result<GraphCredential, AppError> {
+    graph_credentials::get(&state.db, &ctx.tenant.id, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+fn show_page(state: &App, ctx: &TenantCtx, credential: &GraphCredential) -> ShowPage {
+    ShowPage {
+        layout: ctx.layout(credential.name.clone(), "external-apis"),
+        slug: ctx.tenant.slug.clone(),
+        credential: CredentialView::new(credential, state),
+        form: CredentialForm {
+            name: credential.name.clone(),
+            client_id: credential.client_id.to_string(),
+            directory: credential.directory.clone(),
+            cloud: credential.cloud.as_str().into(),
+            secret_expires_on: String::new(),
+            client_secret: None,
+        },
+        errors: FieldErrors::new(),
+        clouds: clouds(),
+        required_roles: REQUIRED_ROLES,
+        notice: None,
+        test: None,
+        mailbox: String::new(),
+        mailbox_result: None,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    done: Option<String>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    Path((_, id)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<ShowQuery>,
+) -> Result<ShowPage, AppError> {
+    let credential = load(&state, &ctx, &id).await?;
+    let mut page = show_page(&state, &ctx, &credential);
+    page.notice = match query.done.as_deref() {
+        Some("saved") => Some("Saved."),
+        Some("secret") => Some("Secret replaced. Test the connection to check it."),
+        _ => None,
+    };
+    Ok(page)
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<CredentialForm>,
+) -> Result<Response, AppError> {
+    let credential = load(&state, &ctx, &id).await?;
+    let mut errors = FieldErrors::new();
+    let fields = parse_fields(&state, &form, &mut errors).await;
+    let rejected = |errors: FieldErrors, form: CredentialForm| {
+        let mut page = show_page(&state, &ctx, &credential);
+        page.form = form.without_secret();
+        page.errors = errors;
+        Rejected(page).into_response()
+    };
+    let Some(fields) = fields.filter(|_| errors.is_empty()) else {
+        return Ok(rejected(errors, form));
+    };
+    match graph_credentials::update(&state.db, &ctx.tenant.id, &id, &fields).await {
+        Ok(()) => {}
+        Err(SaveError::NameTaken) => {
+            return Ok(rejected(
+                FieldErrors::single("name", "Another credential has this name."),
+                form,
+            ));
+        }
+        Err(SaveError::NotFound) => return Err(AppError::NotFound),
+        Err(SaveError::Database(err)) => return Err(err.into()),
+    }
+    state.microsoft.forget_tokens(&id);
+    let detail = format!(
+        "Application (client) ID {}, Directory (tenant) ID {}, {}",
+        fields.client_id,
+        fields.directory,
+        fields.cloud.label()
+    );
+    ctx.audit(
+        &state,
+        AuditAction::GraphCredentialChanged,
+        fields.name.as_str(),
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=saved"))).into_response())
+}
+
+/// "Replace secret": a new secret and its new expiry date, as the seeds' "update client secret".
+pub async fn replace_secret(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+    Form(mut form): Form<CredentialForm>,
+) -> Result<Response, AppError> {
+    let credential = load(&state, &ctx, &id).await?;
+    let mut errors = FieldErrors::new();
+    let Some((secret, expires_on)) = parse_secret(&mut form, &mut errors) else {
+        let mut page = show_page(&state, &ctx, &credential);
+        page.form.secret_expires_on = form.secret_expires_on;
+        page.errors = errors;
+        return Ok(Rejected(page).into_response());
+    };
+    let sealed = state
+        .config
+        .secret_key
+        .seal(&secret, &secret_context(&ctx.tenant.id, &id));
+    match graph_credentials::replace_secret(&state.db, &ctx.tenant.id, &id, &sealed, expires_on)
+        .await
+    {
+        Ok(()) => {}
+        Err(SaveError::NotFound | SaveError::NameTaken) => return Err(AppError::NotFound),
+        Err(SaveError::Database(err)) => return Err(err.into()),
+    }
+    // A token obtained with the old secret must not outlive it here.
+    state.microsoft.forget_tokens(&id);
+    let detail = format!("new secret expires on {expires_on}");
+    ctx.audit(
+        &state,
+        AuditAction::GraphCredentialSecretReplaced,
+        &credential.name,
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=secret"))).into_response())
+}
+
+fn app_credentials<'a>(
+    credential: &GraphCredential,
+    secret: &'a SecretString,
+) -> AppCredentials<'a> {
+    AppCredentials {
+        // The replacement time changes with the secret, so an old token is never reused.
+        cache_key: format!(
+            "{}/{}",
+            credential.id,
+            credential.secret_replaced_at.unix_timestamp()
+        ),
+        client_id: credential.client_id,
+        directory_id: credential.directory_id,
+        cloud: credential.cloud,
+        client_secret: secret,
+    }
+}
+
+fn open_secret(
+    state: &App,
+    ctx: &TenantCtx,
+    credential: &GraphCredential,
+) -> Result<SecretString, AppError> {
+    Ok(state.config.secret_key.open(
+        &credential.client_secret_sealed,
+        &secret_context(&ctx.tenant.id, &credential.id),
+    )?)
+}
+
+fn explain(state: &App, credential: &GraphCredential, error: MicrosoftError) -> TestOutcome {
+    let consent_url = format!(
+        "{}/{}/adminconsent?client_id={}",
+        state.microsoft.login_base(credential.cloud),
+        credential.directory_id.hyphenated(),
+        credential.client_id
+    );
+    let advice = error.advice(&AdviceContext {
+        redirect_uri: "",
+        has_client_secret: true,
+        admin_consent_url: Some(&consent_url),
+    });
+    TestOutcome {
+        ok: false,
+        review: None,
+        advice: Some(advice),
+        error: Some(error),
+    }
+}
+
+fn unreachable() -> TestOutcome {
+    TestOutcome {
+        ok: false,
+        review: None,
+        advice: Some(Advice {
+            title: "Microsoft could not be reached",
+            meaning: "Portico did not get an answer from Microsoft in time.".into(),
+            next_step: "Try again in a minute.".into(),
+        }),
+        error: None,
+    }
+}
+
+/// "Test connection": a real client-credentials request, then the granted permissions.
+pub async fn test(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<ShowPage, AppError> {
+    let credential = load(&state, &ctx, &id).await?;
+    let secret = open_secret(&state, &ctx, &credential)?;
+    let now = state.clock.now();
+    let outcome = match state
+        .microsoft
+        .app_token(&app_credentials(&credential, &secret), now)
+        .await
+    {
+        Ok(token) => {
+            let review = RoleReview::of(&token.roles);
+            TestOutcome {
+                ok: review.missing.is_empty(),
+                review: Some(review),
+                advice: None,
+                error: None,
+            }
+        }
+        Err(CallError::Microsoft(error)) => explain(&state, &credential, *error),
+        Err(error) => {
+            tracing::warn!(error = %error, "Graph credential test could not reach Microsoft");
+            unreachable()
+        }
+    };
+    let summary = test_summary(&outcome);
+    graph_credentials::record_test(&state.db, &ctx.tenant.id, &id, outcome.ok, &summary).await?;
+    let credential = load(&state, &ctx, &id).await?;
+    let mut page = show_page(&state, &ctx, &credential);
+    page.test = Some(outcome);
+    Ok(page)
+}
+
+/// One line for the list page: what the last test found.
+fn test_summary(outcome: &TestOutcome) -> String {
+    match (&outcome.review, &outcome.error, &outcome.advice) {
+        (Some(review), _, _) if review.missing.is_empty() => {
+            format!("Granted: {}", review.granted.join(", "))
+        }
+        (Some(review), _, _) => format!("Missing: {}", review.missing.join(", ")),
+        (None, Some(error), Some(advice)) => format!("{error}: {}", advice.title),
+        (None, _, Some(advice)) => advice.title.to_owned(),
+        (None, _, None) => "Failed".into(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct MailboxForm {
+    #[serde(default)]
+    mailbox: String,
+}
+
+/// "Check mailbox access": the in-portal twin of Test-ApplicationAccessPolicy.
+pub async fn check_mailbox(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<MailboxForm>,
+) -> Result<Response, AppError> {
+    let credential = load(&state, &ctx, &id).await?;
+    let mut page = show_page(&state, &ctx, &credential);
+    page.mailbox = form.mailbox.clone();
+    let mailbox = match crate::domain::EmailAddress::parse(&form.mailbox) {
+        Ok(mailbox) => mailbox,
+        Err(message) => {
+            page.errors = FieldErrors::single("mailbox", message);
+            return Ok(Rejected(page).into_response());
+        }
+    };
+    let secret = open_secret(&state, &ctx, &credential)?;
+    let now = state.clock.now();
+    match state
+        .microsoft
+        .check_mailbox(
+            &app_credentials(&credential, &secret),
+            mailbox.as_str(),
+            now,
+        )
+        .await
+    {
+        Ok(access) => page.mailbox_result = Some((access, mailbox.to_string())),
+        Err(CallError::Microsoft(error)) => page.test = Some(explain(&state, &credential, *error)),
+        Err(error) => {
+            tracing::warn!(error = %error, "mailbox check could not reach Microsoft");
+            page.test = Some(unreachable());
+        }
+    }
+    Ok(page.into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Redirect, AppError> {
+    let credential = load(&state, &ctx, &id).await?;
+    match graph_credentials::delete(&state.db, &ctx.tenant.id, &id).await {
+        Ok(()) => {}
+        Err(SaveError::NotFound | SaveError::NameTaken) => return Err(AppError::NotFound),
+        Err(SaveError::Database(err)) => return Err(err.into()),
+    }
+    state.microsoft.forget_tokens(&id);
+    ctx.audit(
+        &state,
+        AuditAction::GraphCredentialDeleted,
+        &credential.name,
+        "",
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path("/external-apis")))
+}
