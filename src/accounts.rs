@@ -6,10 +6,12 @@ use std::net::IpAddr;
 use secrecy::SecretString;
 
 use crate::app::App;
-use crate::domain::{AuditAction, DisplayName, EmailAddress, Role, UserStatus};
+use crate::domain::{
+    AuditAction, CONSUMERS_DIRECTORY, DisplayName, EmailAddress, Role, UserStatus,
+};
 use crate::microsoft::sign_in::VerifiedIdentity;
 use crate::store::audit::{self, NewAuditEvent};
-use crate::store::identities::{self, LinkError};
+use crate::store::identities::{self, LinkError, Redeemed};
 use crate::store::microsoft_sign_in::SignInSettings;
 use crate::store::tenants::Tenant;
 use crate::store::users::{self, CreateUserError, NewUser, UserId};
@@ -39,16 +41,7 @@ pub async fn sign_in_with_password(
     ip: IpAddr,
 ) -> Result<SignInOutcome, sqlx::Error> {
     let typed_email = email.trim().to_lowercase();
-    let (account_failures, address_failures) = audit::recent_sign_in_failures(
-        &app.db,
-        &tenant.id,
-        &typed_email,
-        ip,
-        THROTTLE_WINDOW_SECONDS,
-    )
-    .await?;
-    if account_failures >= MAX_FAILURES_PER_ACCOUNT || address_failures >= MAX_FAILURES_PER_ADDRESS
-    {
+    if throttled(app, tenant, &typed_email, ip).await? {
         let detail = "too many failed sign-ins";
         record(
             app,
@@ -70,6 +63,23 @@ pub async fn sign_in_with_password(
     let stored_hash = candidate.as_ref().and_then(|c| c.password_hash.clone());
     // Verified even when there is no such user, so both cost the same time.
     let password_ok = app.passwords.verify(password, stored_hash).await;
+
+    // Guesses sent in parallel all passed the check above; the right one must not slip
+    // through if the others' failures reached the limit meanwhile.
+    if password_ok && throttled(app, tenant, &typed_email, ip).await? {
+        let detail = "too many failed sign-ins";
+        record(
+            app,
+            tenant,
+            &typed_email,
+            None,
+            AuditAction::SignInThrottled,
+            detail,
+            ip,
+        )
+        .await?;
+        return Ok(SignInOutcome::Throttled);
+    }
 
     match candidate {
         Some(user) if password_ok && user.status == UserStatus::Active => {
@@ -133,6 +143,21 @@ pub async fn sign_in_with_password(
     }
 }
 
+async fn throttled(
+    app: &App,
+    tenant: &Tenant,
+    email: &str,
+    ip: IpAddr,
+) -> Result<bool, sqlx::Error> {
+    let (account_failures, address_failures) =
+        audit::recent_sign_in_failures(&app.db, &tenant.id, email, ip, THROTTLE_WINDOW_SECONDS)
+            .await?;
+    Ok(
+        account_failures >= MAX_FAILURES_PER_ACCOUNT
+            || address_failures >= MAX_FAILURES_PER_ADDRESS,
+    )
+}
+
 /// How a Microsoft sign-in ended for Portico.
 #[derive(Debug, PartialEq, Eq)]
 pub enum MicrosoftSignInOutcome {
@@ -141,26 +166,23 @@ pub enum MicrosoftSignInOutcome {
     NoAccount,
     /// The linked or matched user is disabled.
     Disabled,
-    /// A one-time link was used, but the Microsoft account is linked to another user.
+    /// The Microsoft account is linked to another user than the one it should sign in.
     LinkedToAnotherUser,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum NewLink {
-    Invited,
-    MatchedByEmail,
+    /// The one-time link was used already, or expired.
+    InvalidInvite,
 }
 
 /// Decides which Portico user a verified Microsoft identity signs in, linking it when the
 /// rules allow. Identities are (tid, oid); an email links a first sign-in only when it can
 /// be trusted (nOAuth): the tenant admits one directory, the directory verified the email's
-/// domain (`xms_edov`), or it is a personal Microsoft account.
+/// domain (`xms_edov`), or it is a personal Microsoft account. With `invite_token_hash`,
+/// the admin's one-time link decides the user instead.
 pub async fn sign_in_with_microsoft(
     app: &App,
     tenant: &Tenant,
     settings: &SignInSettings,
     identity: &VerifiedIdentity,
-    invited_user: Option<UserId>,
+    invite_token_hash: Option<&str>,
     ip: IpAddr,
 ) -> Result<MicrosoftSignInOutcome, sqlx::Error> {
     let account = identity
@@ -168,98 +190,68 @@ pub async fn sign_in_with_microsoft(
         .clone()
         .or_else(|| identity.email.clone())
         .unwrap_or_else(|| identity.oid.to_string());
-    let linked = identities::linked_user(&app.db, &tenant.id, identity.tid, identity.oid).await?;
+    let refuse = |reason, outcome| refuse(app, tenant, &account, identity, reason, ip, outcome);
 
-    let (user_id, new_link) = match (linked, invited_user) {
-        (Some(linked), Some(invited)) if linked != invited => {
-            return refuse(
-                app,
-                tenant,
-                &account,
-                identity,
-                "account is linked to another user",
-                ip,
-                MicrosoftSignInOutcome::LinkedToAnotherUser,
-            )
-            .await;
-        }
-        (Some(linked), _) => (linked, None),
-        (None, Some(invited)) => (invited, Some(NewLink::Invited)),
-        (None, None) => match matching_user(app, tenant, settings, identity).await? {
-            Some(user) => (user, Some(NewLink::MatchedByEmail)),
-            None => {
+    let (user_id, linked_how) = if let Some(token_hash) = invite_token_hash {
+        let now = app.clock.now().unix_timestamp();
+        let pair = (identity.tid, identity.oid);
+        match identities::redeem_invite(&app.db, &tenant.id, token_hash, pair, &account, now)
+            .await?
+        {
+            Redeemed::Linked(user) => (user, Some("with a one-time link")),
+            Redeemed::InvalidInvite => {
                 return refuse(
-                    app,
-                    tenant,
-                    &account,
-                    identity,
-                    "no linked Portico user",
-                    ip,
-                    MicrosoftSignInOutcome::NoAccount,
+                    "one-time link used or expired",
+                    MicrosoftSignInOutcome::InvalidInvite,
                 )
                 .await;
             }
-        },
-    };
-
-    let Some(user) = users::get(&app.db, &tenant.id, user_id.as_str()).await? else {
-        return refuse(
-            app,
-            tenant,
-            &account,
-            identity,
-            "no linked Portico user",
-            ip,
-            MicrosoftSignInOutcome::NoAccount,
-        )
-        .await;
-    };
-    if user.status != UserStatus::Active {
-        return refuse(
-            app,
-            tenant,
-            &account,
-            identity,
-            "account is disabled",
-            ip,
-            MicrosoftSignInOutcome::Disabled,
-        )
-        .await;
-    }
-    if let Some(new_link) = new_link {
-        if new_link == NewLink::Invited {
-            // The admin's link replaces whatever account the user had linked before.
-            identities::unlink(&app.db, &tenant.id, &user.id).await?;
-        }
-        match identities::link(
-            &app.db,
-            &tenant.id,
-            &user.id,
-            identity.tid,
-            identity.oid,
-            &account,
-        )
-        .await
-        {
-            Ok(()) => {}
-            Err(LinkError::AlreadyLinked) => {
+            Redeemed::IdentityTaken => {
                 return refuse(
-                    app,
-                    tenant,
-                    &account,
-                    identity,
-                    "user is linked to another Microsoft account",
-                    ip,
+                    "account is linked to another user",
                     MicrosoftSignInOutcome::LinkedToAnotherUser,
                 )
                 .await;
             }
-            Err(LinkError::Database(err)) => return Err(err),
         }
-        let how = match new_link {
-            NewLink::Invited => "with a one-time link",
-            NewLink::MatchedByEmail => "by its email",
-        };
+    } else if let Some(user) =
+        identities::linked_user(&app.db, &tenant.id, identity.tid, identity.oid).await?
+    {
+        (user, None)
+    } else {
+        match matching_user(app, tenant, settings, identity).await? {
+            Some(user) => {
+                match identities::link(
+                    &app.db,
+                    &tenant.id,
+                    &user,
+                    identity.tid,
+                    identity.oid,
+                    &account,
+                )
+                .await
+                {
+                    Ok(()) => (user, Some("by its email")),
+                    Err(LinkError::AlreadyLinked) => {
+                        return refuse(
+                            "user is linked to another Microsoft account",
+                            MicrosoftSignInOutcome::LinkedToAnotherUser,
+                        )
+                        .await;
+                    }
+                    Err(LinkError::Database(err)) => return Err(err),
+                }
+            }
+            None => {
+                return refuse("no linked Portico user", MicrosoftSignInOutcome::NoAccount).await;
+            }
+        }
+    };
+
+    let Some(user) = users::get(&app.db, &tenant.id, user_id.as_str()).await? else {
+        return refuse("no linked Portico user", MicrosoftSignInOutcome::NoAccount).await;
+    };
+    if let Some(how) = linked_how {
         let detail = format!("{account} (directory {}) linked {how}", identity.tid);
         record(
             app,
@@ -271,6 +263,9 @@ pub async fn sign_in_with_microsoft(
             ip,
         )
         .await?;
+    }
+    if user.status != UserStatus::Active {
+        return refuse("account is disabled", MicrosoftSignInOutcome::Disabled).await;
     }
     record(
         app,
@@ -292,7 +287,10 @@ async fn matching_user(
     settings: &SignInSettings,
     identity: &VerifiedIdentity,
 ) -> Result<Option<UserId>, sqlx::Error> {
-    let restricted = settings.directory_id.is_some();
+    // The personal accounts' directory is open to anyone: it never counts as a restriction.
+    let restricted = settings
+        .directory_id
+        .is_some_and(|directory| directory != CONSUMERS_DIRECTORY);
     let email_trusted =
         restricted || identity.email_domain_verified || identity.is_personal_account();
     // In a directory of its own, the sign-in name is the directory's to give.
@@ -351,6 +349,27 @@ async fn matching_user(
     }
 }
 
+/// Audits a Microsoft sign-in that failed before anyone was identified (Microsoft's
+/// error, a bad state, a refused token).
+pub async fn record_microsoft_failure(
+    app: &App,
+    tenant: &Tenant,
+    detail: &str,
+    ip: IpAddr,
+) -> Result<(), sqlx::Error> {
+    let who = "Microsoft sign-in";
+    record(
+        app,
+        tenant,
+        who,
+        None,
+        AuditAction::MicrosoftSignInFailed,
+        detail,
+        ip,
+    )
+    .await
+}
+
 async fn refuse(
     app: &App,
     tenant: &Tenant,
@@ -361,7 +380,7 @@ async fn refuse(
     outcome: MicrosoftSignInOutcome,
 ) -> Result<MicrosoftSignInOutcome, sqlx::Error> {
     let detail = format!(
-        "Microsoft: {reason} (directory {}, object {})",
+        "{reason} (directory {}, object {})",
         identity.tid, identity.oid
     );
     record(
@@ -369,7 +388,7 @@ async fn refuse(
         tenant,
         account,
         None,
-        AuditAction::SignInFailed,
+        AuditAction::MicrosoftSignInFailed,
         &detail,
         ip,
     )

@@ -5,6 +5,9 @@ pub enum AuditAction {
     SignIn,
     SignInFailed,
     SignInThrottled,
+    /// A Microsoft sign-in that signed nobody in; kept apart from password failures so it
+    /// never counts toward the password throttle.
+    MicrosoftSignInFailed,
     SignOut,
     UserCreated,
     UserRoleChanged,
@@ -29,6 +32,7 @@ impl AuditAction {
             Self::SignIn => "sign_in",
             Self::SignInFailed => "sign_in.failed",
             Self::SignInThrottled => "sign_in.throttled",
+            Self::MicrosoftSignInFailed => "sign_in.microsoft_failed",
             Self::SignOut => "sign_out",
             Self::UserCreated => "user.created",
             Self::UserRoleChanged => "user.role_changed",

@@ -7,6 +7,10 @@ use uuid::Uuid;
 /// The directory of personal Microsoft accounts (Outlook.com, Hotmail, Xbox...).
 pub const CONSUMERS_DIRECTORY: Uuid = uuid::uuid!("9188040d-6c67-4c5b-b112-36a304b66dad");
 
+/// Why the directory of personal accounts cannot restrict sign-in: anyone can make an
+/// account in it.
+pub const PERSONAL_ACCOUNTS_DIRECTORY: &str = "This is the directory of personal Microsoft accounts, which anyone can join: it restricts nothing. Leave this empty to admit personal accounts, or enter your organization's directory.";
+
 /// "Application (client) ID" in the Azure portal: a GUID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientId(Uuid);
@@ -50,6 +54,9 @@ impl DirectoryId {
             );
         }
         if let Some(guid) = parse_guid(&value) {
+            if guid == CONSUMERS_DIRECTORY {
+                return Err(PERSONAL_ACCOUNTS_DIRECTORY.into());
+            }
             return Ok(Some(Self::Guid(guid)));
         }
         let is_domain = value.len() <= 253

@@ -14,6 +14,8 @@ pub use graph_credential::{
     CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus, REQUIRED_ROLES, RoleReview,
     parse_expiry_date,
 };
-pub use microsoft::{CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId};
+pub use microsoft::{
+    CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId, PERSONAL_ACCOUNTS_DIRECTORY,
+};
 pub use tenant::{Slug, TenantName};
 pub use user::{DisplayName, EmailAddress, NewPassword, Role, UserStatus};

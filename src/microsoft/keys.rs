@@ -1,10 +1,10 @@
 //! Microsoft's token signing keys, cached. openidconnect never refreshes keys itself.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use openidconnect::core::CoreJsonWebKeySet;
 use time::{Duration, OffsetDateTime};
-use tokio::sync::Mutex;
 
 use super::CallError;
 use crate::clock::Clock;
@@ -17,14 +17,17 @@ const MIN_REFETCH_INTERVAL: Duration = Duration::minutes(5);
 
 pub struct KeyCache {
     clock: Clock,
-    /// By JWKS URL. One lock for all: fetches are rare, and two sign-ins that start
-    /// together must not fetch twice.
-    entries: Mutex<HashMap<String, Entry>>,
+    /// By JWKS URL, each with its own lock: sign-ins that start together fetch once, and a
+    /// slow key endpoint of one cloud does not hold up another's.
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
 }
 
-struct Entry {
-    keys: CoreJsonWebKeySet,
-    fetched_at: OffsetDateTime,
+#[derive(Default)]
+struct Slot {
+    keys: Option<CoreJsonWebKeySet>,
+    fetched_at: Option<OffsetDateTime>,
+    /// The last fetch, successful or not: failures are rate-limited too.
+    attempted_at: Option<OffsetDateTime>,
 }
 
 /// Whether the caller wants whatever is cached, or believes the cache is stale.
@@ -39,8 +42,13 @@ impl KeyCache {
     pub fn new(clock: Clock) -> Self {
         Self {
             clock,
-            entries: Mutex::default(),
+            slots: Mutex::default(),
         }
+    }
+
+    fn slot(&self, url: &str) -> Arc<tokio::sync::Mutex<Slot>> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots.entry(url.to_owned()).or_default().clone()
     }
 
     /// The key set at `url`, and whether it was fetched by this call.
@@ -50,27 +58,29 @@ impl KeyCache {
         url: &str,
         freshness: Freshness,
     ) -> Result<(CoreJsonWebKeySet, bool), CallError> {
-        let mut entries = self.entries.lock().await;
+        let slot = self.slot(url);
+        let mut slot = slot.lock().await;
         let now = self.clock.now();
-        if let Some(entry) = entries.get(url) {
-            let age = now - entry.fetched_at;
-            let fresh_enough = match freshness {
-                Freshness::Cached => age < TIME_TO_LIVE,
-                Freshness::UnknownKeySeen => age < MIN_REFETCH_INTERVAL,
-            };
-            if fresh_enough {
-                return Ok((entry.keys.clone(), false));
+        let since = |at: Option<OffsetDateTime>| at.map(|at| now - at);
+        let skip_fetch = match freshness {
+            Freshness::Cached => since(slot.fetched_at).is_some_and(|age| age < TIME_TO_LIVE),
+            Freshness::UnknownKeySeen => {
+                since(slot.attempted_at).is_some_and(|age| age < MIN_REFETCH_INTERVAL)
             }
+        };
+        if let (true, Some(keys)) = (skip_fetch, &slot.keys) {
+            return Ok((keys.clone(), false));
         }
-        let keys = fetch(http, url).await?;
-        entries.insert(
-            url.to_owned(),
-            Entry {
-                keys: keys.clone(),
-                fetched_at: now,
-            },
-        );
-        Ok((keys, true))
+        slot.attempted_at = Some(now);
+        match fetch(http, url).await {
+            Ok(keys) => {
+                slot.keys = Some(keys.clone());
+                slot.fetched_at = Some(now);
+                Ok((keys, true))
+            }
+            // Keys change rarely: past their day they still beat failing every sign-in.
+            Err(error) => slot.keys.clone().map(|keys| (keys, false)).ok_or(error),
+        }
     }
 }
 

@@ -59,8 +59,8 @@ pub struct SignInApp<'a> {
 }
 
 /// What the callback needs to finish a sign-in. It stays on the server, in the session of
-/// the browser that started it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// the browser that started it. (No `Debug`: it holds the state, nonce and PKCE verifier.)
+#[derive(Clone, Serialize, Deserialize)]
 pub struct PendingSignIn {
     pub state: String,
     pub nonce: String,

@@ -137,11 +137,11 @@ pub async fn create_invite(
     tx.commit().await
 }
 
-/// The user a link token was made for, if it is valid at `now`; the token stays valid.
+/// The user a link token (by its hash) was made for, if it is valid at `now`.
 pub async fn invited_user(
     db: &Db,
     tenant: &TenantId,
-    token: &str,
+    token_hash: &str,
     now: i64,
 ) -> Result<Option<UserId>, sqlx::Error> {
     let user: Option<String> = sqlx::query_scalar(
@@ -149,34 +149,88 @@ pub async fn invited_user(
          WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3",
     )
     .bind(tenant.as_str())
-    .bind(sha256_hex(token))
+    .bind(token_hash)
     .bind(now)
     .fetch_optional(db.pool())
     .await?;
     Ok(user.map(UserId))
 }
 
-/// The user a link token was made for, if it is valid at `now`. The token is used up.
-pub async fn take_invite(
+/// How using a one-time link ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Redeemed {
+    /// The identity is now (or already was) the invited user's.
+    Linked(UserId),
+    /// No such link, or it expired: it is gone either way.
+    InvalidInvite,
+    /// The identity belongs to another user; the link stays usable for the right account.
+    IdentityTaken,
+}
+
+/// Uses a one-time link: in one transaction the invite is deleted (so two browsers cannot
+/// both use it), the invited user's earlier link is replaced, and the identity linked.
+pub async fn redeem_invite(
     db: &Db,
     tenant: &TenantId,
-    token: &str,
+    token_hash: &str,
+    identity: (Uuid, Uuid),
+    username: &str,
     now: i64,
-) -> Result<Option<UserId>, sqlx::Error> {
-    let hash = sha256_hex(token);
+) -> Result<Redeemed, sqlx::Error> {
+    let (tid, oid) = (
+        identity.0.hyphenated().to_string(),
+        identity.1.hyphenated().to_string(),
+    );
     let mut tx = db.pool().begin().await?;
-    let user: Option<(String, i64)> = sqlx::query_as(
-        "SELECT user_id, expires_at FROM identity_link_invites WHERE tenant_id = $1 AND token_hash = $2",
+    let invite: Option<(String, i64)> = sqlx::query_as(
+        "DELETE FROM identity_link_invites WHERE tenant_id = $1 AND token_hash = $2 \
+         RETURNING user_id, expires_at",
     )
     .bind(tenant.as_str())
-    .bind(&hash)
+    .bind(token_hash)
     .fetch_optional(&mut *tx)
     .await?;
-    sqlx::query("DELETE FROM identity_link_invites WHERE tenant_id = $1 AND token_hash = $2")
-        .bind(tenant.as_str())
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await?;
+    let Some((user_id, _)) = invite.filter(|(_, expires_at)| *expires_at > now) else {
+        tx.commit().await?;
+        return Ok(Redeemed::InvalidInvite);
+    };
+    let linked: Option<String> = sqlx::query_scalar(
+        "SELECT user_id FROM microsoft_identities WHERE tenant_id = $1 AND tid = $2 AND oid = $3",
+    )
+    .bind(tenant.as_str())
+    .bind(&tid)
+    .bind(&oid)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match linked {
+        Some(owner) if owner != user_id => return Ok(Redeemed::IdentityTaken),
+        Some(_) => {}
+        None => {
+            sqlx::query("DELETE FROM microsoft_identities WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant.as_str())
+                .bind(&user_id)
+                .execute(&mut *tx)
+                .await?;
+            let inserted = sqlx::query(
+                "INSERT INTO microsoft_identities (id, tenant_id, user_id, tid, oid, username, linked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(new_id())
+            .bind(tenant.as_str())
+            .bind(&user_id)
+            .bind(&tid)
+            .bind(&oid)
+            .bind(username)
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                // Linked to someone else a moment ago: roll back, keeping the invite.
+                Err(err) if is_unique_violation(&err) => return Ok(Redeemed::IdentityTaken),
+                other => other?,
+            };
+        }
+    }
     tx.commit().await?;
-    Ok(user.and_then(|(user_id, expires_at)| (expires_at > now).then_some(UserId(user_id))))
+    Ok(Redeemed::Linked(UserId(user_id)))
 }

@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use tower_sessions::Session;
 
 use super::error::{AppError, Rejected, Throttled};
@@ -81,7 +80,7 @@ pub async fn sign_in(
         accounts::sign_in_with_password(&state, &tenant, &form.email, password, ip).await?;
     Ok(match outcome {
         SignInOutcome::SignedIn(user_id) => {
-            session::sign_in(&session, &tenant.id, &user_id, OffsetDateTime::now_utc()).await?;
+            session::sign_in(&session, &tenant.id, &user_id, state.clock.now()).await?;
             Redirect::to(&format!("/t/{}/", tenant.slug)).into_response()
         }
         SignInOutcome::Refused => {

@@ -5,7 +5,6 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts, Path};
 use axum::http::request::Parts;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use tower_sessions::Session;
 
 use super::error::AppError;
@@ -75,8 +74,7 @@ impl FromRequestParts<AppState> for TenantCtx {
         }
         let user = users::get(&state.db, &tenant.id, &signed_in.user_id).await?;
         let active_user = user.filter(|user| user.status == UserStatus::Active);
-        let Some(user) = active_user.filter(|_| !signed_in.is_expired(OffsetDateTime::now_utc()))
-        else {
+        let Some(user) = active_user.filter(|_| !signed_in.is_expired(state.clock.now())) else {
             session::sign_out(&session).await?;
             return Err(sign_in_required());
         };

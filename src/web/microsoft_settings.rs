@@ -13,7 +13,10 @@ use super::extract::{AdminCtx, ClientIp, TenantCtx};
 use super::microsoft_sign_in::redirect_uri;
 use super::{Layout, format_time};
 use crate::app::AppState;
-use crate::domain::{AuditAction, ClientId, Cloud, DirectoryId, FieldErrors};
+use crate::domain::{
+    AuditAction, CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId, FieldErrors,
+    PERSONAL_ACCOUNTS_DIRECTORY,
+};
 use crate::microsoft::CallError;
 use crate::store::microsoft_sign_in::{
     self, SecretChange, SettingsUpdate, SignInSettings, secret_context,
@@ -157,6 +160,14 @@ pub async fn save(
     let directory_id = match &directory {
         None => None,
         Some(directory) => match state.microsoft.resolve_directory(cloud, directory).await {
+            // A domain such as outlook.com resolves to the personal accounts' directory.
+            Ok(guid) if guid == CONSUMERS_DIRECTORY => {
+                let errors = FieldErrors::single("directory", PERSONAL_ACCOUNTS_DIRECTORY);
+                return Ok(
+                    Rejected(page(&state, &ctx, stored.as_ref(), form, errors, false))
+                        .into_response(),
+                );
+            }
             Ok(guid) => Some(guid),
             Err(error) => {
                 let message = match error {

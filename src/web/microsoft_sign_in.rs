@@ -11,18 +11,18 @@ use tower_sessions::Session;
 
 use super::Layout;
 use super::error::{AppError, BadGateway, Rejected};
-use super::extract::{ClientIp, PathTenant};
+use super::extract::{ClientIp, CsrfToken, PathTenant};
 use super::session::{self, PendingMicrosoftSignIn};
 use crate::accounts::{self, MicrosoftSignInOutcome};
 use crate::app::{App, AppState};
-use crate::domain::{AuditAction, CONSUMERS_DIRECTORY};
+use crate::crypto::sha256_hex;
+use crate::domain::CONSUMERS_DIRECTORY;
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::sign_in::{SignInApp, SignInError, VerifiedIdentity};
 use crate::microsoft::{CallError, MicrosoftError};
-use crate::store::audit::{self, NewAuditEvent};
-use crate::store::identities;
 use crate::store::microsoft_sign_in::{self, SignInSettings, secret_context};
 use crate::store::tenants::{self, Tenant};
+use crate::store::{identities, users};
 
 /// The redirect URI registered in Azure: the same for every tenant, built from the
 /// configured public URL (never the Host header), so it is right behind a TLS proxy.
@@ -78,30 +78,70 @@ pub async fn start(
     begin(&state, &tenant, &session, None).await
 }
 
-/// A one-time link from an admin: the Microsoft account signed in with gets linked.
+#[derive(Template, WebTemplate)]
+#[template(path = "microsoft/link.html")]
+pub struct LinkPage {
+    layout: Layout,
+    tenant_name: String,
+    user_name: String,
+    user_email: String,
+}
+
+/// The invited user of a one-time link, if the link is still good.
+async fn invited(
+    state: &App,
+    tenant: &Tenant,
+    token: &str,
+) -> Result<Option<users::User>, AppError> {
+    let now = state.clock.now().unix_timestamp();
+    let Some(user_id) =
+        identities::invited_user(&state.db, &tenant.id, &sha256_hex(token), now).await?
+    else {
+        return Ok(None);
+    };
+    Ok(users::get(&state.db, &tenant.id, user_id.as_str()).await?)
+}
+
+/// A one-time link from an admin: first says whose account it links, so nobody is
+/// signed in somewhere unexpected by following a link.
+pub async fn show_link(
+    State(state): State<AppState>,
+    PathTenant(tenant): PathTenant,
+    Path((_, token)): Path<(String, String)>,
+    CsrfToken(csrf_token): CsrfToken,
+) -> Result<Response, AppError> {
+    let Some(user) = invited(&state, &tenant, &token).await? else {
+        return Ok(problem_page(&tenant, Problem::LinkInvalid).into_response());
+    };
+    Ok(LinkPage {
+        layout: Layout::public("Link your Microsoft account", csrf_token),
+        tenant_name: tenant.name,
+        user_name: user.display_name,
+        user_email: user.email,
+    }
+    .into_response())
+}
+
+/// The confirmation: the Microsoft account signed in with next gets linked.
 pub async fn start_link(
     State(state): State<AppState>,
     PathTenant(tenant): PathTenant,
     Path((_, token)): Path<(String, String)>,
     session: Session,
 ) -> Result<Response, AppError> {
-    let now = state.clock.now().unix_timestamp();
-    if identities::invited_user(&state.db, &tenant.id, &token, now)
-        .await?
-        .is_none()
-    {
+    if invited(&state, &tenant, &token).await?.is_none() {
         return Ok(problem_page(&tenant, Problem::LinkInvalid).into_response());
     }
-    Ok(begin(&state, &tenant, &session, Some(token))
-        .await?
-        .into_response())
+    // Only the hash is kept: the session store never holds a usable link.
+    let redirect = begin(&state, &tenant, &session, Some(sha256_hex(&token))).await?;
+    Ok(redirect.into_response())
 }
 
 async fn begin(
     state: &App,
     tenant: &Tenant,
     session: &Session,
-    link_token: Option<String>,
+    link_token_hash: Option<String>,
 ) -> Result<Redirect, AppError> {
     let settings = enabled_settings(state, tenant).await?;
     let secret = open_secret(state, tenant, &settings)?;
@@ -113,7 +153,7 @@ async fn begin(
     let pending = PendingMicrosoftSignIn {
         tenant_id: tenant.id.as_str().to_owned(),
         started_at: state.clock.now().unix_timestamp(),
-        link_token,
+        link_token_hash,
         flow,
     };
     session::start_microsoft_sign_in(session, pending).await?;
@@ -147,10 +187,10 @@ pub async fn callback(
     if !crate::crypto::constant_time_eq(returned_state, &pending.flow.state)
         || pending.is_expired(now)
     {
-        refusal_audit(
+        accounts::record_microsoft_failure(
             &state,
             &tenant,
-            "Microsoft: sign-in state missing, wrong or expired",
+            "sign-in state missing, wrong or expired",
             ip,
         )
         .await?;
@@ -163,7 +203,13 @@ pub async fn callback(
 
     if let Some(error) = query.error.as_deref() {
         let error = MicrosoftError::from_redirect(error, query.error_description.as_deref());
-        refusal_audit(&state, &tenant, &format!("Microsoft answered {error}"), ip).await?;
+        accounts::record_microsoft_failure(
+            &state,
+            &tenant,
+            &format!("Microsoft answered {error}"),
+            ip,
+        )
+        .await?;
         return Ok(problem_page(
             &tenant,
             Problem::Microsoft(error, advice_context(&state, &settings, secret.is_some())),
@@ -181,7 +227,13 @@ pub async fn callback(
     {
         Ok(identity) => identity,
         Err(SignInError::Call(CallError::Microsoft(error))) => {
-            refusal_audit(&state, &tenant, &format!("Microsoft answered {error}"), ip).await?;
+            accounts::record_microsoft_failure(
+                &state,
+                &tenant,
+                &format!("Microsoft answered {error}"),
+                ip,
+            )
+            .await?;
             return Ok(problem_page(
                 &tenant,
                 Problem::Microsoft(*error, advice_context(&state, &settings, secret.is_some())),
@@ -194,25 +246,26 @@ pub async fn callback(
         }
         Err(SignInError::TokenRefused(reason)) => {
             tracing::warn!(reason = %reason, tenant = %tenant.slug, "ID token refused");
-            refusal_audit(&state, &tenant, &format!("Microsoft: {reason}"), ip).await?;
+            accounts::record_microsoft_failure(
+                &state,
+                &tenant,
+                &format!("Microsoft: {reason}"),
+                ip,
+            )
+            .await?;
             return Ok(problem_page(&tenant, Problem::TokenRefused).into_response());
         }
     };
 
-    let invited_user = match pending.link_token.as_deref() {
-        Some(token) => {
-            let user =
-                identities::take_invite(&state.db, &tenant.id, token, now.unix_timestamp()).await?;
-            if user.is_none() {
-                return Ok(problem_page(&tenant, Problem::LinkInvalid).into_response());
-            }
-            user
-        }
-        None => None,
-    };
-    let outcome =
-        accounts::sign_in_with_microsoft(&state, &tenant, &settings, &identity, invited_user, ip)
-            .await?;
+    let outcome = accounts::sign_in_with_microsoft(
+        &state,
+        &tenant,
+        &settings,
+        &identity,
+        pending.link_token_hash.as_deref(),
+        ip,
+    )
+    .await?;
     match outcome {
         MicrosoftSignInOutcome::SignedIn(user_id) => {
             session::sign_in(&session, &tenant.id, &user_id, now).await?;
@@ -223,6 +276,9 @@ pub async fn callback(
         }
         MicrosoftSignInOutcome::Disabled => {
             Ok(problem_page(&tenant, Problem::Disabled).into_response())
+        }
+        MicrosoftSignInOutcome::InvalidInvite => {
+            Ok(problem_page(&tenant, Problem::LinkInvalid).into_response())
         }
         MicrosoftSignInOutcome::LinkedToAnotherUser => {
             Ok(problem_page(&tenant, Problem::LinkedToAnotherUser(identity)).into_response())
@@ -251,27 +307,6 @@ pub struct AdviceOwned {
     redirect_uri: String,
     has_client_secret: bool,
     admin_consent_url: String,
-}
-
-async fn refusal_audit(
-    state: &App,
-    tenant: &Tenant,
-    detail: &str,
-    ip: std::net::IpAddr,
-) -> Result<(), sqlx::Error> {
-    audit::record(
-        &state.db,
-        &tenant.id,
-        NewAuditEvent {
-            action: AuditAction::SignInFailed,
-            actor_user_id: None,
-            actor: "Microsoft sign-in",
-            target: "",
-            detail,
-            ip: Some(ip),
-        },
-    )
-    .await
 }
 
 /// Why a Microsoft sign-in did not sign anyone in.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
@@ -88,7 +89,9 @@ pub fn router(state: AppState) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.config.secure_cookies())
-        .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT));
+        .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT))
+        // Saving on every request is what moves the idle expiry forward.
+        .with_always_save(true);
 
     let tenant_pages = tenant_routes()
         .into_iter()
@@ -107,7 +110,7 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{slug}/auth/microsoft", get(microsoft_sign_in::start))
         .route(
             "/t/{slug}/auth/microsoft/link/{token}",
-            get(microsoft_sign_in::start_link),
+            get(microsoft_sign_in::show_link).post(microsoft_sign_in::start_link),
         )
         .route("/auth/microsoft/callback", get(microsoft_sign_in::callback))
         .route("/static/{file}", get(assets::serve))
@@ -138,14 +141,20 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("same-origin"),
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
-            let request_id = request
-                .headers()
-                .get("x-request-id")
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default();
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
-        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
+                let request_id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or_default();
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str);
+                tracing::info_span!("request", method = %request.method(), route, request_id)
+            }),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }

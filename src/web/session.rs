@@ -68,12 +68,12 @@ pub async fn sign_out(session: &Session) -> Result<(), tower_sessions::session::
 }
 
 /// A Microsoft sign-in this browser started, waiting for Microsoft to send it back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct PendingMicrosoftSignIn {
     pub tenant_id: String,
     pub started_at: i64,
-    /// The one-time link that started it, when an admin sent the user one.
-    pub link_token: Option<String>,
+    /// The SHA-256 of the one-time link that started it, when an admin sent one.
+    pub link_token_hash: Option<String>,
     pub flow: PendingSignIn,
 }
 

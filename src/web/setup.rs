@@ -9,7 +9,6 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
-use time::OffsetDateTime;
 use tower_sessions::Session;
 
 use super::error::{AppError, Rejected};
@@ -129,7 +128,7 @@ pub async fn create(
         ip,
     )
     .await?;
-    session::sign_in(&session, &tenant.id, &admin_id, OffsetDateTime::now_utc()).await?;
+    session::sign_in(&session, &tenant.id, &admin_id, state.clock.now()).await?;
     Ok(Redirect::to(&format!("/t/{}/", tenant.slug)).into_response())
 }
 

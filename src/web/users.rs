@@ -223,6 +223,7 @@ fn notice(done: Option<&str>) -> Option<&'static str> {
     match done? {
         "role" => Some("Role changed."),
         "status" => Some("Status changed."),
+        "unlinked" => Some("Microsoft account unlinked."),
         "password" => {
             Some("Password reset. Give the new password to the user in person or by phone.")
         }

@@ -135,6 +135,16 @@ async fn settings_are_validated_resolved_and_keep_the_secret_write_only(backend:
         .await
         .assert_status(400)
         .assert_contains("Only with a Directory (tenant) ID");
+    // The personal accounts' directory is open to all: it cannot restrict anything.
+    let personal = "9188040d-6c67-4c5b-b112-36a304b66dad";
+    configure(
+        &admin,
+        "acme",
+        &[("directory", personal), ("auto_create_agents", "on")],
+    )
+    .await
+    .assert_status(400)
+    .assert_contains("directory of personal Microsoft accounts");
     configure(&admin, "acme", &[("directory", "unknown.onmicrosoft.com")])
         .await
         .assert_status(400)
@@ -253,7 +263,12 @@ async fn restricted_tenant_admits_its_directory_only(backend: Backend) {
             .any(|(action, _, detail)| action == "user.microsoft_linked"
                 && detail.contains("by its email"))
     );
-    assert!(audit.iter().any(|(action, _, detail)| action == "sign_in.failed" && detail.contains("AADSTS50020")));
+    assert!(
+        audit
+            .iter()
+            .any(|(action, _, detail)| action == "sign_in.microsoft_failed"
+                && detail.contains("AADSTS50020"))
+    );
 }
 
 async fn unrestricted_tenant_admits_only_linked_or_trusted_accounts(backend: Backend) {
@@ -290,13 +305,23 @@ async fn unrestricted_tenant_admits_only_linked_or_trusted_accounts(backend: Bac
         .assert_contains("personal Microsoft account");
     assert_signed_out(&stranger).await;
     let audit = app.audit_actions(&tenant).await;
-    assert!(
-        audit
-            .iter()
-            .any(|(action, target, detail)| action == "sign_in.failed"
-                && target == "stranger@outlook.com"
-                && detail.contains("no linked Portico user"))
-    );
+    assert!(audit.iter().any(
+        |(action, target, detail)| action == "sign_in.microsoft_failed"
+            && target == "stranger@outlook.com"
+            && detail.contains("no linked Portico user")
+    ));
+
+    // Refused Microsoft sign-ins never lock anyone out of password sign-in.
+    for _ in 0..25 {
+        app.browser()
+            .microsoft_sign_in("acme")
+            .await
+            .assert_status(400);
+    }
+    app.browser()
+        .sign_in("acme", "bob@outlook.com", PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
 }
 
 async fn an_unverified_email_from_another_directory_takes_over_nobody(backend: Backend) {
@@ -759,11 +784,22 @@ async fn admins_link_and_unlink_microsoft_accounts(backend: Backend) {
     );
     admin.get(&carol_page).await.assert_lacks(&link);
 
+    // The link says whose account it links before anything happens.
     let carol_browser = app.browser();
     let start_path = link.trim_start_matches(&app.url(""));
-    let callback = carol_browser.microsoft_authorize(start_path).await.unwrap();
+    let confirm = carol_browser.get(start_path).await;
+    confirm
+        .assert_status(200)
+        .assert_contains("Link your Microsoft account")
+        .assert_contains("carol@acme.test");
+    let to_microsoft = carol_browser
+        .post_raw(start_path, &[("csrf_token", &confirm.csrf_token())])
+        .await;
+    let authorize = carol_browser
+        .get_url(to_microsoft.location.as_deref().unwrap())
+        .await;
     carol_browser
-        .get_url(&callback)
+        .get_url(authorize.location.as_deref().unwrap())
         .await
         .assert_redirect("/t/acme/");
     assert_signed_in(&carol_browser, "carol").await;
