@@ -4,12 +4,14 @@
 mod audit;
 mod fields;
 mod graph_credential;
+mod mailbox;
 mod microsoft;
 mod tenant;
 mod user;
 
 pub use audit::AuditAction;
 pub use fields::FieldErrors;
+pub use mailbox::{MailProtocol, Security};
 pub use graph_credential::{
     CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus, REQUIRED_ROLES, RoleReview,
     parse_expiry_date,
