@@ -13,3 +13,15 @@ document.addEventListener("click", async (event) => {
     window.getSelection().selectAllChildren(source);
   }
 });
+
+// Mailbox form: show only the fields of the chosen protocol (all stay in the page without JS).
+for (const select of document.querySelectorAll("[data-protocol-select]")) {
+  const form = select.form;
+  const sync = () => {
+    for (const fieldset of form.querySelectorAll("[data-for-protocol]")) {
+      fieldset.hidden = !fieldset.dataset.forProtocol.split(" ").includes(select.value);
+    }
+  };
+  select.addEventListener("change", sync);
+  sync();
+}

@@ -23,6 +23,13 @@ pub enum AuditAction {
     GraphCredentialChanged,
     GraphCredentialSecretReplaced,
     GraphCredentialDeleted,
+    SegmentCreated,
+    SegmentChanged,
+    SegmentDeleted,
+    MailboxCreated,
+    MailboxChanged,
+    MailboxMoved,
+    MailboxDeleted,
 }
 
 impl AuditAction {
@@ -48,6 +55,13 @@ impl AuditAction {
             Self::GraphCredentialChanged => "graph_credential.changed",
             Self::GraphCredentialSecretReplaced => "graph_credential.secret_replaced",
             Self::GraphCredentialDeleted => "graph_credential.deleted",
+            Self::SegmentCreated => "segment.created",
+            Self::SegmentChanged => "segment.changed",
+            Self::SegmentDeleted => "segment.deleted",
+            Self::MailboxCreated => "mailbox.created",
+            Self::MailboxChanged => "mailbox.changed",
+            Self::MailboxMoved => "mailbox.moved",
+            Self::MailboxDeleted => "mailbox.deleted",
         }
     }
 }

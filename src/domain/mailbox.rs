@@ -95,6 +95,93 @@ impl Security {
     }
 }
 
+/// Which way mail flows through a mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+    Both,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 3] = [Self::Incoming, Self::Outgoing, Self::Both];
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|direction| direction.as_str() == raw)
+            .ok_or_else(|| "Choose incoming, outgoing or both.".into())
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Incoming => "incoming",
+            Self::Outgoing => "outgoing",
+            Self::Both => "both",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Incoming => "Incoming",
+            Self::Outgoing => "Outgoing",
+            Self::Both => "Incoming and outgoing",
+        }
+    }
+
+    /// IMAP and POP3 only receive and SMTP only sends; Graph does both.
+    pub fn check(self, protocol: MailProtocol) -> Result<(), String> {
+        match (protocol, self) {
+            (MailProtocol::Imap | MailProtocol::Pop3, Self::Outgoing | Self::Both) => Err(format!(
+                "{} only receives mail: choose Incoming, and add an SMTP mailbox to send.",
+                protocol.label()
+            )),
+            (MailProtocol::Smtp, Self::Incoming | Self::Both) => Err(
+                "SMTP only sends mail: choose Outgoing, and add an IMAP or POP3 mailbox to receive."
+                    .into(),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A mail server's host name or IP address.
+pub fn parse_host(raw: &str) -> Result<String, String> {
+    let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
+    let message = || "Enter the server's host name, such as outlook.office365.com.".to_owned();
+    if host.is_empty() {
+        return Err(message());
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(host);
+    }
+    let valid = host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid { Ok(host) } else { Err(message()) }
+}
+
+/// The port typed, or the protocol's conventional one when left empty.
+pub fn parse_port(raw: &str, protocol: MailProtocol, security: Security) -> Result<u16, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return protocol
+            .default_port(security)
+            .ok_or_else(|| "Enter the server's port.".into());
+    }
+    raw.parse::<u16>()
+        .ok()
+        .filter(|port| *port > 0)
+        .ok_or_else(|| "Enter a port from 1 to 65535, or leave it empty for the usual one.".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,9 +190,38 @@ mod tests {
     fn default_ports_follow_protocol_and_security() {
         assert_eq!(MailProtocol::Imap.default_port(Security::Tls), Some(993));
         assert_eq!(MailProtocol::Pop3.default_port(Security::Tls), Some(995));
-        assert_eq!(MailProtocol::Smtp.default_port(Security::StartTls), Some(587));
+        assert_eq!(
+            MailProtocol::Smtp.default_port(Security::StartTls),
+            Some(587)
+        );
         assert_eq!(MailProtocol::Smtp.default_port(Security::Tls), Some(465));
         assert_eq!(MailProtocol::Graph.default_port(Security::Tls), None);
+    }
+
+    #[test]
+    fn directions_fit_the_protocol() {
+        assert!(Direction::Incoming.check(MailProtocol::Imap).is_ok());
+        assert!(Direction::Both.check(MailProtocol::Pop3).is_err());
+        assert!(Direction::Incoming.check(MailProtocol::Smtp).is_err());
+        assert!(Direction::Both.check(MailProtocol::Graph).is_ok());
+    }
+
+    #[test]
+    fn hosts_and_ports_are_checked() {
+        assert_eq!(
+            parse_host(" Outlook.Office365.com. "),
+            Ok("outlook.office365.com".into())
+        );
+        assert_eq!(parse_host("127.0.0.1"), Ok("127.0.0.1".into()));
+        assert!(parse_host("bad host").is_err());
+        assert!(parse_host("").is_err());
+        assert_eq!(parse_port("", MailProtocol::Imap, Security::Tls), Ok(993));
+        assert_eq!(
+            parse_port("2525", MailProtocol::Smtp, Security::None),
+            Ok(2525)
+        );
+        assert!(parse_port("0", MailProtocol::Smtp, Security::None).is_err());
+        assert!(parse_port("70000", MailProtocol::Smtp, Security::None).is_err());
     }
 
     #[test]

@@ -11,11 +11,11 @@ mod user;
 
 pub use audit::AuditAction;
 pub use fields::FieldErrors;
-pub use mailbox::{MailProtocol, Security};
 pub use graph_credential::{
     CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus, REQUIRED_ROLES, RoleReview,
     parse_expiry_date,
 };
+pub use mailbox::{Direction, MailProtocol, Security, parse_host, parse_port};
 pub use microsoft::{
     CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId, PERSONAL_ACCOUNTS_DIRECTORY,
 };

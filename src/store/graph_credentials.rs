@@ -45,6 +45,8 @@ pub enum SaveError {
     NameTaken,
     #[error("credential not found")]
     NotFound,
+    #[error("mailboxes use this credential")]
+    InUse,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -256,12 +258,20 @@ pub async fn record_test(
     Ok(())
 }
 
+/// Deletes a credential. While mailboxes use it, their foreign key refuses: the check and
+/// the delete cannot race.
 pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveError> {
     let deleted = sqlx::query("DELETE FROM graph_credentials WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.as_str())
         .bind(id)
         .execute(db.pool())
-        .await?;
+        .await
+        .map_err(|err| {
+            let in_use = err
+                .as_database_error()
+                .is_some_and(|db_err| db_err.is_foreign_key_violation());
+            if in_use { SaveError::InUse } else { err.into() }
+        })?;
     found(deleted.rows_affected())
 }
 

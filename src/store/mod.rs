@@ -4,11 +4,15 @@
 pub mod audit;
 pub mod graph_credentials;
 pub mod identities;
+pub mod mailboxes;
 pub mod microsoft_sign_in;
+pub mod segments;
 pub mod sessions;
 pub mod tenants;
 pub mod users;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -52,6 +56,9 @@ pub enum StoreError {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Statements (or transactions) started through this handle: lets tests check that a
+    /// page's query count does not grow with the data.
+    queries: Arc<AtomicU64>,
 }
 
 impl Db {
@@ -71,7 +78,11 @@ impl Db {
             // WAL lets page reads run while a write commits; the setting persists in the file.
             pool.execute("PRAGMA journal_mode = WAL").await?;
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            queries: Arc::default(),
+        })
     }
 
     /// Applies pending migrations. On PostgreSQL sqlx holds an advisory lock meanwhile, so
@@ -98,7 +109,13 @@ impl Db {
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {
+        self.queries.fetch_add(1, Ordering::Relaxed);
         &self.pool
+    }
+
+    /// How many statements or transactions were started so far.
+    pub fn queries_started(&self) -> u64 {
+        self.queries.load(Ordering::Relaxed)
     }
 }
 

@@ -46,6 +46,15 @@ internal_from!(
     crate::crypto::SealError,
 );
 
+impl From<crate::store::graph_credentials::SaveError> for AppError {
+    fn from(err: crate::store::graph_credentials::SaveError) -> Self {
+        match err {
+            crate::store::graph_credentials::SaveError::NotFound => Self::NotFound,
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
 impl From<ChangeUserError> for AppError {
     fn from(err: ChangeUserError) -> Self {
         match err {

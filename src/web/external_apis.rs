@@ -24,6 +24,7 @@ use crate::microsoft::{Advice, CallError, MicrosoftError};
 use crate::store::graph_credentials::{
     self, CredentialFields, GraphCredential, SaveError, new_credential_id, secret_context,
 };
+use crate::store::mailboxes;
 
 /// A credential as the pages show it; never its secret.
 pub struct CredentialView {
@@ -37,6 +38,8 @@ pub struct CredentialView {
     pub expiry: ExpiryStatus,
     pub secret_replaced_at: String,
     pub last_test: Option<(bool, String, String)>,
+    /// How many Graph mailboxes use it (known on the list page).
+    pub mailbox_count: i64,
 }
 
 impl CredentialView {
@@ -55,6 +58,7 @@ impl CredentialView {
                 .last_test
                 .as_ref()
                 .map(|test| (test.ok, format_time(test.at), test.summary.clone())),
+            mailbox_count: 0,
         }
     }
 }
@@ -72,12 +76,16 @@ pub async fn list(
     AdminCtx(ctx): AdminCtx,
 ) -> Result<ListPage, AppError> {
     let credentials = graph_credentials::list(&state.db, &ctx.tenant.id).await?;
+    let usage = mailboxes::credential_usage(&state.db, &ctx.tenant.id).await?;
     Ok(ListPage {
         layout: ctx.layout("External APIs", "external-apis"),
         slug: ctx.tenant.slug.clone(),
         credentials: credentials
             .iter()
-            .map(|c| CredentialView::new(c, &state))
+            .map(|credential| CredentialView {
+                mailbox_count: usage.get(&credential.id).copied().unwrap_or(0),
+                ..CredentialView::new(credential, &state)
+            })
             .collect(),
     })
 }
@@ -232,8 +240,7 @@ pub async fn create(
             let errors = FieldErrors::single("name", "Another credential has this name.");
             return Ok(Rejected(new_page(&ctx, form, errors)).into_response());
         }
-        Err(SaveError::NotFound) => return Err(AppError::NotFound),
-        Err(SaveError::Database(err)) => return Err(err.into()),
+        Err(other) => return Err(other.into()),
     }
     let detail = format!(
         "Application (client) ID {}, Directory (tenant) ID {}, {}, secret expires on {expires_on}",
@@ -274,6 +281,8 @@ pub struct ShowPage {
     test: Option<TestOutcome>,
     mailbox: String,
     mailbox_result: Option<(MailboxAccess, String)>,
+    /// The mailboxes that keep this credential from being deleted.
+    in_use_by: Vec<(String, String)>,
 }
 
 async fn load(state: &App, ctx: &TenantCtx, id: &str) -> Result<GraphCredential, AppError> {
@@ -302,6 +311,7 @@ fn show_page(state: &App, ctx: &TenantCtx, credential: &GraphCredential) -> Show
         test: None,
         mailbox: String::new(),
         mailbox_result: None,
+        in_use_by: Vec::new(),
     }
 }
 
@@ -353,8 +363,7 @@ pub async fn update(
                 form,
             ));
         }
-        Err(SaveError::NotFound) => return Err(AppError::NotFound),
-        Err(SaveError::Database(err)) => return Err(err.into()),
+        Err(other) => return Err(other.into()),
     }
     state.microsoft.forget_tokens(&id);
     let detail = format!(
@@ -398,8 +407,7 @@ pub async fn replace_secret(
         .await
     {
         Ok(()) => {}
-        Err(SaveError::NotFound | SaveError::NameTaken) => return Err(AppError::NotFound),
-        Err(SaveError::Database(err)) => return Err(err.into()),
+        Err(other) => return Err(other.into()),
     }
     // A token obtained with the old secret must not outlive it here.
     state.microsoft.forget_tokens(&id);
@@ -571,17 +579,22 @@ pub async fn check_mailbox(
     Ok(page.into_response())
 }
 
+/// Deletes a credential no mailbox uses; otherwise lists the mailboxes in the way.
 pub async fn delete(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
     ClientIp(ip): ClientIp,
     Path((_, id)): Path<(String, String)>,
-) -> Result<Redirect, AppError> {
+) -> Result<Response, AppError> {
     let credential = load(&state, &ctx, &id).await?;
     match graph_credentials::delete(&state.db, &ctx.tenant.id, &id).await {
         Ok(()) => {}
-        Err(SaveError::NotFound | SaveError::NameTaken) => return Err(AppError::NotFound),
-        Err(SaveError::Database(err)) => return Err(err.into()),
+        Err(SaveError::InUse) => {
+            let mut page = show_page(&state, &ctx, &credential);
+            page.in_use_by = mailboxes::using_credential(&state.db, &ctx.tenant.id, &id).await?;
+            return Ok(Rejected(page).into_response());
+        }
+        Err(other) => return Err(other.into()),
     }
     state.microsoft.forget_tokens(&id);
     ctx.audit(
@@ -592,5 +605,5 @@ pub async fn delete(
         ip,
     )
     .await?;
-    Ok(Redirect::to(&ctx.path("/external-apis")))
+    Ok(Redirect::to(&ctx.path("/external-apis")).into_response())
 }

@@ -16,8 +16,8 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use super::{
-    assets, audit_log, auth, csrf, dashboard, error, external_apis, microsoft_settings,
-    microsoft_sign_in, public, session, setup, users,
+    assets, audit_log, auth, csrf, dashboard, error, external_apis, mailboxes, microsoft_settings,
+    microsoft_sign_in, public, segments, session, setup, users,
 };
 use crate::app::AppState;
 use crate::store::sessions::DbSessionStore;
@@ -76,6 +76,23 @@ pub fn tenant_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/t/{slug}/external-apis/{id}/delete",
             post(external_apis::delete),
         ),
+        (
+            "/t/{slug}/segments",
+            get(segments::list).post(segments::create),
+        ),
+        (
+            "/t/{slug}/segments/{id}",
+            get(segments::show).post(segments::update),
+        ),
+        ("/t/{slug}/segments/{id}/delete", post(segments::delete)),
+        ("/t/{slug}/segments/{id}/mailboxes/new", get(mailboxes::new)),
+        ("/t/{slug}/segments/{id}/mailboxes", post(mailboxes::create)),
+        (
+            "/t/{slug}/mailboxes/{id}",
+            get(mailboxes::show).post(mailboxes::update),
+        ),
+        ("/t/{slug}/mailboxes/{id}/move", post(mailboxes::move_to)),
+        ("/t/{slug}/mailboxes/{id}/delete", post(mailboxes::delete)),
         (
             "/t/{slug}/settings/microsoft-sign-in",
             get(microsoft_settings::show).post(microsoft_settings::save),

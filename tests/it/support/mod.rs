@@ -232,6 +232,36 @@ impl TestApp {
         rows
     }
 
+    pub fn database_url(&self) -> String {
+        self._database.url.clone()
+    }
+
+    /// `count` IMAP mailboxes named box-00000... in one segment, inserted in bulk.
+    pub async fn insert_mailboxes(&self, tenant: &Tenant, segment_id: &str, count: usize) {
+        let pool = sqlx::AnyPool::connect(&self._database.url).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
+            let rows: Vec<String> = chunk
+                .iter()
+                .map(|n| {
+                    format!(
+                        "('{id}', '{tenant}', '{segment_id}', 'box-{n:05}', 'box-{n:05}@contoso.com', \
+                         'incoming', 'imap', 'imap.contoso.com', 993, 'tls', 'box', 1, 0, 0)",
+                        id = uuid::Uuid::new_v4(),
+                        tenant = tenant.id.as_str(),
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO mailboxes (id, tenant_id, segment_id, name, email, direction, protocol, \
+                 host, port, security, username, enabled, created_at, updated_at) VALUES {}",
+                rows.join(", ")
+            );
+            sqlx::query(&sql).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
     /// The tenant's audit log as (action, target, detail) rows, newest first.
     pub async fn audit_actions(&self, tenant: &Tenant) -> Vec<(String, String, String)> {
         let page = portico::store::Page::new(None, 500);

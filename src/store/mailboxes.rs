@@ -1,0 +1,363 @@
+//! Mailboxes of a tenant's segments.
+
+use std::collections::HashMap;
+
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+use super::tenants::TenantId;
+use super::{Db, Page, Paged, from_unix, like_pattern, new_id, unix_now};
+use crate::domain::{Direction, MailProtocol, Security};
+
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    pub id: String,
+    pub segment_id: String,
+    pub name: String,
+    pub email: String,
+    pub direction: Direction,
+    pub protocol: MailProtocol,
+    pub graph_credential_id: Option<String>,
+    /// The referenced credential's name, joined in for lists.
+    pub graph_credential_name: Option<String>,
+    pub server: Option<Server>,
+    pub enabled: bool,
+    pub last_test: Option<(OffsetDateTime, bool, String)>,
+}
+
+/// The server settings of an IMAP, POP3 or SMTP mailbox.
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub host: String,
+    pub port: u16,
+    pub security: Security,
+    pub username: String,
+    pub password_sealed: Option<String>,
+}
+
+/// How a mailbox reaches its mail, as saved.
+pub enum Connection {
+    Graph {
+        credential_id: String,
+    },
+    Server {
+        host: String,
+        port: u16,
+        security: Security,
+        username: String,
+        /// `None` keeps the stored password.
+        password_sealed: Option<String>,
+    },
+}
+
+pub struct MailboxFields {
+    pub name: String,
+    pub email: String,
+    pub direction: Direction,
+    pub protocol: MailProtocol,
+    pub connection: Connection,
+    pub enabled: bool,
+}
+
+/// What a mailbox's sealed password is bound to.
+pub fn password_context(tenant: &TenantId, mailbox_id: &str) -> String {
+    format!("mailbox/password/{}/{mailbox_id}", tenant.as_str())
+}
+
+/// A new mailbox's id, known before saving so its password can be sealed to it.
+pub fn new_mailbox_id() -> String {
+    new_id()
+}
+
+#[derive(FromRow)]
+struct Row {
+    id: String,
+    segment_id: String,
+    name: String,
+    email: String,
+    direction: String,
+    protocol: String,
+    graph_credential_id: Option<String>,
+    graph_credential_name: Option<String>,
+    host: Option<String>,
+    port: Option<i64>,
+    security: Option<String>,
+    username: Option<String>,
+    password_sealed: Option<String>,
+    enabled: i64,
+    last_test_at: Option<i64>,
+    last_test_ok: Option<i64>,
+    last_test_summary: Option<String>,
+}
+
+impl TryFrom<Row> for Mailbox {
+    type Error = sqlx::Error;
+
+    fn try_from(row: Row) -> Result<Self, Self::Error> {
+        let corrupt = |m: String| sqlx::Error::Decode(m.into());
+        let server = match (row.host, row.port, row.security) {
+            (Some(host), Some(port), Some(security)) => Some(Server {
+                host,
+                port: u16::try_from(port).map_err(|e| corrupt(e.to_string()))?,
+                security: Security::parse(&security).map_err(corrupt)?,
+                username: row.username.unwrap_or_default(),
+                password_sealed: row.password_sealed,
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            direction: Direction::parse(&row.direction).map_err(corrupt)?,
+            protocol: MailProtocol::parse(&row.protocol).map_err(corrupt)?,
+            last_test: row.last_test_at.map(|at| {
+                (
+                    from_unix(at),
+                    row.last_test_ok == Some(1),
+                    row.last_test_summary.unwrap_or_default(),
+                )
+            }),
+            id: row.id,
+            segment_id: row.segment_id,
+            name: row.name,
+            email: row.email,
+            graph_credential_id: row.graph_credential_id,
+            graph_credential_name: row.graph_credential_name,
+            server,
+            enabled: row.enabled != 0,
+        })
+    }
+}
+
+const SELECT: &str = "SELECT m.id, m.segment_id, m.name, m.email, m.direction, m.protocol, \
+     m.graph_credential_id, c.name AS graph_credential_name, m.host, m.port, m.security, \
+     m.username, m.password_sealed, m.enabled, m.last_test_at, m.last_test_ok, \
+     m.last_test_summary FROM mailboxes m \
+     LEFT JOIN graph_credentials c ON c.tenant_id = m.tenant_id AND c.id = m.graph_credential_id";
+
+/// One page of a segment's mailboxes, by name, optionally matching `search`: one query,
+/// whatever the number of rows.
+pub async fn list(
+    db: &Db,
+    tenant: &TenantId,
+    segment_id: &str,
+    search: Option<&str>,
+    page: Page,
+) -> Result<Paged<Mailbox>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "{SELECT} WHERE m.tenant_id = $1 AND m.segment_id = $2 \
+         AND ($3 = '' OR LOWER(m.name) LIKE $3 ESCAPE '\\' OR m.email LIKE $3 ESCAPE '\\') \
+         ORDER BY LOWER(m.name), m.id LIMIT $4 OFFSET $5"
+    ))
+    .bind(tenant.as_str())
+    .bind(segment_id)
+    .bind(search.map(like_pattern).unwrap_or_default())
+    .bind(page.limit() + 1)
+    .bind(page.offset())
+    .fetch_all(db.pool())
+    .await?;
+    let mailboxes = rows
+        .into_iter()
+        .map(Mailbox::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Paged::from_rows(mailboxes, page))
+}
+
+pub async fn get(db: &Db, tenant: &TenantId, id: &str) -> Result<Option<Mailbox>, sqlx::Error> {
+    let row: Option<Row> =
+        sqlx::query_as(&format!("{SELECT} WHERE m.tenant_id = $1 AND m.id = $2"))
+            .bind(tenant.as_str())
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
+    row.map(Mailbox::try_from).transpose()
+}
+
+/// The connection columns of a save: graph credential, host, port, security, username,
+/// and the password (`None` keeps it, for a server mailbox).
+fn connection_columns(
+    connection: &Connection,
+) -> (
+    Option<&str>,
+    Option<&str>,
+    Option<i64>,
+    Option<&str>,
+    Option<&str>,
+    Option<&str>,
+) {
+    match connection {
+        Connection::Graph { credential_id } => (Some(credential_id), None, None, None, None, None),
+        Connection::Server {
+            host,
+            port,
+            security,
+            username,
+            password_sealed,
+        } => (
+            None,
+            Some(host),
+            Some(i64::from(*port)),
+            Some(security.as_str()),
+            Some(username),
+            password_sealed.as_deref(),
+        ),
+    }
+}
+
+pub async fn create(
+    db: &Db,
+    tenant: &TenantId,
+    segment_id: &str,
+    id: &str,
+    fields: &MailboxFields,
+) -> Result<(), sqlx::Error> {
+    let (credential, host, port, security, username, password) =
+        connection_columns(&fields.connection);
+    sqlx::query(
+        "INSERT INTO mailboxes (id, tenant_id, segment_id, name, email, direction, protocol, \
+         graph_credential_id, host, port, security, username, password_sealed, enabled, \
+         created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+    )
+    .bind(id)
+    .bind(tenant.as_str())
+    .bind(segment_id)
+    .bind(&fields.name)
+    .bind(&fields.email)
+    .bind(fields.direction.as_str())
+    .bind(fields.protocol.as_str())
+    .bind(credential)
+    .bind(host)
+    .bind(port)
+    .bind(security)
+    .bind(username)
+    .bind(password)
+    .bind(i64::from(fields.enabled))
+    .bind(unix_now())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Saves a mailbox's settings. Moving to Graph clears every server column, the stored
+/// password included, so no stale secret stays behind.
+pub async fn update(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    fields: &MailboxFields,
+) -> Result<bool, sqlx::Error> {
+    let (credential, host, port, security, username, password) =
+        connection_columns(&fields.connection);
+    let keep_password = matches!(
+        fields.connection,
+        Connection::Server {
+            password_sealed: None,
+            ..
+        }
+    );
+    let updated = sqlx::query(
+        "UPDATE mailboxes SET name = $1, email = $2, direction = $3, protocol = $4, \
+         graph_credential_id = $5, host = $6, port = $7, security = $8, username = $9, \
+         password_sealed = CASE WHEN $10 = 1 THEN password_sealed ELSE $11 END, enabled = $12, \
+         last_test_at = NULL, last_test_ok = NULL, last_test_summary = NULL, updated_at = $13 \
+         WHERE tenant_id = $14 AND id = $15",
+    )
+    .bind(&fields.name)
+    .bind(&fields.email)
+    .bind(fields.direction.as_str())
+    .bind(fields.protocol.as_str())
+    .bind(credential)
+    .bind(host)
+    .bind(port)
+    .bind(security)
+    .bind(username)
+    .bind(i64::from(keep_password))
+    .bind(password)
+    .bind(i64::from(fields.enabled))
+    .bind(unix_now())
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Moves a mailbox to another segment of the same tenant.
+pub async fn move_to(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    segment_id: &str,
+) -> Result<bool, sqlx::Error> {
+    let moved = sqlx::query(
+        "UPDATE mailboxes SET segment_id = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 \
+         AND EXISTS (SELECT 1 FROM segments s WHERE s.tenant_id = $3 AND s.id = $1)",
+    )
+    .bind(segment_id)
+    .bind(unix_now())
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(moved.rows_affected() == 1)
+}
+
+pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<bool, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM mailboxes WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    Ok(deleted.rows_affected() == 1)
+}
+
+pub async fn record_test(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    ok: bool,
+    summary: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE mailboxes SET last_test_at = $1, last_test_ok = $2, last_test_summary = $3 \
+         WHERE tenant_id = $4 AND id = $5",
+    )
+    .bind(unix_now())
+    .bind(i64::from(ok))
+    .bind(summary)
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Mailboxes that use a Graph credential, as (name, email), for the refusal to delete it.
+pub async fn using_credential(
+    db: &Db,
+    tenant: &TenantId,
+    credential_id: &str,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT name, email FROM mailboxes WHERE tenant_id = $1 AND graph_credential_id = $2 \
+         ORDER BY LOWER(name)",
+    )
+    .bind(tenant.as_str())
+    .bind(credential_id)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// How many mailboxes use each of the tenant's Graph credentials.
+pub async fn credential_usage(
+    db: &Db,
+    tenant: &TenantId,
+) -> Result<HashMap<String, i64>, sqlx::Error> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT graph_credential_id, COUNT(*) FROM mailboxes \
+         WHERE tenant_id = $1 AND graph_credential_id IS NOT NULL GROUP BY graph_credential_id",
+    )
+    .bind(tenant.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    Ok(rows.into_iter().collect())
+}

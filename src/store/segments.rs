@@ -1,0 +1,124 @@
+//! Segments of a tenant.
+
+use sqlx::FromRow;
+
+use super::tenants::TenantId;
+use super::{Db, is_unique_violation, new_id, unix_now};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Segment {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub mailbox_count: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("a segment with this name exists")]
+    NameTaken,
+    #[error("segment not found")]
+    NotFound,
+    #[error("the segment still has mailboxes")]
+    HasMailboxes,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+const COLUMNS: &str = "s.id, s.name, s.description, \
+     (SELECT COUNT(*) FROM mailboxes m WHERE m.tenant_id = s.tenant_id AND m.segment_id = s.id) \
+     AS mailbox_count";
+
+pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<Segment>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM segments s WHERE s.tenant_id = $1 ORDER BY LOWER(s.name)"
+    ))
+    .bind(tenant.as_str())
+    .fetch_all(db.pool())
+    .await
+}
+
+pub async fn get(db: &Db, tenant: &TenantId, id: &str) -> Result<Option<Segment>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM segments s WHERE s.tenant_id = $1 AND s.id = $2"
+    ))
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
+}
+
+pub async fn create(
+    db: &Db,
+    tenant: &TenantId,
+    name: &str,
+    description: &str,
+) -> Result<String, SegmentError> {
+    let id = new_id();
+    let now = unix_now();
+    sqlx::query(
+        "INSERT INTO segments (id, tenant_id, name, description, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(&id)
+    .bind(tenant.as_str())
+    .bind(name)
+    .bind(description)
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .map_err(name_taken)?;
+    Ok(id)
+}
+
+pub async fn update(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    name: &str,
+    description: &str,
+) -> Result<(), SegmentError> {
+    let updated = sqlx::query(
+        "UPDATE segments SET name = $1, description = $2, updated_at = $3 \
+         WHERE tenant_id = $4 AND id = $5",
+    )
+    .bind(name)
+    .bind(description)
+    .bind(unix_now())
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await
+    .map_err(name_taken)?;
+    if updated.rows_affected() == 0 {
+        return Err(SegmentError::NotFound);
+    }
+    Ok(())
+}
+
+/// Deletes an empty segment; one that still has mailboxes is refused.
+pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SegmentError> {
+    let deleted = sqlx::query(
+        "DELETE FROM segments WHERE tenant_id = $1 AND id = $2 AND NOT EXISTS \
+         (SELECT 1 FROM mailboxes m WHERE m.tenant_id = $1 AND m.segment_id = $2)",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    if deleted.rows_affected() == 1 {
+        return Ok(());
+    }
+    match get(db, tenant, id).await? {
+        Some(_) => Err(SegmentError::HasMailboxes),
+        None => Err(SegmentError::NotFound),
+    }
+}
+
+fn name_taken(err: sqlx::Error) -> SegmentError {
+    if is_unique_violation(&err) {
+        SegmentError::NameTaken
+    } else {
+        err.into()
+    }
+}

@@ -1,0 +1,532 @@
+//! A segment's mailboxes: Microsoft Graph ones pick a shared credential from External APIs;
+//! IMAP, POP3 and SMTP ones carry their own server settings.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use super::error::{AppError, Rejected};
+use super::external_apis::CredentialView;
+use super::extract::{AdminCtx, ClientIp, TenantCtx};
+use super::{Layout, format_time};
+use crate::app::{App, AppState};
+use crate::domain::{
+    AuditAction, Direction, EmailAddress, FieldErrors, MailProtocol, Security, parse_host,
+    parse_port,
+};
+use crate::store::graph_credentials;
+use crate::store::mailboxes::{self, Connection, Mailbox, MailboxFields, password_context};
+use crate::store::segments::{self, Segment};
+
+/// A mailbox as a list row.
+pub struct MailboxRow {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub protocol: &'static str,
+    pub direction: &'static str,
+    /// The Graph credential's name, or the server's host and port.
+    pub reaches_through: String,
+    pub enabled: bool,
+    pub last_test: Option<(bool, String, String)>,
+}
+
+impl From<&Mailbox> for MailboxRow {
+    fn from(mailbox: &Mailbox) -> Self {
+        let reaches_through = match (&mailbox.graph_credential_name, &mailbox.server) {
+            (Some(credential), _) => credential.clone(),
+            (None, Some(server)) => format!("{}:{}", server.host, server.port),
+            (None, None) => String::new(),
+        };
+        Self {
+            id: mailbox.id.clone(),
+            name: mailbox.name.clone(),
+            email: mailbox.email.clone(),
+            protocol: mailbox.protocol.label(),
+            direction: mailbox.direction.label(),
+            reaches_through,
+            enabled: mailbox.enabled,
+            last_test: mailbox
+                .last_test
+                .as_ref()
+                .map(|(at, ok, summary)| (*ok, format_time(*at), summary.clone())),
+        }
+    }
+}
+
+/// What the admin typed; the password is never sent back.
+#[derive(Deserialize)]
+pub struct MailboxForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    direction: String,
+    #[serde(default)]
+    protocol: String,
+    #[serde(default)]
+    graph_credential_id: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    port: String,
+    #[serde(default)]
+    security: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    authentication: String,
+    #[serde(default)]
+    password: Option<SecretString>,
+    #[serde(default)]
+    enabled: Option<String>,
+}
+
+impl Default for MailboxForm {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            email: String::new(),
+            direction: Direction::Both.as_str().into(),
+            protocol: MailProtocol::Graph.as_str().into(),
+            graph_credential_id: String::new(),
+            host: String::new(),
+            port: String::new(),
+            security: Security::Tls.as_str().into(),
+            username: String::new(),
+            authentication: "password".into(),
+            password: None,
+            enabled: Some("on".into()),
+        }
+    }
+}
+
+impl MailboxForm {
+    fn of(mailbox: &Mailbox) -> Self {
+        let server = mailbox.server.as_ref();
+        Self {
+            name: mailbox.name.clone(),
+            email: mailbox.email.clone(),
+            direction: mailbox.direction.as_str().into(),
+            protocol: mailbox.protocol.as_str().into(),
+            graph_credential_id: mailbox.graph_credential_id.clone().unwrap_or_default(),
+            host: server.map(|s| s.host.clone()).unwrap_or_default(),
+            port: server.map(|s| s.port.to_string()).unwrap_or_default(),
+            security: server.map_or(Security::Tls, |s| s.security).as_str().into(),
+            username: server.map(|s| s.username.clone()).unwrap_or_default(),
+            authentication: "password".into(),
+            password: None,
+            enabled: mailbox.enabled.then(|| "on".into()),
+        }
+    }
+
+    fn without_password(self) -> Self {
+        Self {
+            password: None,
+            ..self
+        }
+    }
+}
+
+/// Everything the mailbox form shows besides the values.
+pub struct FormChoices {
+    credentials: Vec<CredentialView>,
+    protocols: Vec<(&'static str, &'static str)>,
+    directions: Vec<(&'static str, &'static str)>,
+    securities: Vec<(&'static str, &'static str)>,
+}
+
+async fn form_choices(state: &App, ctx: &TenantCtx) -> Result<FormChoices, AppError> {
+    let credentials = graph_credentials::list(&state.db, &ctx.tenant.id).await?;
+    Ok(FormChoices {
+        credentials: credentials
+            .iter()
+            .map(|credential| CredentialView::new(credential, state))
+            .collect(),
+        protocols: MailProtocol::ALL
+            .iter()
+            .map(|p| (p.as_str(), p.label()))
+            .collect(),
+        directions: Direction::ALL
+            .iter()
+            .map(|d| (d.as_str(), d.label()))
+            .collect(),
+        securities: Security::ALL
+            .iter()
+            .map(|s| (s.as_str(), s.label()))
+            .collect(),
+    })
+}
+
+/// Turns the form into settings to save, sealing a new password to this mailbox. Ids of
+/// credentials are looked up in the signed-in tenant only, whatever the form posted.
+async fn parse(
+    state: &App,
+    ctx: &TenantCtx,
+    form: &mut MailboxForm,
+    mailbox_id: &str,
+    stored: Option<&Mailbox>,
+) -> Result<Result<MailboxFields, FieldErrors>, AppError> {
+    let mut errors = FieldErrors::new();
+    let name = form.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        errors.add(
+            "name",
+            "Enter a name of at most 100 characters, such as Support inbox.",
+        );
+    }
+    let email = errors.check("email", EmailAddress::parse(&form.email));
+    let protocol = errors.check("protocol", MailProtocol::parse(&form.protocol));
+    let direction = errors.check("direction", Direction::parse(&form.direction));
+    if let (Some(direction), Some(protocol)) = (direction, protocol) {
+        errors.check("direction", direction.check(protocol));
+    }
+    let new_password = form
+        .password
+        .take()
+        .filter(|password| !password.expose_secret().is_empty());
+
+    let connection = match protocol {
+        None => None,
+        Some(MailProtocol::Graph) => {
+            match graph_credentials::get(&state.db, &ctx.tenant.id, &form.graph_credential_id)
+                .await?
+            {
+                Some(credential) => Some(Connection::Graph {
+                    credential_id: credential.id,
+                }),
+                None => {
+                    errors.add(
+                        "graph_credential_id",
+                        "Choose one of your Graph credentials from External APIs.",
+                    );
+                    None
+                }
+            }
+        }
+        Some(protocol) => {
+            let security = errors.check("security", Security::parse(&form.security));
+            let host = errors.check("host", parse_host(&form.host));
+            let port = security.and_then(|security| {
+                errors.check("port", parse_port(&form.port, protocol, security))
+            });
+            let username = form.username.trim().to_owned();
+            if username.is_empty() {
+                errors.add(
+                    "username",
+                    "Enter the user name the server expects, often the email address.",
+                );
+            }
+            if form.authentication == "oauth" {
+                errors.add(
+                    "authentication",
+                    "OAuth 2.0 needs a delegated OAuth connection, which Portico does not offer yet. Choose Password.",
+                );
+            }
+            let has_stored_password = stored
+                .and_then(|mailbox| mailbox.server.as_ref())
+                .is_some_and(|server| server.password_sealed.is_some());
+            let password_sealed = match &new_password {
+                Some(password) => Some(
+                    state
+                        .config
+                        .secret_key
+                        .seal(password, &password_context(&ctx.tenant.id, mailbox_id)),
+                ),
+                None if has_stored_password => None,
+                None => {
+                    errors.add("password", "Enter the mailbox's password.");
+                    None
+                }
+            };
+            match (security, host, port) {
+                (Some(security), Some(host), Some(port)) => Some(Connection::Server {
+                    host,
+                    port,
+                    security,
+                    username,
+                    password_sealed,
+                }),
+                _ => None,
+            }
+        }
+    };
+    Ok(
+        match (email, protocol, direction, connection, errors.is_empty()) {
+            (Some(email), Some(protocol), Some(direction), Some(connection), true) => {
+                Ok(MailboxFields {
+                    name,
+                    email: email.to_string(),
+                    direction,
+                    protocol,
+                    connection,
+                    enabled: form.enabled.is_some(),
+                })
+            }
+            _ => Err(errors),
+        },
+    )
+}
+
+/// One line for the audit log: what the mailbox reaches and how; never a password.
+fn describe(fields: &MailboxFields) -> String {
+    match &fields.connection {
+        Connection::Graph { .. } => {
+            format!("{}, {}", fields.protocol.label(), fields.direction.label())
+        }
+        Connection::Server {
+            host,
+            port,
+            security,
+            username,
+            password_sealed,
+        } => format!(
+            "{} {host}:{port} ({}), user {username}, {}{}",
+            fields.protocol.label(),
+            security.label(),
+            fields.direction.label(),
+            if password_sealed.is_some() {
+                ", password set"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "mailboxes/new.html")]
+pub struct NewPage {
+    layout: Layout,
+    slug: String,
+    segment: Segment,
+    form: MailboxForm,
+    errors: FieldErrors,
+    choices: FormChoices,
+    password_hint: &'static str,
+}
+
+/// The password field's hint: whether leaving it empty keeps a stored one.
+fn password_hint(has_password: bool) -> &'static str {
+    if has_password {
+        "A password is stored; leave empty to keep it."
+    } else {
+        "Stored encrypted; never shown again."
+    }
+}
+
+async fn segment_of(state: &App, ctx: &TenantCtx, id: &str) -> Result<Segment, AppError> {
+    segments::get(&state.db, &ctx.tenant.id, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+pub async fn new(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    Path((_, segment_id)): Path<(String, String)>,
+) -> Result<NewPage, AppError> {
+    Ok(NewPage {
+        layout: ctx.layout("Add a mailbox", "segments"),
+        slug: ctx.tenant.slug.clone(),
+        segment: segment_of(&state, &ctx, &segment_id).await?,
+        form: MailboxForm::default(),
+        errors: FieldErrors::new(),
+        choices: form_choices(&state, &ctx).await?,
+        password_hint: password_hint(false),
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, segment_id)): Path<(String, String)>,
+    Form(mut form): Form<MailboxForm>,
+) -> Result<Response, AppError> {
+    let segment = segment_of(&state, &ctx, &segment_id).await?;
+    let id = mailboxes::new_mailbox_id();
+    let fields = match parse(&state, &ctx, &mut form, &id, None).await? {
+        Ok(fields) => fields,
+        Err(errors) => {
+            return Ok(Rejected(NewPage {
+                layout: ctx.layout("Add a mailbox", "segments"),
+                slug: ctx.tenant.slug.clone(),
+                segment,
+                form: form.without_password(),
+                errors,
+                choices: form_choices(&state, &ctx).await?,
+                password_hint: password_hint(false),
+            })
+            .into_response());
+        }
+    };
+    mailboxes::create(&state.db, &ctx.tenant.id, &segment.id, &id, &fields).await?;
+    let detail = format!("in {}: {}", segment.name, describe(&fields));
+    ctx.audit(
+        &state,
+        AuditAction::MailboxCreated,
+        &fields.email,
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/mailboxes/{id}"))).into_response())
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "mailboxes/show.html")]
+pub struct ShowPage {
+    layout: Layout,
+    slug: String,
+    mailbox: MailboxRow,
+    segment_id: String,
+    form: MailboxForm,
+    errors: FieldErrors,
+    choices: FormChoices,
+    segments: Vec<Segment>,
+    notice: Option<&'static str>,
+    test: Option<(bool, String)>,
+    password_hint: &'static str,
+}
+
+async fn load(state: &App, ctx: &TenantCtx, id: &str) -> Result<Mailbox, AppError> {
+    mailboxes::get(&state.db, &ctx.tenant.id, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+async fn show_page(state: &App, ctx: &TenantCtx, mailbox: &Mailbox) -> Result<ShowPage, AppError> {
+    let has_password = mailbox
+        .server
+        .as_ref()
+        .is_some_and(|server| server.password_sealed.is_some());
+    Ok(ShowPage {
+        layout: ctx.layout(mailbox.name.clone(), "segments"),
+        slug: ctx.tenant.slug.clone(),
+        mailbox: MailboxRow::from(mailbox),
+        segment_id: mailbox.segment_id.clone(),
+        form: MailboxForm::of(mailbox),
+        errors: FieldErrors::new(),
+        choices: form_choices(state, ctx).await?,
+        segments: segments::list(&state.db, &ctx.tenant.id).await?,
+        notice: None,
+        test: None,
+        password_hint: password_hint(has_password),
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ShowQuery {
+    done: Option<String>,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    Path((_, id)): Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<ShowQuery>,
+) -> Result<ShowPage, AppError> {
+    let mailbox = load(&state, &ctx, &id).await?;
+    let mut page = show_page(&state, &ctx, &mailbox).await?;
+    page.notice = match query.done.as_deref() {
+        Some("saved") => Some("Mailbox saved."),
+        Some("moved") => Some("Mailbox moved."),
+        _ => None,
+    };
+    Ok(page)
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+    Form(mut form): Form<MailboxForm>,
+) -> Result<Response, AppError> {
+    let mailbox = load(&state, &ctx, &id).await?;
+    let fields = match parse(&state, &ctx, &mut form, &id, Some(&mailbox)).await? {
+        Ok(fields) => fields,
+        Err(errors) => {
+            let mut page = show_page(&state, &ctx, &mailbox).await?;
+            page.form = form.without_password();
+            page.errors = errors;
+            return Ok(Rejected(page).into_response());
+        }
+    };
+    if !mailboxes::update(&state.db, &ctx.tenant.id, &id, &fields).await? {
+        return Err(AppError::NotFound);
+    }
+    ctx.audit(
+        &state,
+        AuditAction::MailboxChanged,
+        &fields.email,
+        &describe(&fields),
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/mailboxes/{id}?done=saved"))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct MoveForm {
+    #[serde(default)]
+    segment_id: String,
+}
+
+pub async fn move_to(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<MoveForm>,
+) -> Result<Response, AppError> {
+    let mailbox = load(&state, &ctx, &id).await?;
+    let Some(target) = segments::get(&state.db, &ctx.tenant.id, &form.segment_id).await? else {
+        let mut page = show_page(&state, &ctx, &mailbox).await?;
+        page.errors = FieldErrors::single("segment_id", "Choose one of your segments.");
+        return Ok(Rejected(page).into_response());
+    };
+    if !mailboxes::move_to(&state.db, &ctx.tenant.id, &id, &target.id).await? {
+        return Err(AppError::NotFound);
+    }
+    let detail = format!("to {}", target.name);
+    ctx.audit(
+        &state,
+        AuditAction::MailboxMoved,
+        &mailbox.email,
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/mailboxes/{id}?done=moved"))).into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Redirect, AppError> {
+    let mailbox = load(&state, &ctx, &id).await?;
+    if !mailboxes::delete(&state.db, &ctx.tenant.id, &id).await? {
+        return Err(AppError::NotFound);
+    }
+    ctx.audit(
+        &state,
+        AuditAction::MailboxDeleted,
+        &mailbox.email,
+        &mailbox.name,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!(
+        "/segments/{}?done=deleted",
+        mailbox.segment_id
+    ))))
+}
