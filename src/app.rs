@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{HashError, PasswordHasher, constant_time_eq, random_token};
+use crate::mail::{ProbeOptions, load_pem_certificates};
 use crate::microsoft::Microsoft;
 use crate::store::{self, Db, StoreError};
 
@@ -18,6 +19,8 @@ pub struct App {
     pub db: Db,
     pub passwords: PasswordHasher,
     pub microsoft: Microsoft,
+    /// How mail server connection tests connect, and which CAs they trust.
+    pub mail_probe: ProbeOptions,
     pub clock: Clock,
     setup_token: Mutex<Option<SecretString>>,
 }
@@ -32,6 +35,29 @@ pub enum StartError {
     Hash(#[from] HashError),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("PORTICO_MAIL_CA_FILE {path}: {message}")]
+    MailCa { path: String, message: String },
+}
+
+/// Mail servers get as long as Microsoft does to answer each step.
+const MAIL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn mail_probe_options(config: &Config) -> Result<ProbeOptions, StartError> {
+    let extra_roots = match &config.mail_ca_file {
+        None => Vec::new(),
+        Some(path) => {
+            let ca_error = |message: String| StartError::MailCa {
+                path: path.display().to_string(),
+                message,
+            };
+            let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
+            load_pem_certificates(&pem).map_err(ca_error)?
+        }
+    };
+    Ok(ProbeOptions {
+        timeout: MAIL_TIMEOUT,
+        extra_roots,
+    })
 }
 
 impl App {
@@ -41,6 +67,7 @@ impl App {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let clock = Clock::default();
         let microsoft = Microsoft::new(&config.microsoft, clock.clone())?;
+        let mail_probe = mail_probe_options(&config)?;
         let db = Db::connect(&config.database_url).await?;
         db.migrate().await?;
         let no_tenant_yet = store::tenants::count(&db).await? == 0;
@@ -49,6 +76,7 @@ impl App {
             db,
             passwords: PasswordHasher::new()?,
             microsoft,
+            mail_probe,
             clock,
             setup_token: Mutex::new(no_tenant_yet.then(|| SecretString::from(random_token()))),
         }))

@@ -58,6 +58,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTICO_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
+    /// PEM file of extra CA certificates to trust for mail servers (a company's private CA).
+    #[arg(long, env = "PORTICO_MAIL_CA_FILE")]
+    pub mail_ca_file: Option<PathBuf>,
+
     #[command(flatten)]
     pub microsoft: MicrosoftArgs,
 }
@@ -90,6 +94,7 @@ pub struct Config {
     pub database_url: String,
     pub secret_key: SecretKey,
     pub trust_forwarded_for: bool,
+    pub mail_ca_file: Option<PathBuf>,
     pub microsoft: MicrosoftArgs,
 }
 
@@ -138,6 +143,7 @@ impl Config {
             database_url: args.database.resolved_url(),
             secret_key,
             trust_forwarded_for: args.trust_forwarded_for,
+            mail_ca_file: args.mail_ca_file,
             microsoft: args.microsoft,
         })
     }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod mail;
 pub mod microsoft;
 pub mod store;
 pub mod web;

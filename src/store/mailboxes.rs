@@ -171,34 +171,40 @@ pub async fn get(db: &Db, tenant: &TenantId, id: &str) -> Result<Option<Mailbox>
     row.map(Mailbox::try_from).transpose()
 }
 
-/// The connection columns of a save: graph credential, host, port, security, username,
-/// and the password (`None` keeps it, for a server mailbox).
-fn connection_columns(
-    connection: &Connection,
-) -> (
-    Option<&str>,
-    Option<&str>,
-    Option<i64>,
-    Option<&str>,
-    Option<&str>,
-    Option<&str>,
-) {
-    match connection {
-        Connection::Graph { credential_id } => (Some(credential_id), None, None, None, None, None),
-        Connection::Server {
-            host,
-            port,
-            security,
-            username,
-            password_sealed,
-        } => (
-            None,
-            Some(host),
-            Some(i64::from(*port)),
-            Some(security.as_str()),
-            Some(username),
-            password_sealed.as_deref(),
-        ),
+/// The connection columns of a save, NULL where the protocol has no use for them.
+#[derive(Default)]
+struct ConnectionColumns<'a> {
+    graph_credential_id: Option<&'a str>,
+    host: Option<&'a str>,
+    port: Option<i64>,
+    security: Option<&'static str>,
+    username: Option<&'a str>,
+    /// `None` keeps the stored password of a server mailbox.
+    password_sealed: Option<&'a str>,
+}
+
+impl<'a> From<&'a Connection> for ConnectionColumns<'a> {
+    fn from(connection: &'a Connection) -> Self {
+        match connection {
+            Connection::Graph { credential_id } => Self {
+                graph_credential_id: Some(credential_id),
+                ..Self::default()
+            },
+            Connection::Server {
+                host,
+                port,
+                security,
+                username,
+                password_sealed,
+            } => Self {
+                graph_credential_id: None,
+                host: Some(host),
+                port: Some(i64::from(*port)),
+                security: Some(security.as_str()),
+                username: Some(username),
+                password_sealed: password_sealed.as_deref(),
+            },
+        }
     }
 }
 
@@ -209,8 +215,7 @@ pub async fn create(
     id: &str,
     fields: &MailboxFields,
 ) -> Result<(), sqlx::Error> {
-    let (credential, host, port, security, username, password) =
-        connection_columns(&fields.connection);
+    let columns = ConnectionColumns::from(&fields.connection);
     sqlx::query(
         "INSERT INTO mailboxes (id, tenant_id, segment_id, name, email, direction, protocol, \
          graph_credential_id, host, port, security, username, password_sealed, enabled, \
@@ -224,12 +229,12 @@ pub async fn create(
     .bind(&fields.email)
     .bind(fields.direction.as_str())
     .bind(fields.protocol.as_str())
-    .bind(credential)
-    .bind(host)
-    .bind(port)
-    .bind(security)
-    .bind(username)
-    .bind(password)
+    .bind(columns.graph_credential_id)
+    .bind(columns.host)
+    .bind(columns.port)
+    .bind(columns.security)
+    .bind(columns.username)
+    .bind(columns.password_sealed)
     .bind(i64::from(fields.enabled))
     .bind(unix_now())
     .execute(db.pool())
@@ -245,8 +250,7 @@ pub async fn update(
     id: &str,
     fields: &MailboxFields,
 ) -> Result<bool, sqlx::Error> {
-    let (credential, host, port, security, username, password) =
-        connection_columns(&fields.connection);
+    let columns = ConnectionColumns::from(&fields.connection);
     let keep_password = matches!(
         fields.connection,
         Connection::Server {
@@ -265,13 +269,13 @@ pub async fn update(
     .bind(&fields.email)
     .bind(fields.direction.as_str())
     .bind(fields.protocol.as_str())
-    .bind(credential)
-    .bind(host)
-    .bind(port)
-    .bind(security)
-    .bind(username)
+    .bind(columns.graph_credential_id)
+    .bind(columns.host)
+    .bind(columns.port)
+    .bind(columns.security)
+    .bind(columns.username)
     .bind(i64::from(keep_password))
-    .bind(password)
+    .bind(columns.password_sealed)
     .bind(i64::from(fields.enabled))
     .bind(unix_now())
     .bind(tenant.as_str())

@@ -423,7 +423,7 @@ pub async fn replace_secret(
     Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=secret"))).into_response())
 }
 
-fn app_credentials<'a>(
+pub(super) fn app_credentials<'a>(
     credential: &GraphCredential,
     secret: &'a SecretString,
 ) -> AppCredentials<'a> {
@@ -441,7 +441,7 @@ fn app_credentials<'a>(
     }
 }
 
-fn open_secret(
+pub(super) fn open_secret(
     state: &App,
     ctx: &TenantCtx,
     credential: &GraphCredential,

@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::error::{AppError, Rejected};
-use super::external_apis::CredentialView;
+use super::external_apis::{self, CredentialView};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
 use super::{Layout, format_time};
 use crate::app::{App, AppState};
@@ -18,8 +18,12 @@ use crate::domain::{
     AuditAction, Direction, EmailAddress, FieldErrors, MailProtocol, Security, parse_host,
     parse_port,
 };
+use crate::mail::{self, ProbeOutcome, ServerSettings};
+use crate::microsoft::CallError;
+use crate::microsoft::errors::AdviceContext;
+use crate::microsoft::graph::MailboxAccess;
 use crate::store::graph_credentials;
-use crate::store::mailboxes::{self, Connection, Mailbox, MailboxFields, password_context};
+use crate::store::mailboxes::{self, Connection, Mailbox, MailboxFields, Server, password_context};
 use crate::store::segments::{self, Segment};
 
 /// A mailbox as a list row.
@@ -529,4 +533,102 @@ pub async fn delete(
         "/segments/{}?done=deleted",
         mailbox.segment_id
     ))))
+}
+
+/// "Test connection": Graph mailboxes are checked with their credential's app token,
+/// server mailboxes by really signing in. The result is kept for the lists.
+pub async fn test(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<ShowPage, AppError> {
+    let mailbox = load(&state, &ctx, &id).await?;
+    let (ok, message) = match (&mailbox.graph_credential_id, &mailbox.server) {
+        (Some(credential_id), _) => test_graph(&state, &ctx, &mailbox, credential_id).await?,
+        (None, Some(server)) => test_server(&state, &ctx, &mailbox, server).await?,
+        (None, None) => (false, "This mailbox has no connection settings.".to_owned()),
+    };
+    mailboxes::record_test(&state.db, &ctx.tenant.id, &id, ok, &message).await?;
+    let mailbox = load(&state, &ctx, &id).await?;
+    let mut page = show_page(&state, &ctx, &mailbox).await?;
+    page.test = Some((ok, message));
+    Ok(page)
+}
+
+async fn test_graph(
+    state: &App,
+    ctx: &TenantCtx,
+    mailbox: &Mailbox,
+    credential_id: &str,
+) -> Result<(bool, String), AppError> {
+    let credential = graph_credentials::get(&state.db, &ctx.tenant.id, credential_id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let secret = external_apis::open_secret(state, ctx, &credential)?;
+    let credentials = external_apis::app_credentials(&credential, &secret);
+    let checked = state
+        .microsoft
+        .check_mailbox(&credentials, &mailbox.email, state.clock.now())
+        .await;
+    Ok(match checked {
+        Ok(MailboxAccess::Granted) => (
+            true,
+            format!("Granted: {} can read {}.", credential.name, mailbox.email),
+        ),
+        Ok(MailboxAccess::Denied) => (
+            false,
+            format!(
+                "Denied: Exchange refuses {} access to {} (an application access policy or RBAC scope excludes it).",
+                credential.name, mailbox.email
+            ),
+        ),
+        Ok(MailboxAccess::NotFound) => (
+            false,
+            format!("Not found: Microsoft 365 has no mailbox {}.", mailbox.email),
+        ),
+        Err(CallError::Microsoft(error)) => {
+            let advice = error.advice(&AdviceContext {
+                redirect_uri: "",
+                has_client_secret: true,
+                admin_consent_url: None,
+            });
+            (
+                false,
+                format!("{error}: {}. {}", advice.title, advice.next_step),
+            )
+        }
+        Err(error) => (false, format!("{error}. Try again in a minute.")),
+    })
+}
+
+async fn test_server(
+    state: &App,
+    ctx: &TenantCtx,
+    mailbox: &Mailbox,
+    server: &Server,
+) -> Result<(bool, String), AppError> {
+    let Some(sealed) = &server.password_sealed else {
+        return Ok((false, "No password is stored for this mailbox.".to_owned()));
+    };
+    let password = state
+        .config
+        .secret_key
+        .open(sealed, &password_context(&ctx.tenant.id, &mailbox.id))?;
+    let settings = ServerSettings {
+        protocol: mailbox.protocol,
+        host: &server.host,
+        port: server.port,
+        security: server.security,
+        username: &server.username,
+        password: &password,
+    };
+    Ok(match mail::probe(&settings, &state.mail_probe).await {
+        ProbeOutcome::Connected { server_says } => (
+            true,
+            format!("Connected and signed in. The server says: {server_says}"),
+        ),
+        ProbeOutcome::Failed { stage, message } => {
+            (false, format!("{} failed: {message}", stage.label()))
+        }
+    })
 }

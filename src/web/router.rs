@@ -91,6 +91,7 @@ pub fn tenant_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
             "/t/{slug}/mailboxes/{id}",
             get(mailboxes::show).post(mailboxes::update),
         ),
+        ("/t/{slug}/mailboxes/{id}/test", post(mailboxes::test)),
         ("/t/{slug}/mailboxes/{id}/move", post(mailboxes::move_to)),
         ("/t/{slug}/mailboxes/{id}/delete", post(mailboxes::delete)),
         (

@@ -5,7 +5,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::{Uuid, uuid};
 
 use crate::on_both_backends;
-use crate::support::fake_microsoft::FakeApp;
+use crate::support::fake_microsoft::{FakeApp, MailboxAccess};
 use crate::support::{Backend, Browser, TestApp, spawn_app};
 
 const CONTOSO: Uuid = uuid!("66666666-6666-4666-8666-666666666666");
@@ -20,6 +20,7 @@ on_both_backends!(
     mailbox_input_is_checked_beside_each_field,
     mailboxes_move_and_delete_within_their_tenant_only,
     listing_ten_thousand_mailboxes_costs_the_same_queries_on_any_page,
+    graph_mailbox_test_reports_what_exchange_allows,
 );
 
 /// A segment made through the Segments page; returns its path.
@@ -71,7 +72,7 @@ async fn add_credential(app: &TestApp, admin: &Browser, slug: &str) -> String {
         .to_owned()
 }
 
-fn imap_fields<'a>(password: &'a str) -> Vec<(&'a str, &'a str)> {
+fn imap_fields(password: &str) -> Vec<(&str, &str)> {
     vec![
         ("name", "Support IMAP"),
         ("email", "support@contoso.com"),
@@ -487,4 +488,50 @@ async fn listing_ten_thousand_mailboxes_costs_the_same_queries_on_any_page(backe
         .get("/t/acme/segments")
         .await
         .assert_contains("<td>10000</td>");
+}
+
+async fn graph_mailbox_test_reports_what_exchange_allows(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, admin) = app.tenant_with_admin("acme").await;
+    let support = add_segment(&admin, "acme", "Support").await;
+    let credential = add_credential(&app, &admin, "acme").await;
+    app.microsoft
+        .set_mailbox_access(MAIL_APP, "support@contoso.com", MailboxAccess::Granted);
+    app.microsoft
+        .set_mailbox_access(MAIL_APP, "ceo@contoso.com", MailboxAccess::Denied);
+    let mut mailboxes = Vec::new();
+    for (name, email) in [
+        ("Support", "support@contoso.com"),
+        ("CEO", "ceo@contoso.com"),
+    ] {
+        let created = admin
+            .submit(
+                &format!("{support}/mailboxes/new"),
+                &format!("{support}/mailboxes"),
+                &[
+                    ("name", name),
+                    ("email", email),
+                    ("protocol", "graph"),
+                    ("direction", "both"),
+                    ("graph_credential_id", &credential),
+                    ("enabled", "on"),
+                ],
+            )
+            .await;
+        mailboxes.push(created.location.unwrap());
+    }
+    admin
+        .submit(&mailboxes[0], &format!("{}/test", mailboxes[0]), &[])
+        .await
+        .assert_status(200)
+        .assert_contains("Granted: Contoso mail app can read support@contoso.com.");
+    admin
+        .submit(&mailboxes[1], &format!("{}/test", mailboxes[1]), &[])
+        .await
+        .assert_contains("Denied: Exchange refuses Contoso mail app access to ceo@contoso.com");
+    admin
+        .get(&support)
+        .await
+        .assert_contains("Passed")
+        .assert_contains("Failed");
 }

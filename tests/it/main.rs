@@ -13,6 +13,7 @@ mod auth;
 mod external_apis;
 mod health;
 mod isolation;
+mod mail_servers;
 mod mailboxes;
 mod microsoft_sign_in;
 mod setup;

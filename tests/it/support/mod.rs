@@ -98,6 +98,7 @@ pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
         database_url: database.url.clone(),
         secret_key: SecretKey::generate(),
         trust_forwarded_for: false,
+        mail_ca_file: None,
         microsoft: MicrosoftArgs {
             login_url: Some(microsoft.login_url().parse().unwrap()),
             graph_url: Some(microsoft.graph_url().parse().unwrap()),
