@@ -1,5 +1,6 @@
 //! The mail "Test connection" engine (`portico::mail`) against real IMAP, POP3 and SMTP
 //! servers on loopback.
 
+mod mailbox_page;
 mod probe;
 mod servers;

@@ -52,6 +52,8 @@ pub struct MailServers {
     pub smtp_plain: u16,
     /// The CA that signed the servers' certificate.
     pub ca: CertificateDer<'static>,
+    /// The same CA as a PEM file, for Portico's PORTICO_MAIL_CA_FILE.
+    pub ca_file: std::path::PathBuf,
     _dovecot: Child,
     _smtp: Child,
 }
@@ -93,6 +95,7 @@ impl MailServers {
             smtps_login_only: smtp_port("TLS_LOGIN_ONLY"),
             smtp_plain: smtp_port("PLAIN"),
             ca,
+            ca_file: dir.join("ca.pem"),
             _dovecot: dovecot,
             _smtp: smtp,
         }
@@ -115,6 +118,7 @@ fn write_certificates(dir: &Path) -> CertificateDer<'static> {
         .unwrap();
     fs::write(dir.join("server.pem"), certificate.pem()).unwrap();
     fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
     ca.der().clone()
 }
 

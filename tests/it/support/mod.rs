@@ -88,11 +88,19 @@ fn capture_logs() {
 }
 
 pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
+    spawn_app_with(database, |_| {}).await
+}
+
+/// A test app whose configuration `configure` adjusts first.
+pub async fn spawn_app_with(
+    database: TestDatabase,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     capture_logs();
     let microsoft = FakeMicrosoft::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let config = Config {
+    let mut config = Config {
         bind: address,
         base_url: format!("http://{address}").parse().unwrap(),
         database_url: database.url.clone(),
@@ -106,6 +114,7 @@ pub async fn spawn_app_on(database: TestDatabase) -> TestApp {
             timeout_seconds: 2,
         },
     };
+    configure(&mut config);
     let state = App::start(config).await.unwrap();
     tokio::spawn(portico::serve(
         state.clone(),
