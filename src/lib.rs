@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod crypto;
 pub mod domain;
 pub mod mail;

@@ -151,6 +151,17 @@ async fn serve(args: ServeArgs) -> CliResult {
         }
     });
 
+    let renewer = state.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            if let Err(err) = portico::connections::renew_due(&renewer).await {
+                tracing::warn!(error = %err, "renewing OAuth connections failed");
+            }
+        }
+    });
+
     let db = state.db.clone();
     portico::serve(state, listener, shutdown_signal())
         .await

@@ -30,6 +30,12 @@ pub enum AuditAction {
     MailboxChanged,
     MailboxMoved,
     MailboxDeleted,
+    OAuthConnectionCreated,
+    OAuthConnectionChanged,
+    OAuthConnectionSecretReplaced,
+    OAuthConnectionAuthenticated,
+    OAuthConnectionNeedsReauthentication,
+    OAuthConnectionDeleted,
 }
 
 impl AuditAction {
@@ -62,6 +68,12 @@ impl AuditAction {
             Self::MailboxChanged => "mailbox.changed",
             Self::MailboxMoved => "mailbox.moved",
             Self::MailboxDeleted => "mailbox.deleted",
+            Self::OAuthConnectionCreated => "oauth_connection.created",
+            Self::OAuthConnectionChanged => "oauth_connection.changed",
+            Self::OAuthConnectionSecretReplaced => "oauth_connection.secret_replaced",
+            Self::OAuthConnectionAuthenticated => "oauth_connection.authenticated",
+            Self::OAuthConnectionNeedsReauthentication => "oauth_connection.needs_reauthentication",
+            Self::OAuthConnectionDeleted => "oauth_connection.deleted",
         }
     }
 }

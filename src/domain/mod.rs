@@ -6,6 +6,7 @@ mod fields;
 mod graph_credential;
 mod mailbox;
 mod microsoft;
+mod oauth;
 mod tenant;
 mod user;
 
@@ -19,5 +20,6 @@ pub use mailbox::{Direction, MailProtocol, Security, parse_host, parse_port};
 pub use microsoft::{
     CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId, PERSONAL_ACCOUNTS_DIRECTORY,
 };
+pub use oauth::{OAuthAuthority, OAuthPurpose, OAuthStatus};
 pub use tenant::{Slug, TenantName};
 pub use user::{DisplayName, EmailAddress, NewPassword, Role, UserStatus};

@@ -1,9 +1,11 @@
-//! IMAP (RFC 9051, RFC 3501): greeting, STARTTLS, LOGIN or AUTHENTICATE PLAIN, LOGOUT.
+//! IMAP (RFC 9051, RFC 3501): greeting, STARTTLS, LOGIN, AUTHENTICATE PLAIN or XOAUTH2,
+//! LOGOUT.
 
 use zeroize::Zeroizing;
 
 use super::connection::Connection;
-use super::{Credentials, Failure, ProbeOptions, ServerSettings, Stage, signed_in};
+use super::oauth::{self, TokenCredentials};
+use super::{Credentials, Failure, ProbeOptions, ServerSettings, SignIn, Stage, signed_in};
 use crate::domain::Security;
 
 /// Untagged lines tolerated before a command's tagged answer: a server that streams more
@@ -14,7 +16,7 @@ pub(super) async fn probe(
     settings: &ServerSettings<'_>,
     options: &ProbeOptions,
 ) -> Result<String, Failure> {
-    let credentials = Credentials::of(settings)?;
+    let sign_in = SignIn::of(settings)?;
     let mut connection = Connection::open(settings, options).await?;
     let greeting = connection.read_greeting().await?;
     let greeting =
@@ -34,12 +36,19 @@ pub(super) async fn probe(
         connection = connection.start_tls().await?;
     }
 
-    let (status, text) = log_in(&mut connection, &credentials).await?;
-    if status != Status::Ok {
-        return Err(Failure::new(
-            Stage::Authentication,
-            format!("The server refused the sign-in; it said: \"{text}\""),
-        ));
+    match &sign_in {
+        SignIn::Password(credentials) => {
+            let (status, text) = log_in(&mut connection, credentials).await?;
+            if status != Status::Ok {
+                return Err(Failure::new(
+                    Stage::Authentication,
+                    format!("The server refused the sign-in; it said: \"{text}\""),
+                ));
+            }
+        }
+        SignIn::OAuth(token) => {
+            log_in_with_token(&mut connection, token, settings.security).await?
+        }
     }
     connection.sign_off("c LOGOUT").await;
     Ok(signed_in(&greeting))
@@ -84,6 +93,111 @@ async fn log_in(
         )
         .await?;
     read_tagged(connection, "b", Stage::Authentication, "AUTHENTICATE PLAIN").await
+}
+
+/// AUTHENTICATE XOAUTH2, with the token on the command line where the server takes an
+/// initial response (SASL-IR, RFC 4959), else after its `+`.
+async fn log_in_with_token(
+    connection: &mut Connection<'_>,
+    token: &TokenCredentials<'_>,
+    security: Security,
+) -> Result<(), Failure> {
+    const COMMAND: &str = "AUTHENTICATE XOAUTH2";
+    let stage = Stage::Authentication;
+    let capabilities = capabilities(connection).await?;
+    if !capabilities.iter().any(|name| name == "AUTH=XOAUTH2") {
+        let mechanisms: Vec<String> = capabilities
+            .iter()
+            .filter_map(|name| name.strip_prefix("AUTH="))
+            .map(str::to_owned)
+            .collect();
+        return Err(oauth::not_offered(&mechanisms, security));
+    }
+    let xoauth2 = token.xoauth2();
+    let mut answer = if capabilities.iter().any(|name| name == "SASL-IR") {
+        let command = Zeroizing::new(format!("b {COMMAND} {}", *xoauth2));
+        connection.send(&command, stage, COMMAND).await?;
+        read_sasl_answer(connection, COMMAND).await?
+    } else {
+        connection
+            .send(&format!("b {COMMAND}"), stage, COMMAND)
+            .await?;
+        match read_sasl_answer(connection, COMMAND).await? {
+            SaslAnswer::Continue(_) => {
+                connection.send(&xoauth2, stage, "the access token").await?;
+                read_sasl_answer(connection, COMMAND).await?
+            }
+            done @ SaslAnswer::Done(..) => done,
+        }
+    };
+    let mut challenge = None;
+    if let SaslAnswer::Continue(text) = answer {
+        // A refused token: the challenge says why, and an empty line ends the exchange.
+        challenge = Some(text);
+        connection
+            .send("", stage, "the answer to the server's challenge")
+            .await?;
+        let (status, text) = read_tagged(connection, "b", stage, COMMAND).await?;
+        answer = SaslAnswer::Done(status, text);
+    }
+    match answer {
+        SaslAnswer::Done(Status::Ok, _) => Ok(()),
+        SaslAnswer::Done(_, text) => Err(token.refusal(challenge.as_deref(), &text)),
+        SaslAnswer::Continue(_) => Err(Failure::new(
+            stage,
+            "The server asked for more after the answer to its challenge.",
+        )),
+    }
+}
+
+/// What the server lists in answer to CAPABILITY, upper-cased: `IMAP4REV1`, `AUTH=PLAIN`...
+async fn capabilities(connection: &mut Connection<'_>) -> Result<Vec<String>, Failure> {
+    let stage = Stage::Authentication;
+    connection.send("k CAPABILITY", stage, "CAPABILITY").await?;
+    let mut capabilities = Vec::new();
+    for _ in 0..=MAX_UNTAGGED {
+        let line = connection.read_line(stage, "CAPABILITY").await?;
+        if parse_tagged(&line, "k").is_some() {
+            return Ok(capabilities);
+        }
+        if let Some(names) = line
+            .get(..13)
+            .filter(|start| start.eq_ignore_ascii_case("* CAPABILITY "))
+            .map(|_| &line[13..])
+        {
+            capabilities.extend(names.split_whitespace().map(str::to_ascii_uppercase));
+        }
+    }
+    Err(Failure::new(
+        stage,
+        format!("The server sent more than {MAX_UNTAGGED} lines without answering CAPABILITY."),
+    ))
+}
+
+/// The next step of an AUTHENTICATE exchange: a challenge (`+ text`) or the tagged end.
+#[derive(Debug, PartialEq, Eq)]
+enum SaslAnswer {
+    Continue(String),
+    Done(Status, String),
+}
+
+async fn read_sasl_answer(
+    connection: &mut Connection<'_>,
+    command: &str,
+) -> Result<SaslAnswer, Failure> {
+    for _ in 0..=MAX_UNTAGGED {
+        let line = connection.read_line(Stage::Authentication, command).await?;
+        if let Some(text) = line.strip_prefix('+') {
+            return Ok(SaslAnswer::Continue(text.trim().to_owned()));
+        }
+        if let Some((status, text)) = parse_tagged(&line, "b") {
+            return Ok(SaslAnswer::Done(status, text));
+        }
+    }
+    Err(Failure::new(
+        Stage::Authentication,
+        format!("The server sent more than {MAX_UNTAGGED} lines without answering {command}."),
+    ))
 }
 
 /// Reads until the line tagged `tag`, skipping untagged data such as capabilities.

@@ -7,6 +7,7 @@
 
 mod connection;
 mod imap;
+mod oauth;
 mod pop3;
 mod smtp;
 
@@ -17,8 +18,9 @@ use rustls::pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{MailProtocol, Security};
+use oauth::TokenCredentials;
 
-/// Where and how to reach one mail server. `Debug` shows the password as `[REDACTED]`.
+/// Where and how to reach one mail server. `Debug` shows the credential as `[REDACTED]`.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerSettings<'a> {
     /// IMAP, POP3 or SMTP; Graph mailboxes have no server to test.
@@ -27,7 +29,24 @@ pub struct ServerSettings<'a> {
     pub port: u16,
     pub security: Security,
     pub username: &'a str,
-    pub password: &'a SecretString,
+    pub credential: Credential<'a>,
+}
+
+/// What proves the user name: a password, or an OAuth 2.0 access token (sent with the
+/// XOAUTH2 mechanism, as Microsoft 365 and Google expect). `Debug` shows neither.
+#[derive(Clone, Copy)]
+pub enum Credential<'a> {
+    Password(&'a SecretString),
+    OAuthToken(&'a SecretString),
+}
+
+impl std::fmt::Debug for Credential<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Password(_) => formatter.write_str("Password([REDACTED])"),
+            Self::OAuthToken(_) => formatter.write_str("OAuthToken([REDACTED])"),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +153,25 @@ impl Failure {
     }
 }
 
+/// How a probe signs in, checked once before connecting.
+enum SignIn<'a> {
+    Password(Credentials<'a>),
+    OAuth(TokenCredentials<'a>),
+}
+
+impl<'a> SignIn<'a> {
+    fn of(settings: &ServerSettings<'a>) -> Result<Self, Failure> {
+        match settings.credential {
+            Credential::Password(password) => {
+                Credentials::of(settings.username, password.expose_secret()).map(Self::Password)
+            }
+            Credential::OAuthToken(token) => {
+                TokenCredentials::of(settings.username, token.expose_secret()).map(Self::OAuth)
+            }
+        }
+    }
+}
+
 /// The user name and password, checked once for what no line protocol can carry: a line
 /// break or NUL would end or split the command and let the rest be read as another one.
 struct Credentials<'a> {
@@ -142,19 +180,15 @@ struct Credentials<'a> {
 }
 
 impl<'a> Credentials<'a> {
-    fn of(settings: &ServerSettings<'a>) -> Result<Self, Failure> {
-        let password = settings.password.expose_secret();
+    fn of(username: &'a str, password: &'a str) -> Result<Self, Failure> {
         let unsendable = |text: &str| text.contains(['\r', '\n', '\0']);
-        if unsendable(settings.username) || unsendable(password) {
+        if unsendable(username) || unsendable(password) {
             return Err(Failure::new(
                 Stage::Authentication,
                 "The user name or password contains a line break or NUL character, which cannot be sent to a mail server.",
             ));
         }
-        Ok(Self {
-            username: settings.username,
-            password,
-        })
+        Ok(Self { username, password })
     }
 
     /// SASL PLAIN's message (RFC 4616): no authorization identity, user name, password.
@@ -212,14 +246,37 @@ mod tests {
             port: 995,
             security: Security::Tls,
             username: "agent",
-            password: &password,
+            credential: Credential::Password(&password),
         };
 
-        let failure = Credentials::of(&settings).err().unwrap();
+        let failure = SignIn::of(&settings).err().unwrap();
 
         assert_eq!(failure.stage, Stage::Authentication);
         assert!(!failure.message.contains("hunter2"));
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn debug_shows_neither_password_nor_token() {
+        let secret = SecretString::from("ya29.secret-token");
+        for credential in [
+            Credential::Password(&secret),
+            Credential::OAuthToken(&secret),
+        ] {
+            let settings = ServerSettings {
+                protocol: MailProtocol::Imap,
+                host: "mail.example",
+                port: 993,
+                security: Security::Tls,
+                username: "agent",
+                credential,
+            };
+
+            let debug = format!("{settings:?}");
+
+            assert!(!debug.contains("secret-token"), "{debug}");
+            assert!(debug.contains("[REDACTED]"), "{debug}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! SMTP submission (RFC 5321, STARTTLS from RFC 3207, AUTH from RFC 4954): greeting, EHLO,
-//! STARTTLS and EHLO again, AUTH PLAIN or LOGIN, QUIT.
+//! STARTTLS and EHLO again, AUTH PLAIN, LOGIN or XOAUTH2, QUIT.
 
 use std::net::IpAddr;
 
@@ -8,7 +8,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use zeroize::Zeroizing;
 
 use super::connection::Connection;
-use super::{Credentials, Failure, ProbeOptions, ServerSettings, Stage, signed_in};
+use super::oauth::{self, TokenCredentials};
+use super::{Credentials, Failure, ProbeOptions, ServerSettings, SignIn, Stage, signed_in};
 use crate::domain::Security;
 
 /// Continuation lines tolerated in one reply; EHLO lists a dozen extensions at most.
@@ -18,7 +19,7 @@ pub(super) async fn probe(
     settings: &ServerSettings<'_>,
     options: &ProbeOptions,
 ) -> Result<String, Failure> {
-    let credentials = Credentials::of(settings)?;
+    let sign_in = SignIn::of(settings)?;
     let mut connection = Connection::open(settings, options).await?;
     let first = connection.read_greeting().await?;
     let greeting = read_reply(&mut connection, first, Stage::Greeting, "the greeting").await?;
@@ -57,7 +58,7 @@ pub(super) async fn probe(
 
     let reply = authenticate(
         &mut connection,
-        &credentials,
+        &sign_in,
         &auth_mechanisms(&extensions),
         settings.security,
     )
@@ -88,12 +89,72 @@ async fn ehlo(connection: &mut Connection<'_>) -> Result<Vec<String>, Failure> {
     Ok(reply.lines.into_iter().skip(1).collect())
 }
 
-/// AUTH PLAIN where offered, else AUTH LOGIN; returns the server's final reply.
+/// AUTH XOAUTH2 for a token; for a password AUTH PLAIN where offered, else AUTH LOGIN.
+/// Returns the server's final reply.
 async fn authenticate(
+    connection: &mut Connection<'_>,
+    sign_in: &SignIn<'_>,
+    mechanisms: &[String],
+    security: Security,
+) -> Result<Reply, Failure> {
+    if mechanisms.is_empty() {
+        let hint = if security == Security::None {
+            " Many servers offer it only on an encrypted connection: choose TLS or STARTTLS."
+        } else {
+            ""
+        };
+        return Err(Failure::new(
+            Stage::Authentication,
+            format!("The server does not offer sign-in (AUTH) on this connection.{hint}"),
+        ));
+    }
+    match sign_in {
+        SignIn::Password(credentials) => {
+            authenticate_with_password(connection, credentials, mechanisms).await
+        }
+        SignIn::OAuth(token) => {
+            authenticate_with_token(connection, token, mechanisms, security).await
+        }
+    }
+}
+
+/// AUTH XOAUTH2 with the token as its initial response; a 235 reply or the failure.
+async fn authenticate_with_token(
+    connection: &mut Connection<'_>,
+    token: &TokenCredentials<'_>,
+    mechanisms: &[String],
+    security: Security,
+) -> Result<Reply, Failure> {
+    const COMMAND: &str = "AUTH XOAUTH2";
+    let stage = Stage::Authentication;
+    if !mechanisms.iter().any(|mechanism| mechanism == "XOAUTH2") {
+        return Err(oauth::not_offered(mechanisms, security));
+    }
+    let command = Zeroizing::new(format!("{COMMAND} {}", *token.xoauth2()));
+    let mut reply = exchange(connection, &command, stage, COMMAND).await?;
+    let mut challenge = None;
+    if reply.code == 334 {
+        // A refused token: the challenge says why, and an empty line ends the exchange.
+        challenge = Some(reply.text_without_code());
+        reply = exchange(
+            connection,
+            "",
+            stage,
+            "the answer to the server's challenge",
+        )
+        .await?;
+    }
+    if reply.code == 235 {
+        Ok(reply)
+    } else {
+        Err(token.refusal(challenge.as_deref(), &reply.text()))
+    }
+}
+
+async fn authenticate_with_password(
     connection: &mut Connection<'_>,
     credentials: &Credentials<'_>,
     mechanisms: &[String],
-    security: Security,
 ) -> Result<Reply, Failure> {
     let offers = |name: &str| mechanisms.iter().any(|mechanism| mechanism == name);
     let stage = Stage::Authentication;
@@ -121,20 +182,13 @@ async fn authenticate(
         }
         return Ok(reply);
     }
-    let message = if mechanisms.is_empty() {
-        let hint = if security == Security::None {
-            " Many servers offer it only on an encrypted connection: choose TLS or STARTTLS."
-        } else {
-            ""
-        };
-        format!("The server does not offer sign-in (AUTH) on this connection.{hint}")
-    } else {
+    Err(Failure::new(
+        stage,
         format!(
             "The server offers only {} sign-in, and Portico signs in with PLAIN or LOGIN.",
             mechanisms.join(", ")
-        )
-    };
-    Err(Failure::new(stage, message))
+        ),
+    ))
 }
 
 /// Sends `line` and reads its whole reply.

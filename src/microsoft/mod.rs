@@ -1,6 +1,7 @@
 //! Microsoft's identity platform (Entra ID) and Graph: every call Portico makes to
 //! Microsoft goes through here, with timeouts and Microsoft's errors explained.
 
+pub mod delegated;
 pub mod errors;
 pub mod graph;
 mod keys;

@@ -6,6 +6,7 @@ pub mod graph_credentials;
 pub mod identities;
 pub mod mailboxes;
 pub mod microsoft_sign_in;
+pub mod oauth_connections;
 pub mod segments;
 pub mod sessions;
 pub mod tenants;

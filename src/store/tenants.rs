@@ -8,7 +8,7 @@ use crate::domain::{Slug, TenantName};
 /// A tenant's primary key. Only the store makes one, from a row it read, so a tenant id
 /// typed into a form can never stand in for the signed-in user's tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantId(String);
+pub struct TenantId(pub(super) String);
 
 impl TenantId {
     pub fn as_str(&self) -> &str {

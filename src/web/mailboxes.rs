@@ -18,7 +18,7 @@ use crate::domain::{
     AuditAction, Direction, EmailAddress, FieldErrors, MailProtocol, Security, parse_host,
     parse_port,
 };
-use crate::mail::{self, ProbeOutcome, ServerSettings};
+use crate::mail::{self, Credential, ProbeOutcome, ServerSettings};
 use crate::microsoft::CallError;
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
@@ -620,7 +620,7 @@ async fn test_server(
         port: server.port,
         security: server.security,
         username: &server.username,
-        password: &password,
+        credential: Credential::Password(&password),
     };
     Ok(match mail::probe(&settings, &state.mail_probe).await {
         ProbeOutcome::Connected { server_says } => (

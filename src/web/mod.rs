@@ -11,6 +11,7 @@ mod extract;
 mod mailboxes;
 mod microsoft_settings;
 mod microsoft_sign_in;
+mod oauth_connections;
 mod public;
 pub mod router;
 mod segments;

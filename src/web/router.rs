@@ -17,7 +17,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use super::{
     assets, audit_log, auth, csrf, dashboard, error, external_apis, mailboxes, microsoft_settings,
-    microsoft_sign_in, public, segments, session, setup, users,
+    microsoft_sign_in, oauth_connections, public, segments, session, setup, users,
 };
 use crate::app::AppState;
 use crate::store::sessions::DbSessionStore;
@@ -95,6 +95,30 @@ pub fn tenant_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/t/{slug}/mailboxes/{id}/move", post(mailboxes::move_to)),
         ("/t/{slug}/mailboxes/{id}/delete", post(mailboxes::delete)),
         (
+            "/t/{slug}/oauth-connections",
+            get(oauth_connections::list).post(oauth_connections::create),
+        ),
+        (
+            "/t/{slug}/oauth-connections/new",
+            get(oauth_connections::new),
+        ),
+        (
+            "/t/{slug}/oauth-connections/{id}",
+            get(oauth_connections::show).post(oauth_connections::update),
+        ),
+        (
+            "/t/{slug}/oauth-connections/{id}/secret",
+            post(oauth_connections::replace_secret),
+        ),
+        (
+            "/t/{slug}/oauth-connections/{id}/authenticate",
+            post(oauth_connections::authenticate),
+        ),
+        (
+            "/t/{slug}/oauth-connections/{id}/delete",
+            post(oauth_connections::delete),
+        ),
+        (
             "/t/{slug}/settings/microsoft-sign-in",
             get(microsoft_settings::show).post(microsoft_settings::save),
         ),
@@ -131,6 +155,7 @@ pub fn router(state: AppState) -> Router {
             get(microsoft_sign_in::show_link).post(microsoft_sign_in::start_link),
         )
         .route("/auth/microsoft/callback", get(microsoft_sign_in::callback))
+        .route("/oauth/callback", get(oauth_connections::callback))
         .route("/static/{file}", get(assets::serve))
         .fallback(error::not_found)
         // Layers run outside-in from the bottom: request id, trace, error pages, body limit,

@@ -5,6 +5,7 @@ use time::{Duration, OffsetDateTime};
 use tower_sessions::Session;
 
 use crate::crypto::random_token;
+use crate::microsoft::delegated::PendingAuthorization;
 use crate::microsoft::sign_in::PendingSignIn;
 use crate::store::tenants::TenantId;
 use crate::store::users::UserId;
@@ -96,6 +97,70 @@ pub async fn take_microsoft_sign_in(
     session: &Session,
 ) -> Result<Option<PendingMicrosoftSignIn>, tower_sessions::session::Error> {
     session.remove(MICROSOFT_SIGN_IN_KEY).await
+}
+
+const OAUTH_CONNECTION_KEY: &str = "oauth_connection";
+const OAUTH_FLASH_KEY: &str = "oauth_flash";
+
+/// An Authenticate an admin started for a delegated OAuth connection.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PendingOAuthConnection {
+    pub tenant_id: String,
+    pub connection_id: String,
+    /// The admin who started it: only they can finish it.
+    pub user_id: String,
+    pub started_at: i64,
+    pub flow: PendingAuthorization,
+}
+
+impl PendingOAuthConnection {
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        now.unix_timestamp() - self.started_at > MICROSOFT_SIGN_IN_TIMEOUT.whole_seconds()
+    }
+}
+
+pub async fn start_oauth_connection(
+    session: &Session,
+    pending: PendingOAuthConnection,
+) -> Result<(), tower_sessions::session::Error> {
+    session.insert(OAUTH_CONNECTION_KEY, pending).await
+}
+
+/// Takes the pending Authenticate out of the session: it can complete once at most.
+pub async fn take_oauth_connection(
+    session: &Session,
+) -> Result<Option<PendingOAuthConnection>, tower_sessions::session::Error> {
+    session.remove(OAUTH_CONNECTION_KEY).await
+}
+
+/// The outcome of `/oauth/callback`, shown once on the connection's page.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct OAuthFlash {
+    pub connection_id: String,
+    pub ok: bool,
+    pub message: String,
+}
+
+pub async fn set_oauth_flash(
+    session: &Session,
+    flash: OAuthFlash,
+) -> Result<(), tower_sessions::session::Error> {
+    session.insert(OAUTH_FLASH_KEY, flash).await
+}
+
+/// The flash for this connection, removed once read.
+pub async fn take_oauth_flash(
+    session: &Session,
+    connection_id: &str,
+) -> Result<Option<OAuthFlash>, tower_sessions::session::Error> {
+    let flash: Option<OAuthFlash> = session.get(OAUTH_FLASH_KEY).await?;
+    match flash {
+        Some(flash) if flash.connection_id == connection_id => {
+            session.remove::<OAuthFlash>(OAUTH_FLASH_KEY).await?;
+            Ok(Some(flash))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// The session's form token, made on first use.

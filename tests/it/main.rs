@@ -16,5 +16,6 @@ mod isolation;
 mod mail_servers;
 mod mailboxes;
 mod microsoft_sign_in;
+mod oauth_connections;
 mod setup;
 mod users;

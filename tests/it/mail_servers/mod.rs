@@ -2,5 +2,6 @@
 //! servers on loopback.
 
 mod mailbox_page;
+mod oauth;
 mod probe;
 mod servers;

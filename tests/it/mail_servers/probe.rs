@@ -2,34 +2,36 @@ use std::net::TcpListener as StdTcpListener;
 use std::time::{Duration, Instant};
 
 use portico::domain::{MailProtocol, Security};
-use portico::mail::{ProbeOptions, ProbeOutcome, ServerSettings, Stage, probe};
+use portico::mail::{Credential, ProbeOptions, ProbeOutcome, ServerSettings, Stage, probe};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use super::servers::{PASSWORD, UNICODE_PASSWORD, UNICODE_USER, USER, mail_servers};
 
-const TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options that trust the test CA, as `--mail-ca-file` would for a private CA.
-fn trusting_test_ca() -> ProbeOptions {
+pub(super) fn trusting_test_ca() -> ProbeOptions {
     ProbeOptions {
         timeout: TIMEOUT,
         extra_roots: vec![mail_servers().ca.clone()],
     }
 }
 
-struct Attempt<'a> {
-    protocol: MailProtocol,
-    host: &'a str,
-    port: u16,
-    security: Security,
-    username: &'a str,
-    password: &'a str,
+pub(super) struct Attempt<'a> {
+    pub(super) protocol: MailProtocol,
+    pub(super) host: &'a str,
+    pub(super) port: u16,
+    pub(super) security: Security,
+    pub(super) username: &'a str,
+    pub(super) password: &'a str,
+    /// Signs in with this OAuth 2.0 access token instead of the password.
+    pub(super) oauth_token: Option<&'a str>,
 }
 
 impl Attempt<'_> {
-    fn new(protocol: MailProtocol, port: u16, security: Security) -> Self {
+    pub(super) fn new(protocol: MailProtocol, port: u16, security: Security) -> Self {
         Attempt {
             protocol,
             host: "localhost",
@@ -37,31 +39,36 @@ impl Attempt<'_> {
             security,
             username: USER,
             password: PASSWORD,
+            oauth_token: None,
         }
     }
 
-    async fn probe(&self, options: &ProbeOptions) -> ProbeOutcome {
-        let password = SecretString::from(self.password);
+    pub(super) async fn probe(&self, options: &ProbeOptions) -> ProbeOutcome {
+        let secret = SecretString::from(self.oauth_token.unwrap_or(self.password));
+        let credential = match self.oauth_token {
+            Some(_) => Credential::OAuthToken(&secret),
+            None => Credential::Password(&secret),
+        };
         let settings = ServerSettings {
             protocol: self.protocol,
             host: self.host,
             port: self.port,
             security: self.security,
             username: self.username,
-            password: &password,
+            credential,
         };
         probe(&settings, options).await
     }
 }
 
-fn connected(outcome: ProbeOutcome) -> String {
+pub(super) fn connected(outcome: ProbeOutcome) -> String {
     match outcome {
         ProbeOutcome::Connected { server_says } => server_says,
         failed => panic!("expected to sign in, got {failed:?}"),
     }
 }
 
-fn failed_at(expected: Stage, outcome: ProbeOutcome) -> String {
+pub(super) fn failed_at(expected: Stage, outcome: ProbeOutcome) -> String {
     match outcome {
         ProbeOutcome::Failed { stage, message } if stage == expected => message,
         other => panic!("expected a failure at {expected:?}, got {other:?}"),

@@ -166,6 +166,11 @@ impl FakeMicrosoft {
         self.shared.state().tamper_next_id_token = Some(Box::new(tamper));
     }
 
+    /// Revokes every refresh token issued so far, as a password change or an admin would.
+    pub fn revoke_refresh_tokens(&self) {
+        self.shared.state().refresh_tokens.clear();
+    }
+
     /// How many times the JWKS was fetched.
     pub fn keys_fetches(&self) -> usize {
         self.shared.state().keys_fetches

@@ -1,0 +1,272 @@
+//! Delegated OAuth connections: completing an admin's Authenticate, and keeping the
+//! access token fresh in the background without ever storing a used refresh token alone.
+
+use std::net::IpAddr;
+
+use secrecy::SecretString;
+use time::Duration;
+
+use crate::app::App;
+use crate::crypto::SealError;
+use crate::domain::{AuditAction, OAuthAuthority};
+use crate::microsoft::delegated::{DelegatedApp, DelegatedTokens, PendingAuthorization};
+use crate::microsoft::{CallError, MicrosoftError};
+use crate::store::audit::{self, NewAuditEvent};
+use crate::store::oauth_connections::{self, OAuthConnection, SealedTokens, secret_context};
+use crate::store::tenants::TenantId;
+
+/// Access tokens are renewed this long before they expire.
+pub const RENEW_AHEAD: Duration = Duration::minutes(10);
+/// How long one instance holds a connection while renewing it.
+const RENEWAL_LEASE: Duration = Duration::minutes(2);
+
+/// The connection's client secret, if it has one.
+pub fn client_secret(
+    app: &App,
+    connection: &OAuthConnection,
+) -> Result<Option<SecretString>, SealError> {
+    connection
+        .client_secret_sealed
+        .as_deref()
+        .map(|sealed| {
+            app.config.secret_key.open(
+                sealed,
+                &secret_context(&connection.tenant_id, &connection.id, "client-secret"),
+            )
+        })
+        .transpose()
+}
+
+/// The app and endpoints to use: the admin's own (Advanced), or Microsoft's.
+pub fn delegated_app<'a>(
+    app: &App,
+    connection: &'a OAuthConnection,
+    secret: Option<&'a SecretString>,
+) -> DelegatedApp<'a> {
+    let authority = OAuthAuthority::parse(&connection.directory).map_or_else(
+        |_| connection.directory.clone(),
+        |authority| authority.segment(),
+    );
+    let (authorize, token) = app
+        .microsoft
+        .delegated_endpoints(connection.cloud, &authority);
+    DelegatedApp {
+        client_id: connection.client_id.to_string(),
+        authorization_url: connection.authorization_url.clone().unwrap_or(authorize),
+        token_url: connection.token_url.clone().unwrap_or(token),
+        scope: &connection.scope,
+        client_secret: secret,
+    }
+}
+
+fn seal(app: &App, connection: &OAuthConnection, what: &str, token: &SecretString) -> String {
+    app.config.secret_key.seal(
+        token,
+        &secret_context(&connection.tenant_id, &connection.id, what),
+    )
+}
+
+/// Redeems the code Microsoft sent back and stores the tokens; returns who consented.
+pub async fn complete_authentication(
+    app: &App,
+    connection: &OAuthConnection,
+    redirect_uri: &str,
+    code: &str,
+    pending: &PendingAuthorization,
+) -> Result<Result<String, CallError>, AuthenticationError> {
+    let secret = client_secret(app, connection)?;
+    let delegated = delegated_app(app, connection, secret.as_ref());
+    let tokens = match app
+        .microsoft
+        .redeem_delegated_code(&delegated, redirect_uri, code, pending)
+        .await
+    {
+        Ok(tokens) => tokens,
+        Err(error) => return Ok(Err(error)),
+    };
+    let Some(refresh_token) = &tokens.refresh_token else {
+        return Ok(Err(CallError::Unexpected(
+            "Microsoft sent no refresh token: the scope must include offline_access".into(),
+        )));
+    };
+    let who = tokens
+        .username
+        .clone()
+        .unwrap_or_else(|| "an unnamed account".into());
+    let access = seal(app, connection, "access-token", &tokens.access_token);
+    let refresh = seal(app, connection, "refresh-token", refresh_token);
+    let sealed = SealedTokens {
+        access_token: &access,
+        expires_at: expiry(app, &tokens),
+        refresh_token: Some(&refresh),
+    };
+    let now = app.clock.now().unix_timestamp();
+    oauth_connections::store_authentication(
+        &app.db,
+        &connection.tenant_id,
+        &connection.id,
+        &who,
+        &sealed,
+        now,
+    )
+    .await
+    .map_err(|err| AuthenticationError::Store(err.to_string()))?;
+    Ok(Ok(who))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticationError {
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("storing the tokens: {0}")]
+    Store(String),
+}
+
+fn expiry(app: &App, tokens: &DelegatedTokens) -> i64 {
+    (app.clock.now() + Duration::seconds(tokens.expires_in)).unix_timestamp()
+}
+
+/// How one renewal went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Renewal {
+    Renewed,
+    /// Another instance holds the lease right now.
+    Skipped,
+    /// The refresh token was refused for good (revoked, password changed, unused too long).
+    NeedsReauthentication,
+    /// Microsoft could not be reached; tried again later, status unchanged.
+    Postponed,
+}
+
+/// Renews one connection's access token, if this instance wins its lease.
+pub async fn renew(app: &App, connection: &OAuthConnection) -> Result<Renewal, sqlx::Error> {
+    let tenant = &connection.tenant_id;
+    let now = app.clock.now();
+    let lease_until = (now + RENEWAL_LEASE).unix_timestamp();
+    let claimed = oauth_connections::claim_renewal(
+        &app.db,
+        tenant,
+        &connection.id,
+        now.unix_timestamp(),
+        lease_until,
+    )
+    .await?;
+    if !claimed {
+        return Ok(Renewal::Skipped);
+    }
+    let opened = client_secret(app, connection).and_then(|secret| {
+        let refresh = connection
+            .refresh_token_sealed
+            .as_deref()
+            .map(|sealed| {
+                app.config.secret_key.open(
+                    sealed,
+                    &secret_context(tenant, &connection.id, "refresh-token"),
+                )
+            })
+            .transpose()?;
+        Ok((secret, refresh))
+    });
+    let (secret, Some(refresh_token)) = (match opened {
+        Ok(opened) => opened,
+        Err(err) => {
+            tracing::error!(error = %err, "a connection's stored secret does not open");
+            (None, None)
+        }
+    }) else {
+        let reason = "Portico holds no usable refresh token";
+        return needs_reauthentication(app, connection, reason).await;
+    };
+    let delegated = delegated_app(app, connection, secret.as_ref());
+    match app
+        .microsoft
+        .refresh_delegated(&delegated, &refresh_token)
+        .await
+    {
+        Ok(tokens) => {
+            let access = seal(app, connection, "access-token", &tokens.access_token);
+            let rotated = tokens
+                .refresh_token
+                .as_ref()
+                .map(|token| seal(app, connection, "refresh-token", token));
+            let sealed = SealedTokens {
+                access_token: &access,
+                expires_at: expiry(app, &tokens),
+                refresh_token: rotated.as_deref(),
+            };
+            let renewed_at = app.clock.now().unix_timestamp();
+            oauth_connections::store_renewal(&app.db, tenant, &connection.id, &sealed, renewed_at)
+                .await?;
+            Ok(Renewal::Renewed)
+        }
+        Err(CallError::Microsoft(error)) if error.error == "invalid_grant" => {
+            let reason = invalid_grant_reason(&error);
+            needs_reauthentication(app, connection, &reason).await
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, connection = %connection.id, "renewal postponed");
+            // 1, 2, 4 ... minutes, at most an hour: a short outage heals by itself.
+            let backoff = Duration::minutes(1 << connection.renewal_failures.clamp(0, 6));
+            let retry_at = (app.clock.now() + backoff).unix_timestamp();
+            oauth_connections::postpone_renewal(&app.db, tenant, &connection.id, retry_at).await?;
+            Ok(Renewal::Postponed)
+        }
+    }
+}
+
+fn invalid_grant_reason(error: &MicrosoftError) -> String {
+    match error.code {
+        Some(code) => format!(
+            "Microsoft refused the refresh token (AADSTS{code}): it was revoked, the password changed, or it went unused for 90 days. Authenticate again."
+        ),
+        None => "The provider refused the refresh token. Authenticate again.".into(),
+    }
+}
+
+async fn needs_reauthentication(
+    app: &App,
+    connection: &OAuthConnection,
+    reason: &str,
+) -> Result<Renewal, sqlx::Error> {
+    let tenant = &connection.tenant_id;
+    oauth_connections::mark_needs_reauthentication(&app.db, tenant, &connection.id, reason).await?;
+    record(app, tenant, &connection.name, reason, None).await?;
+    Ok(Renewal::NeedsReauthentication)
+}
+
+async fn record(
+    app: &App,
+    tenant: &TenantId,
+    name: &str,
+    detail: &str,
+    ip: Option<IpAddr>,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        &app.db,
+        tenant,
+        NewAuditEvent {
+            action: AuditAction::OAuthConnectionNeedsReauthentication,
+            actor_user_id: None,
+            actor: "Portico",
+            target: name,
+            detail,
+            ip,
+        },
+    )
+    .await
+}
+
+/// Renews every connection whose token expires soon; run every minute in the background.
+pub async fn renew_due(app: &App) -> Result<usize, sqlx::Error> {
+    let now = app.clock.now();
+    let horizon = (now + RENEW_AHEAD).unix_timestamp();
+    let mut renewed = 0;
+    for connection in
+        oauth_connections::due_for_renewal(&app.db, now.unix_timestamp(), horizon).await?
+    {
+        if renew(app, &connection).await? == Renewal::Renewed {
+            renewed += 1;
+        }
+    }
+    Ok(renewed)
+}

@@ -1,0 +1,405 @@
+//! Delegated OAuth connections and their sealed tokens.
+
+use sqlx::FromRow;
+use time::OffsetDateTime;
+
+use super::tenants::TenantId;
+use super::{Db, from_unix, is_unique_violation, new_id, unix_now};
+use crate::domain::{ClientId, Cloud, OAuthPurpose, OAuthStatus};
+
+#[derive(Debug, Clone)]
+pub struct OAuthConnection {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub client_id: ClientId,
+    pub directory: String,
+    pub cloud: Cloud,
+    pub client_secret_sealed: Option<String>,
+    pub secret_replaced_at: Option<OffsetDateTime>,
+    pub purpose: OAuthPurpose,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub scope: String,
+    pub status: OAuthStatus,
+    pub status_reason: Option<String>,
+    pub authenticated_as: Option<String>,
+    pub authenticated_at: Option<OffsetDateTime>,
+    pub refresh_token_sealed: Option<String>,
+    pub access_token_sealed: Option<String>,
+    pub access_token_expires_at: Option<OffsetDateTime>,
+    pub renewed_at: Option<OffsetDateTime>,
+    pub renewal_failures: i64,
+}
+
+/// The settings an admin edits; tokens and status change only through the flows.
+pub struct ConnectionFields {
+    pub name: String,
+    pub client_id: ClientId,
+    pub directory: String,
+    pub cloud: Cloud,
+    pub purpose: OAuthPurpose,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub scope: String,
+}
+
+/// Tokens from a code exchange or a renewal, sealed by the caller.
+pub struct SealedTokens<'a> {
+    pub access_token: &'a str,
+    pub expires_at: i64,
+    /// A rotated refresh token; `None` keeps the stored one.
+    pub refresh_token: Option<&'a str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("a connection with this name exists")]
+    NameTaken,
+    #[error("connection not found")]
+    NotFound,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// What a connection's sealed values are bound to.
+pub fn secret_context(tenant: &TenantId, connection_id: &str, what: &str) -> String {
+    format!(
+        "oauth-connection/{what}/{}/{connection_id}",
+        tenant.as_str()
+    )
+}
+
+pub fn new_connection_id() -> String {
+    new_id()
+}
+
+#[derive(FromRow)]
+struct Row {
+    id: String,
+    tenant_id: String,
+    name: String,
+    client_id: String,
+    directory: String,
+    cloud: String,
+    client_secret_sealed: Option<String>,
+    secret_replaced_at: Option<i64>,
+    purpose: String,
+    authorization_url: Option<String>,
+    token_url: Option<String>,
+    scope: String,
+    status: String,
+    status_reason: Option<String>,
+    authenticated_as: Option<String>,
+    authenticated_at: Option<i64>,
+    refresh_token_sealed: Option<String>,
+    access_token_sealed: Option<String>,
+    access_token_expires_at: Option<i64>,
+    renewed_at: Option<i64>,
+    renewal_failures: i64,
+}
+
+impl TryFrom<Row> for OAuthConnection {
+    type Error = sqlx::Error;
+
+    fn try_from(row: Row) -> Result<Self, Self::Error> {
+        let corrupt = |m: String| sqlx::Error::Decode(m.into());
+        Ok(Self {
+            id: row.id,
+            tenant_id: TenantId(row.tenant_id),
+            name: row.name,
+            client_id: ClientId::parse(&row.client_id).map_err(corrupt)?,
+            directory: row.directory,
+            cloud: Cloud::parse(&row.cloud).map_err(corrupt)?,
+            client_secret_sealed: row.client_secret_sealed,
+            secret_replaced_at: row.secret_replaced_at.map(from_unix),
+            purpose: OAuthPurpose::parse(&row.purpose).map_err(corrupt)?,
+            authorization_url: row.authorization_url,
+            token_url: row.token_url,
+            scope: row.scope,
+            status: OAuthStatus::parse(&row.status).map_err(corrupt)?,
+            status_reason: row.status_reason,
+            authenticated_as: row.authenticated_as,
+            authenticated_at: row.authenticated_at.map(from_unix),
+            refresh_token_sealed: row.refresh_token_sealed,
+            access_token_sealed: row.access_token_sealed,
+            access_token_expires_at: row.access_token_expires_at.map(from_unix),
+            renewed_at: row.renewed_at.map(from_unix),
+            renewal_failures: row.renewal_failures,
+        })
+    }
+}
+
+const COLUMNS: &str = "id, tenant_id, name, client_id, directory, cloud, client_secret_sealed, \
+     secret_replaced_at, purpose, authorization_url, token_url, scope, status, status_reason, \
+     authenticated_as, authenticated_at, refresh_token_sealed, access_token_sealed, \
+     access_token_expires_at, renewed_at, renewal_failures";
+
+pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<OAuthConnection>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM oauth_connections WHERE tenant_id = $1 ORDER BY LOWER(name)"
+    ))
+    .bind(tenant.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter().map(OAuthConnection::try_from).collect()
+}
+
+pub async fn get(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<Option<OAuthConnection>, sqlx::Error> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM oauth_connections WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(OAuthConnection::try_from).transpose()
+}
+
+pub async fn create(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    fields: &ConnectionFields,
+    client_secret_sealed: Option<&str>,
+) -> Result<(), SaveError> {
+    let now = unix_now();
+    sqlx::query(
+        "INSERT INTO oauth_connections (id, tenant_id, name, client_id, directory, cloud, \
+         client_secret_sealed, secret_replaced_at, purpose, authorization_url, token_url, scope, \
+         status, renewal_failures, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'not_authenticated', 0, $13, $13)",
+    )
+    .bind(id)
+    .bind(tenant.as_str())
+    .bind(&fields.name)
+    .bind(fields.client_id.to_string())
+    .bind(&fields.directory)
+    .bind(fields.cloud.as_str())
+    .bind(client_secret_sealed)
+    .bind(client_secret_sealed.map(|_| now))
+    .bind(fields.purpose.as_str())
+    .bind(fields.authorization_url.as_deref())
+    .bind(fields.token_url.as_deref())
+    .bind(&fields.scope)
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .map_err(name_taken)?;
+    Ok(())
+}
+
+/// Saves the settings. A connection whose app or scope changed must be authenticated again,
+/// so its tokens are dropped.
+pub async fn update(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    fields: &ConnectionFields,
+) -> Result<(), SaveError> {
+    let updated = sqlx::query(
+        "UPDATE oauth_connections SET name = $1, client_id = $2, directory = $3, cloud = $4, \
+         purpose = $5, authorization_url = $6, token_url = $7, scope = $8, \
+         status = 'not_authenticated', status_reason = NULL, authenticated_as = NULL, \
+         authenticated_at = NULL, refresh_token_sealed = NULL, access_token_sealed = NULL, \
+         access_token_expires_at = NULL, renewal_failures = 0, updated_at = $9 \
+         WHERE tenant_id = $10 AND id = $11",
+    )
+    .bind(&fields.name)
+    .bind(fields.client_id.to_string())
+    .bind(&fields.directory)
+    .bind(fields.cloud.as_str())
+    .bind(fields.purpose.as_str())
+    .bind(fields.authorization_url.as_deref())
+    .bind(fields.token_url.as_deref())
+    .bind(&fields.scope)
+    .bind(unix_now())
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await
+    .map_err(name_taken)?;
+    found(updated.rows_affected())
+}
+
+pub async fn replace_secret(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    client_secret_sealed: &str,
+) -> Result<(), SaveError> {
+    let now = unix_now();
+    let updated = sqlx::query(
+        "UPDATE oauth_connections SET client_secret_sealed = $1, secret_replaced_at = $2, \
+         updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+    )
+    .bind(client_secret_sealed)
+    .bind(now)
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    found(updated.rows_affected())
+}
+
+/// Records a successful authentication: tokens, who, and the status, in one statement.
+pub async fn store_authentication(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    authenticated_as: &str,
+    tokens: &SealedTokens<'_>,
+    now: i64,
+) -> Result<(), SaveError> {
+    let updated = sqlx::query(
+        "UPDATE oauth_connections SET status = 'authenticated', status_reason = NULL, \
+         authenticated_as = $1, authenticated_at = $2, refresh_token_sealed = $3, \
+         access_token_sealed = $4, access_token_expires_at = $5, renewed_at = $2, \
+         renewal_failures = 0, renewal_not_before = NULL, updated_at = $2 \
+         WHERE tenant_id = $6 AND id = $7",
+    )
+    .bind(authenticated_as)
+    .bind(now)
+    .bind(tokens.refresh_token)
+    .bind(tokens.access_token)
+    .bind(tokens.expires_at)
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    found(updated.rows_affected())
+}
+
+/// Stores renewed tokens. The rotated refresh token and the new access token are written in
+/// one statement, so a crash never leaves a used refresh token as the only one stored.
+pub async fn store_renewal(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    tokens: &SealedTokens<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE oauth_connections SET access_token_sealed = $1, access_token_expires_at = $2, \
+         refresh_token_sealed = COALESCE($3, refresh_token_sealed), renewed_at = $4, \
+         renewal_failures = 0, renewal_not_before = NULL, updated_at = $4 \
+         WHERE tenant_id = $5 AND id = $6",
+    )
+    .bind(tokens.access_token)
+    .bind(tokens.expires_at)
+    .bind(tokens.refresh_token)
+    .bind(now)
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// The refresh token no longer works: the connection needs its user again.
+pub async fn mark_needs_reauthentication(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE oauth_connections SET status = 'needs_reauthentication', status_reason = $1, \
+         refresh_token_sealed = NULL, access_token_sealed = NULL, access_token_expires_at = NULL, \
+         renewal_not_before = NULL, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+    )
+    .bind(reason)
+    .bind(unix_now())
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// A transient renewal failure: try again after `retry_at`, the status unchanged.
+pub async fn postpone_renewal(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    retry_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE oauth_connections SET renewal_failures = renewal_failures + 1, \
+         renewal_not_before = $1 WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(retry_at)
+    .bind(tenant.as_str())
+    .bind(id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Connections whose access token expires before `horizon` and that no renewer holds.
+pub async fn due_for_renewal(
+    db: &Db,
+    now: i64,
+    horizon: i64,
+) -> Result<Vec<OAuthConnection>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM oauth_connections WHERE status = 'authenticated' \
+         AND access_token_expires_at < $1 AND (renewal_not_before IS NULL OR renewal_not_before <= $2)"
+    ))
+    .bind(horizon)
+    .bind(now)
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter().map(OAuthConnection::try_from).collect()
+}
+
+/// Takes the renewal lease of a connection until `until`: true for exactly one of several
+/// instances asking at once (a compare-and-set that works the same on both backends).
+pub async fn claim_renewal(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    now: i64,
+    until: i64,
+) -> Result<bool, sqlx::Error> {
+    let claimed = sqlx::query(
+        "UPDATE oauth_connections SET renewal_not_before = $1 WHERE tenant_id = $2 AND id = $3 \
+         AND status = 'authenticated' AND (renewal_not_before IS NULL OR renewal_not_before <= $4)",
+    )
+    .bind(until)
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(now)
+    .execute(db.pool())
+    .await?;
+    Ok(claimed.rows_affected() == 1)
+}
+
+pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveError> {
+    let deleted = sqlx::query("DELETE FROM oauth_connections WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.as_str())
+        .bind(id)
+        .execute(db.pool())
+        .await?;
+    found(deleted.rows_affected())
+}
+
+fn name_taken(err: sqlx::Error) -> SaveError {
+    if is_unique_violation(&err) {
+        SaveError::NameTaken
+    } else {
+        err.into()
+    }
+}
+
+fn found(rows: u64) -> Result<(), SaveError> {
+    if rows == 0 {
+        Err(SaveError::NotFound)
+    } else {
+        Ok(())
+    }
+}

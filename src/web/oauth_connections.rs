@@ -1,0 +1,659 @@
+//! OAuth connections: delegated consent for IMAP, POP, SMTP or Graph mail, completed at
+//! the one `/oauth/callback` every tenant shares.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::error::{AppError, Rejected};
+use super::extract::{AdminCtx, ClientIp, TenantCtx};
+use super::session::{self, OAuthFlash, PendingOAuthConnection};
+use super::{Layout, format_time};
+use crate::app::{App, AppState};
+use crate::connections;
+use crate::domain::{
+    AuditAction, ClientId, Cloud, FieldErrors, OAuthAuthority, OAuthPurpose, OAuthStatus, Role,
+    UserStatus,
+};
+use crate::microsoft::errors::AdviceContext;
+use crate::microsoft::{CallError, MicrosoftError};
+use crate::store::oauth_connections::{
+    self, ConnectionFields, OAuthConnection, SaveError, new_connection_id, secret_context,
+};
+use crate::store::{tenants, users};
+
+/// The redirect URI to register for delegated OAuth, the same for every tenant.
+pub fn redirect_uri(app: &App) -> String {
+    app.config.public_url("/oauth/callback")
+}
+
+/// A connection as the pages show it; never a token or secret.
+pub struct ConnectionView {
+    pub id: String,
+    pub name: String,
+    pub client_id: String,
+    pub directory: String,
+    pub cloud: &'static str,
+    pub purpose: &'static str,
+    pub scope: String,
+    pub has_secret: bool,
+    pub status: OAuthStatus,
+    /// "Authenticated as ... since ..., token renewed at ..." and the like.
+    pub status_text: String,
+}
+
+impl ConnectionView {
+    fn new(connection: &OAuthConnection) -> Self {
+        let status_text = match connection.status {
+            OAuthStatus::NotAuthenticated => "Not authenticated".to_owned(),
+            OAuthStatus::Authenticated => format!(
+                "Authenticated as {} since {}{}",
+                connection
+                    .authenticated_as
+                    .as_deref()
+                    .unwrap_or("an unnamed account"),
+                connection
+                    .authenticated_at
+                    .map(format_time)
+                    .unwrap_or_default(),
+                connection
+                    .renewed_at
+                    .filter(|renewed| Some(*renewed) != connection.authenticated_at)
+                    .map(|renewed| format!(", token renewed at {}", format_time(renewed)))
+                    .unwrap_or_default()
+            ),
+            OAuthStatus::NeedsReauthentication => format!(
+                "Needs re-authentication: {}",
+                connection
+                    .status_reason
+                    .as_deref()
+                    .unwrap_or("the token no longer works")
+            ),
+        };
+        Self {
+            id: connection.id.clone(),
+            name: connection.name.clone(),
+            client_id: connection.client_id.to_string(),
+            directory: connection.directory.clone(),
+            cloud: connection.cloud.label(),
+            purpose: connection.purpose.label(),
+            scope: connection.scope.clone(),
+            has_secret: connection.client_secret_sealed.is_some(),
+            status: connection.status,
+            status_text,
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_connections/list.html")]
+pub struct ListPage {
+    layout: Layout,
+    slug: String,
+    connections: Vec<ConnectionView>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+) -> Result<ListPage, AppError> {
+    let connections = oauth_connections::list(&state.db, &ctx.tenant.id).await?;
+    Ok(ListPage {
+        layout: ctx.layout("OAuth connections", "oauth"),
+        slug: ctx.tenant.slug.clone(),
+        connections: connections.iter().map(ConnectionView::new).collect(),
+    })
+}
+
+/// What the admin typed; the client secret is never sent back.
+#[derive(Deserialize)]
+pub struct ConnectionForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    directory: String,
+    #[serde(default)]
+    cloud: String,
+    #[serde(default)]
+    purpose: String,
+    #[serde(default)]
+    authorization_url: String,
+    #[serde(default)]
+    token_url: String,
+    #[serde(default)]
+    scope: String,
+    #[serde(default)]
+    client_secret: Option<SecretString>,
+}
+
+impl Default for ConnectionForm {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            client_id: String::new(),
+            directory: String::new(),
+            cloud: Cloud::Global.as_str().into(),
+            purpose: OAuthPurpose::Imap.as_str().into(),
+            authorization_url: String::new(),
+            token_url: String::new(),
+            scope: String::new(),
+            client_secret: None,
+        }
+    }
+}
+
+impl ConnectionForm {
+    fn of(connection: &OAuthConnection) -> Self {
+        Self {
+            name: connection.name.clone(),
+            client_id: connection.client_id.to_string(),
+            directory: connection.directory.clone(),
+            cloud: connection.cloud.as_str().into(),
+            purpose: connection.purpose.as_str().into(),
+            authorization_url: connection.authorization_url.clone().unwrap_or_default(),
+            token_url: connection.token_url.clone().unwrap_or_default(),
+            scope: if connection.purpose == OAuthPurpose::Custom {
+                connection.scope.clone()
+            } else {
+                String::new()
+            },
+            client_secret: None,
+        }
+    }
+
+    fn without_secret(self) -> Self {
+        Self {
+            client_secret: None,
+            ..self
+        }
+    }
+
+    fn parse(&self) -> Result<ConnectionFields, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let name = self.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
+            errors.add(
+                "name",
+                "Enter a name of at most 80 characters, such as Support IMAP.",
+            );
+        }
+        let client_id = errors.check("client_id", ClientId::parse(&self.client_id));
+        let authority = errors.check("directory", OAuthAuthority::parse(&self.directory));
+        let cloud = errors.check("cloud", Cloud::parse(&self.cloud));
+        let purpose = errors.check("purpose", OAuthPurpose::parse(&self.purpose));
+        let url = |field: &'static str, raw: &str, errors: &mut FieldErrors| {
+            let raw = raw.trim();
+            if raw.is_empty() {
+                return None;
+            }
+            match url::Url::parse(raw) {
+                Ok(url) if url.scheme() == "https" || url.host_str() == Some("127.0.0.1") => {
+                    Some(url.to_string())
+                }
+                _ => {
+                    errors.add(
+                        field,
+                        "Enter an https:// URL, or leave it empty for Microsoft's.",
+                    );
+                    None
+                }
+            }
+        };
+        let authorization_url = url("authorization_url", &self.authorization_url, &mut errors);
+        let token_url = url("token_url", &self.token_url, &mut errors);
+        let scope = match purpose {
+            Some(OAuthPurpose::Custom) => {
+                let scope = self.scope.split_whitespace().collect::<Vec<_>>().join(" ");
+                if scope.is_empty() || scope.len() > 1000 {
+                    errors.add("scope", "Enter the scopes to ask for, separated by spaces (include offline_access).");
+                }
+                Some(scope)
+            }
+            Some(purpose) => purpose.scope().map(str::to_owned),
+            None => None,
+        };
+        match (
+            client_id,
+            authority,
+            cloud,
+            purpose,
+            scope,
+            errors.is_empty(),
+        ) {
+            (Some(client_id), Some(authority), Some(cloud), Some(purpose), Some(scope), true) => {
+                Ok(ConnectionFields {
+                    name,
+                    client_id,
+                    directory: authority.segment(),
+                    cloud,
+                    purpose,
+                    authorization_url,
+                    token_url,
+                    scope,
+                })
+            }
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Choices of the form's dropdowns.
+pub struct FormChoices {
+    clouds: Vec<(&'static str, &'static str)>,
+    purposes: Vec<(&'static str, &'static str)>,
+}
+
+fn choices() -> FormChoices {
+    FormChoices {
+        clouds: Cloud::ALL.iter().map(|c| (c.as_str(), c.label())).collect(),
+        purposes: OAuthPurpose::ALL
+            .iter()
+            .map(|p| (p.as_str(), p.label()))
+            .collect(),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_connections/new.html")]
+pub struct NewPage {
+    layout: Layout,
+    slug: String,
+    redirect_uri: String,
+    form: ConnectionForm,
+    errors: FieldErrors,
+    choices: FormChoices,
+}
+
+fn new_page(state: &App, ctx: &TenantCtx, form: ConnectionForm, errors: FieldErrors) -> NewPage {
+    NewPage {
+        layout: ctx.layout("Add an OAuth connection", "oauth"),
+        slug: ctx.tenant.slug.clone(),
+        redirect_uri: redirect_uri(state),
+        form: form.without_secret(),
+        errors,
+        choices: choices(),
+    }
+}
+
+pub async fn new(State(state): State<AppState>, AdminCtx(ctx): AdminCtx) -> NewPage {
+    new_page(&state, &ctx, ConnectionForm::default(), FieldErrors::new())
+}
+
+fn typed_secret(form: &mut ConnectionForm) -> Option<SecretString> {
+    form.client_secret
+        .take()
+        .filter(|secret| !secret.expose_secret().trim().is_empty())
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Form(mut form): Form<ConnectionForm>,
+) -> Result<Response, AppError> {
+    let secret = typed_secret(&mut form);
+    let fields = match form.parse() {
+        Ok(fields) => fields,
+        Err(errors) => return Ok(Rejected(new_page(&state, &ctx, form, errors)).into_response()),
+    };
+    let id = new_connection_id();
+    let sealed = secret.map(|secret| {
+        state.config.secret_key.seal(
+            &secret,
+            &secret_context(&ctx.tenant.id, &id, "client-secret"),
+        )
+    });
+    match oauth_connections::create(&state.db, &ctx.tenant.id, &id, &fields, sealed.as_deref())
+        .await
+    {
+        Ok(()) => {}
+        Err(SaveError::NameTaken) => {
+            let errors = FieldErrors::single("name", "Another connection has this name.");
+            return Ok(Rejected(new_page(&state, &ctx, form, errors)).into_response());
+        }
+        Err(other) => return Err(save_error(other)),
+    }
+    let detail = format!(
+        "{}, Application (client) ID {}",
+        fields.purpose.label(),
+        fields.client_id
+    );
+    ctx.audit(
+        &state,
+        AuditAction::OAuthConnectionCreated,
+        &fields.name,
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/oauth-connections/{id}"))).into_response())
+}
+
+fn save_error(err: SaveError) -> AppError {
+    match err {
+        SaveError::NotFound => AppError::NotFound,
+        SaveError::Database(err) => err.into(),
+        other => AppError::Internal(Box::new(other)),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_connections/show.html")]
+pub struct ShowPage {
+    layout: Layout,
+    slug: String,
+    redirect_uri: String,
+    connection: ConnectionView,
+    form: ConnectionForm,
+    errors: FieldErrors,
+    choices: FormChoices,
+    flash: Option<OAuthFlash>,
+}
+
+async fn load(state: &App, ctx: &TenantCtx, id: &str) -> Result<OAuthConnection, AppError> {
+    oauth_connections::get(&state.db, &ctx.tenant.id, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+fn show_page(state: &App, ctx: &TenantCtx, connection: &OAuthConnection) -> ShowPage {
+    ShowPage {
+        layout: ctx.layout(connection.name.clone(), "oauth"),
+        slug: ctx.tenant.slug.clone(),
+        redirect_uri: redirect_uri(state),
+        connection: ConnectionView::new(connection),
+        form: ConnectionForm::of(connection),
+        errors: FieldErrors::new(),
+        choices: choices(),
+        flash: None,
+    }
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    session: Session,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<ShowPage, AppError> {
+    let connection = load(&state, &ctx, &id).await?;
+    let mut page = show_page(&state, &ctx, &connection);
+    page.flash = session::take_oauth_flash(&session, &id).await?;
+    Ok(page)
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<ConnectionForm>,
+) -> Result<Response, AppError> {
+    let connection = load(&state, &ctx, &id).await?;
+    let rejected = |form: ConnectionForm, errors: FieldErrors| {
+        let mut page = show_page(&state, &ctx, &connection);
+        page.form = form.without_secret();
+        page.errors = errors;
+        Rejected(page).into_response()
+    };
+    let fields = match form.parse() {
+        Ok(fields) => fields,
+        Err(errors) => return Ok(rejected(form, errors)),
+    };
+    match oauth_connections::update(&state.db, &ctx.tenant.id, &id, &fields).await {
+        Ok(()) => {}
+        Err(SaveError::NameTaken) => {
+            return Ok(rejected(
+                form,
+                FieldErrors::single("name", "Another connection has this name."),
+            ));
+        }
+        Err(other) => return Err(save_error(other)),
+    }
+    let detail = format!("{}; authenticate again", fields.purpose.label());
+    ctx.audit(
+        &state,
+        AuditAction::OAuthConnectionChanged,
+        &fields.name,
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/oauth-connections/{id}"))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct SecretForm {
+    client_secret: Option<SecretString>,
+}
+
+/// "Update Client Secret", as XCALLY calls it.
+pub async fn replace_secret(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<SecretForm>,
+) -> Result<Response, AppError> {
+    let connection = load(&state, &ctx, &id).await?;
+    let Some(secret) = form
+        .client_secret
+        .filter(|secret| !secret.expose_secret().trim().is_empty())
+    else {
+        let mut page = show_page(&state, &ctx, &connection);
+        page.errors = FieldErrors::single("client_secret", "Paste the new client secret's Value.");
+        return Ok(Rejected(page).into_response());
+    };
+    let sealed = state.config.secret_key.seal(
+        &secret,
+        &secret_context(&ctx.tenant.id, &id, "client-secret"),
+    );
+    oauth_connections::replace_secret(&state.db, &ctx.tenant.id, &id, &sealed)
+        .await
+        .map_err(save_error)?;
+    ctx.audit(
+        &state,
+        AuditAction::OAuthConnectionSecretReplaced,
+        &connection.name,
+        "",
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/oauth-connections/{id}"))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct AuthenticateForm {
+    /// The mailbox address, when started from a mailbox: Microsoft preselects it.
+    #[serde(default)]
+    login_hint: String,
+}
+
+/// "Authenticate": sends the admin's browser to the authorization endpoint.
+pub async fn authenticate(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    session: Session,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<AuthenticateForm>,
+) -> Result<Redirect, AppError> {
+    let connection = load(&state, &ctx, &id).await?;
+    let secret = connections::client_secret(&state, &connection)?;
+    let delegated = connections::delegated_app(&state, &connection, secret.as_ref());
+    let hint = Some(form.login_hint.trim()).filter(|hint| !hint.is_empty());
+    let (url, flow) = state
+        .microsoft
+        .delegated_authorization_url(&delegated, &redirect_uri(&state), hint)
+        .map_err(|e| AppError::Internal(Box::new(e)))?;
+    let pending = PendingOAuthConnection {
+        tenant_id: ctx.tenant.id.as_str().to_owned(),
+        connection_id: connection.id,
+        user_id: ctx.user.id.as_str().to_owned(),
+        started_at: state.clock.now().unix_timestamp(),
+        flow,
+    };
+    session::start_oauth_connection(&session, pending).await?;
+    Ok(Redirect::to(url.as_str()))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Redirect, AppError> {
+    let connection = load(&state, &ctx, &id).await?;
+    oauth_connections::delete(&state.db, &ctx.tenant.id, &id)
+        .await
+        .map_err(save_error)?;
+    ctx.audit(
+        &state,
+        AuditAction::OAuthConnectionDeleted,
+        &connection.name,
+        "",
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path("/oauth-connections")))
+}
+
+#[derive(Deserialize)]
+pub struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "oauth_connections/expired.html")]
+pub struct ExpiredPage {
+    layout: Layout,
+}
+
+/// `/oauth/callback`, for every tenant. Its URL names no tenant: the tenant, the
+/// connection and the admin come only from this browser's pending Authenticate, and must
+/// all still hold.
+pub async fn callback(
+    State(state): State<AppState>,
+    session: Session,
+    ClientIp(ip): ClientIp,
+    Query(query): Query<CallbackQuery>,
+) -> Result<Response, AppError> {
+    let expired = || {
+        Rejected(ExpiredPage {
+            layout: Layout::public("Authentication expired", String::new()),
+        })
+        .into_response()
+    };
+    let pending = session::take_oauth_connection(&session).await?;
+    let signed_in = session::signed_in(&session).await?;
+    let (Some(pending), Some(returned_state), Some(signed_in)) =
+        (pending, query.state.as_deref(), signed_in)
+    else {
+        return Ok(expired());
+    };
+    let now = state.clock.now();
+    let state_matches = crate::crypto::constant_time_eq(returned_state, &pending.flow.state);
+    let same_admin =
+        signed_in.tenant_id == pending.tenant_id && signed_in.user_id == pending.user_id;
+    if !state_matches || pending.is_expired(now) || !same_admin {
+        return Ok(expired());
+    }
+    let Some(tenant) = tenants::find_by_id(&state.db, &pending.tenant_id).await? else {
+        return Ok(expired());
+    };
+    let admin = users::get(&state.db, &tenant.id, &pending.user_id)
+        .await?
+        .filter(|user| user.role == Role::Admin && user.status == UserStatus::Active);
+    let connection = oauth_connections::get(&state.db, &tenant.id, &pending.connection_id).await?;
+    let (Some(admin), Some(connection)) = (admin, connection) else {
+        return Ok(expired());
+    };
+    let page = format!("/t/{}/oauth-connections/{}", tenant.slug, connection.id);
+
+    let outcome = match (query.error.as_deref(), query.code.as_deref()) {
+        (Some(error), _) => Err(CallError::Microsoft(Box::new(
+            MicrosoftError::from_redirect(error, query.error_description.as_deref()),
+        ))),
+        (None, Some(code)) => connections::complete_authentication(
+            &state,
+            &connection,
+            &redirect_uri(&state),
+            code,
+            &pending.flow,
+        )
+        .await
+        .map_err(|e| AppError::Internal(Box::new(e)))?,
+        (None, None) => return Ok(expired()),
+    };
+    let flash = match outcome {
+        Ok(who) => {
+            let detail = format!("authenticated as {who}");
+            crate::store::audit::record(
+                &state.db,
+                &tenant.id,
+                crate::store::audit::NewAuditEvent {
+                    action: AuditAction::OAuthConnectionAuthenticated,
+                    actor_user_id: Some(admin.id.as_str()),
+                    actor: &admin.email,
+                    target: &connection.name,
+                    detail: &detail,
+                    ip: Some(ip),
+                },
+            )
+            .await?;
+            OAuthFlash {
+                connection_id: connection.id.clone(),
+                ok: true,
+                message: format!("Authenticated as {who}. Portico now renews the token by itself."),
+            }
+        }
+        Err(error) => OAuthFlash {
+            connection_id: connection.id.clone(),
+            ok: false,
+            message: explain(&state, &connection, &error),
+        },
+    };
+    session::set_oauth_flash(&session, flash).await?;
+    Ok(Redirect::to(&page).into_response())
+}
+
+/// Microsoft's answer in plain words, with its code and references.
+fn explain(state: &App, connection: &OAuthConnection, error: &CallError) -> String {
+    match error {
+        CallError::Microsoft(error) => {
+            let consent = format!(
+                "{}/{}/adminconsent?client_id={}",
+                state.microsoft.login_base(connection.cloud),
+                connection.directory,
+                connection.client_id
+            );
+            let advice = error.advice(&AdviceContext {
+                redirect_uri: &redirect_uri(state),
+                has_client_secret: connection.client_secret_sealed.is_some(),
+                admin_consent_url: Some(&consent),
+            });
+            let code = error
+                .code
+                .map(|code| format!(" (AADSTS{code})"))
+                .unwrap_or_default();
+            let trace = error
+                .trace_id
+                .as_deref()
+                .map(|trace| format!(" Trace ID: {trace}."))
+                .unwrap_or_default();
+            format!(
+                "{}{code}. {} {}{trace}",
+                advice.title, advice.meaning, advice.next_step
+            )
+        }
+        other => format!("{other}. Nothing was stored; try again."),
+    }
+}
