@@ -8,7 +8,7 @@ use time::Duration;
 
 use crate::app::App;
 use crate::crypto::SealError;
-use crate::domain::{AuditAction, OAuthAuthority};
+use crate::domain::{AuditAction, OAuthAuthority, OAuthStatus};
 use crate::microsoft::delegated::{DelegatedApp, DelegatedTokens, PendingAuthorization};
 use crate::microsoft::{CallError, MicrosoftError};
 use crate::store::audit::{self, NewAuditEvent};
@@ -269,4 +269,48 @@ pub async fn renew_due(app: &App) -> Result<usize, sqlx::Error> {
         }
     }
     Ok(renewed)
+}
+
+/// A usable access token of the connection, renewed first when it is about to expire; or
+/// why there is none, in words for the admin.
+pub async fn access_token(
+    app: &App,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<Result<SecretString, String>, sqlx::Error> {
+    let Some(mut connection) = oauth_connections::get(&app.db, tenant, id).await? else {
+        return Ok(Err("The OAuth connection no longer exists.".into()));
+    };
+    let soon = app.clock.now() + Duration::minutes(1);
+    let expiring = connection
+        .access_token_expires_at
+        .is_none_or(|expires_at| expires_at <= soon);
+    if connection.status == OAuthStatus::Authenticated && expiring {
+        renew(app, &connection).await?;
+        let Some(renewed) = oauth_connections::get(&app.db, tenant, id).await? else {
+            return Ok(Err("The OAuth connection no longer exists.".into()));
+        };
+        connection = renewed;
+    }
+    let name = &connection.name;
+    Ok(match (connection.status, &connection.access_token_sealed) {
+        (OAuthStatus::Authenticated, Some(sealed)) => app
+            .config
+            .secret_key
+            .open(
+                sealed,
+                &secret_context(tenant, &connection.id, "access-token"),
+            )
+            .map_err(|_| format!("The token of {name} cannot be read; authenticate it again.")),
+        (OAuthStatus::NeedsReauthentication, _) => Err(format!(
+            "The OAuth connection {name} needs re-authentication: {}",
+            connection
+                .status_reason
+                .as_deref()
+                .unwrap_or("its token no longer works")
+        )),
+        _ => Err(format!(
+            "The OAuth connection {name} is not authenticated yet: open it and choose Authenticate."
+        )),
+    })
 }

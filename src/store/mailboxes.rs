@@ -33,6 +33,19 @@ pub struct Server {
     pub security: Security,
     pub username: String,
     pub password_sealed: Option<String>,
+    /// Set when the mailbox signs in with a delegated OAuth connection (XOAUTH2).
+    pub oauth_connection_id: Option<String>,
+}
+
+/// How a server mailbox signs in.
+pub enum ServerAuth {
+    /// `None` keeps the stored password.
+    Password {
+        sealed: Option<String>,
+    },
+    OAuth {
+        connection_id: String,
+    },
 }
 
 /// How a mailbox reaches its mail, as saved.
@@ -45,8 +58,7 @@ pub enum Connection {
         port: u16,
         security: Security,
         username: String,
-        /// `None` keeps the stored password.
-        password_sealed: Option<String>,
+        auth: ServerAuth,
     },
 }
 
@@ -84,6 +96,7 @@ struct Row {
     security: Option<String>,
     username: Option<String>,
     password_sealed: Option<String>,
+    oauth_connection_id: Option<String>,
     enabled: i64,
     last_test_at: Option<i64>,
     last_test_ok: Option<i64>,
@@ -102,6 +115,7 @@ impl TryFrom<Row> for Mailbox {
                 security: Security::parse(&security).map_err(corrupt)?,
                 username: row.username.unwrap_or_default(),
                 password_sealed: row.password_sealed,
+                oauth_connection_id: row.oauth_connection_id,
             }),
             _ => None,
         };
@@ -129,7 +143,7 @@ impl TryFrom<Row> for Mailbox {
 
 const SELECT: &str = "SELECT m.id, m.segment_id, m.name, m.email, m.direction, m.protocol, \
      m.graph_credential_id, c.name AS graph_credential_name, m.host, m.port, m.security, \
-     m.username, m.password_sealed, m.enabled, m.last_test_at, m.last_test_ok, \
+     m.username, m.password_sealed, m.oauth_connection_id, m.enabled, m.last_test_at, m.last_test_ok, \
      m.last_test_summary FROM mailboxes m \
      LEFT JOIN graph_credentials c ON c.tenant_id = m.tenant_id AND c.id = m.graph_credential_id";
 
@@ -179,8 +193,9 @@ struct ConnectionColumns<'a> {
     port: Option<i64>,
     security: Option<&'static str>,
     username: Option<&'a str>,
-    /// `None` keeps the stored password of a server mailbox.
+    /// `None` keeps the stored password of a server mailbox that uses one.
     password_sealed: Option<&'a str>,
+    oauth_connection_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a Connection> for ConnectionColumns<'a> {
@@ -195,15 +210,22 @@ impl<'a> From<&'a Connection> for ConnectionColumns<'a> {
                 port,
                 security,
                 username,
-                password_sealed,
-            } => Self {
-                graph_credential_id: None,
-                host: Some(host),
-                port: Some(i64::from(*port)),
-                security: Some(security.as_str()),
-                username: Some(username),
-                password_sealed: password_sealed.as_deref(),
-            },
+                auth,
+            } => {
+                let (password_sealed, oauth_connection_id) = match auth {
+                    ServerAuth::Password { sealed } => (sealed.as_deref(), None),
+                    ServerAuth::OAuth { connection_id } => (None, Some(connection_id.as_str())),
+                };
+                Self {
+                    graph_credential_id: None,
+                    host: Some(host),
+                    port: Some(i64::from(*port)),
+                    security: Some(security.as_str()),
+                    username: Some(username),
+                    password_sealed,
+                    oauth_connection_id,
+                }
+            }
         }
     }
 }
@@ -219,8 +241,8 @@ pub async fn create(
     sqlx::query(
         "INSERT INTO mailboxes (id, tenant_id, segment_id, name, email, direction, protocol, \
          graph_credential_id, host, port, security, username, password_sealed, enabled, \
-         created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15)",
+         created_at, updated_at, oauth_connection_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16)",
     )
     .bind(id)
     .bind(tenant.as_str())
@@ -237,6 +259,7 @@ pub async fn create(
     .bind(columns.password_sealed)
     .bind(i64::from(fields.enabled))
     .bind(unix_now())
+    .bind(columns.oauth_connection_id)
     .execute(db.pool())
     .await?;
     Ok(())
@@ -254,7 +277,7 @@ pub async fn update(
     let keep_password = matches!(
         fields.connection,
         Connection::Server {
-            password_sealed: None,
+            auth: ServerAuth::Password { sealed: None },
             ..
         }
     );
@@ -262,8 +285,8 @@ pub async fn update(
         "UPDATE mailboxes SET name = $1, email = $2, direction = $3, protocol = $4, \
          graph_credential_id = $5, host = $6, port = $7, security = $8, username = $9, \
          password_sealed = CASE WHEN $10 = 1 THEN password_sealed ELSE $11 END, enabled = $12, \
-         last_test_at = NULL, last_test_ok = NULL, last_test_summary = NULL, updated_at = $13 \
-         WHERE tenant_id = $14 AND id = $15",
+         last_test_at = NULL, last_test_ok = NULL, last_test_summary = NULL, updated_at = $13, \
+         oauth_connection_id = $16 WHERE tenant_id = $14 AND id = $15",
     )
     .bind(&fields.name)
     .bind(&fields.email)
@@ -280,6 +303,7 @@ pub async fn update(
     .bind(unix_now())
     .bind(tenant.as_str())
     .bind(id)
+    .bind(columns.oauth_connection_id)
     .execute(db.pool())
     .await?;
     Ok(updated.rows_affected() == 1)
@@ -364,4 +388,23 @@ pub async fn credential_usage(
     .fetch_all(db.pool())
     .await?;
     Ok(rows.into_iter().collect())
+}
+
+/// How many mailboxes sign in with each of the tenant's OAuth connections.
+pub async fn oauth_connection_usage(
+    db: &Db,
+    tenant: &TenantId,
+) -> Result<HashMap<String, Vec<String>>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT oauth_connection_id, email FROM mailboxes \
+         WHERE tenant_id = $1 AND oauth_connection_id IS NOT NULL ORDER BY email",
+    )
+    .bind(tenant.as_str())
+    .fetch_all(db.pool())
+    .await?;
+    let mut usage: HashMap<String, Vec<String>> = HashMap::new();
+    for (connection, email) in rows {
+        usage.entry(connection).or_default().push(email);
+    }
+    Ok(usage)
 }

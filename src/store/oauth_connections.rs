@@ -58,6 +58,8 @@ pub enum SaveError {
     NameTaken,
     #[error("connection not found")]
     NotFound,
+    #[error("mailboxes sign in with this connection")]
+    InUse,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -379,12 +381,19 @@ pub async fn claim_renewal(
     Ok(claimed.rows_affected() == 1)
 }
 
+/// Deletes a connection; the foreign key of mailboxes refuses it while any signs in with it.
 pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveError> {
     let deleted = sqlx::query("DELETE FROM oauth_connections WHERE tenant_id = $1 AND id = $2")
         .bind(tenant.as_str())
         .bind(id)
         .execute(db.pool())
-        .await?;
+        .await
+        .map_err(|err| {
+            let in_use = err
+                .as_database_error()
+                .is_some_and(|db_err| db_err.is_foreign_key_violation());
+            if in_use { SaveError::InUse } else { err.into() }
+        })?;
     found(deleted.rows_affected())
 }
 

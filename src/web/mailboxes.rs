@@ -14,16 +14,20 @@ use super::external_apis::{self, CredentialView};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
 use super::{Layout, format_time};
 use crate::app::{App, AppState};
+use crate::connections;
 use crate::domain::{
-    AuditAction, Direction, EmailAddress, FieldErrors, MailProtocol, Security, parse_host,
-    parse_port,
+    AuditAction, Direction, EmailAddress, FieldErrors, MailProtocol, OAuthStatus, Security,
+    parse_host, parse_port,
 };
 use crate::mail::{self, Credential, ProbeOutcome, ServerSettings};
 use crate::microsoft::CallError;
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
 use crate::store::graph_credentials;
-use crate::store::mailboxes::{self, Connection, Mailbox, MailboxFields, Server, password_context};
+use crate::store::mailboxes::{
+    self, Connection, Mailbox, MailboxFields, Server, ServerAuth, password_context,
+};
+use crate::store::oauth_connections;
 use crate::store::segments::{self, Segment};
 
 /// A mailbox as a list row.
@@ -86,6 +90,8 @@ pub struct MailboxForm {
     #[serde(default)]
     authentication: String,
     #[serde(default)]
+    oauth_connection_id: String,
+    #[serde(default)]
     password: Option<SecretString>,
     #[serde(default)]
     enabled: Option<String>,
@@ -104,6 +110,7 @@ impl Default for MailboxForm {
             security: Security::Tls.as_str().into(),
             username: String::new(),
             authentication: "password".into(),
+            oauth_connection_id: String::new(),
             password: None,
             enabled: Some("on".into()),
         }
@@ -123,7 +130,14 @@ impl MailboxForm {
             port: server.map(|s| s.port.to_string()).unwrap_or_default(),
             security: server.map_or(Security::Tls, |s| s.security).as_str().into(),
             username: server.map(|s| s.username.clone()).unwrap_or_default(),
-            authentication: "password".into(),
+            authentication: if server.is_some_and(|s| s.oauth_connection_id.is_some()) {
+                "oauth".into()
+            } else {
+                "password".into()
+            },
+            oauth_connection_id: server
+                .and_then(|s| s.oauth_connection_id.clone())
+                .unwrap_or_default(),
             password: None,
             enabled: mailbox.enabled.then(|| "on".into()),
         }
@@ -140,6 +154,8 @@ impl MailboxForm {
 /// Everything the mailbox form shows besides the values.
 pub struct FormChoices {
     credentials: Vec<CredentialView>,
+    /// The tenant's OAuth connections: id, name and status.
+    oauth_connections: Vec<(String, String, &'static str)>,
     protocols: Vec<(&'static str, &'static str)>,
     directions: Vec<(&'static str, &'static str)>,
     securities: Vec<(&'static str, &'static str)>,
@@ -147,7 +163,20 @@ pub struct FormChoices {
 
 async fn form_choices(state: &App, ctx: &TenantCtx) -> Result<FormChoices, AppError> {
     let credentials = graph_credentials::list(&state.db, &ctx.tenant.id).await?;
+    let oauth_connections = oauth_connections::list(&state.db, &ctx.tenant.id)
+        .await?
+        .into_iter()
+        .map(|connection| {
+            let status = match connection.status {
+                OAuthStatus::Authenticated => "authenticated",
+                OAuthStatus::NotAuthenticated => "not authenticated yet",
+                OAuthStatus::NeedsReauthentication => "needs re-authentication",
+            };
+            (connection.id, connection.name, status)
+        })
+        .collect();
     Ok(FormChoices {
+        oauth_connections,
         credentials: credentials
             .iter()
             .map(|credential| CredentialView::new(credential, state))
@@ -226,35 +255,50 @@ async fn parse(
                     "Enter the user name the server expects, often the email address.",
                 );
             }
-            if form.authentication == "oauth" {
-                errors.add(
-                    "authentication",
-                    "OAuth 2.0 needs a delegated OAuth connection, which Portico does not offer yet. Choose Password.",
-                );
-            }
-            let has_stored_password = stored
-                .and_then(|mailbox| mailbox.server.as_ref())
-                .is_some_and(|server| server.password_sealed.is_some());
-            let password_sealed = match &new_password {
-                Some(password) => Some(
-                    state
-                        .config
-                        .secret_key
-                        .seal(password, &password_context(&ctx.tenant.id, mailbox_id)),
-                ),
-                None if has_stored_password => None,
-                None => {
-                    errors.add("password", "Enter the mailbox's password.");
-                    None
+            let auth = if form.authentication == "oauth" {
+                let connection =
+                    oauth_connections::get(&state.db, &ctx.tenant.id, &form.oauth_connection_id)
+                        .await?;
+                match connection {
+                    // A password left from before goes: no stale secret stays behind.
+                    Some(connection) => Some(ServerAuth::OAuth {
+                        connection_id: connection.id,
+                    }),
+                    None => {
+                        errors.add(
+                            "oauth_connection_id",
+                            "Choose one of your OAuth connections.",
+                        );
+                        None
+                    }
+                }
+            } else {
+                let has_stored_password = stored
+                    .and_then(|mailbox| mailbox.server.as_ref())
+                    .is_some_and(|server| server.password_sealed.is_some());
+                match &new_password {
+                    Some(password) => Some(ServerAuth::Password {
+                        sealed: Some(
+                            state
+                                .config
+                                .secret_key
+                                .seal(password, &password_context(&ctx.tenant.id, mailbox_id)),
+                        ),
+                    }),
+                    None if has_stored_password => Some(ServerAuth::Password { sealed: None }),
+                    None => {
+                        errors.add("password", "Enter the mailbox's password.");
+                        None
+                    }
                 }
             };
-            match (security, host, port) {
-                (Some(security), Some(host), Some(port)) => Some(Connection::Server {
+            match (security, host, port, auth) {
+                (Some(security), Some(host), Some(port), Some(auth)) => Some(Connection::Server {
                     host,
                     port,
                     security,
                     username,
-                    password_sealed,
+                    auth,
                 }),
                 _ => None,
             }
@@ -288,16 +332,16 @@ fn describe(fields: &MailboxFields) -> String {
             port,
             security,
             username,
-            password_sealed,
+            auth,
         } => format!(
-            "{} {host}:{port} ({}), user {username}, {}{}",
+            "{} {host}:{port} ({}), user {username}, {}, {}",
             fields.protocol.label(),
             security.label(),
             fields.direction.label(),
-            if password_sealed.is_some() {
-                ", password set"
-            } else {
-                ""
+            match auth {
+                ServerAuth::Password { sealed: Some(_) } => "new password",
+                ServerAuth::Password { sealed: None } => "password kept",
+                ServerAuth::OAuth { .. } => "OAuth 2.0",
             }
         ),
     }
@@ -601,26 +645,45 @@ async fn test_graph(
     })
 }
 
+/// What a server mailbox signs in with, opened for one test.
+enum Secret {
+    Password(SecretString),
+    OAuthToken(SecretString),
+}
+
 async fn test_server(
     state: &App,
     ctx: &TenantCtx,
     mailbox: &Mailbox,
     server: &Server,
 ) -> Result<(bool, String), AppError> {
-    let Some(sealed) = &server.password_sealed else {
-        return Ok((false, "No password is stored for this mailbox.".to_owned()));
+    let secret = match (&server.oauth_connection_id, &server.password_sealed) {
+        (Some(connection_id), _) => {
+            match connections::access_token(state, &ctx.tenant.id, connection_id).await? {
+                Ok(token) => Secret::OAuthToken(token),
+                Err(reason) => return Ok((false, reason)),
+            }
+        }
+        (None, Some(sealed)) => Secret::Password(
+            state
+                .config
+                .secret_key
+                .open(sealed, &password_context(&ctx.tenant.id, &mailbox.id))?,
+        ),
+        (None, None) => {
+            return Ok((false, "No password is stored for this mailbox.".to_owned()));
+        }
     };
-    let password = state
-        .config
-        .secret_key
-        .open(sealed, &password_context(&ctx.tenant.id, &mailbox.id))?;
     let settings = ServerSettings {
         protocol: mailbox.protocol,
         host: &server.host,
         port: server.port,
         security: server.security,
         username: &server.username,
-        credential: Credential::Password(&password),
+        credential: match &secret {
+            Secret::Password(password) => Credential::Password(password),
+            Secret::OAuthToken(token) => Credential::OAuthToken(token),
+        },
     };
     Ok(match mail::probe(&settings, &state.mail_probe).await {
         ProbeOutcome::Connected { server_says } => (

@@ -25,7 +25,7 @@ use crate::microsoft::{CallError, MicrosoftError};
 use crate::store::oauth_connections::{
     self, ConnectionFields, OAuthConnection, SaveError, new_connection_id, secret_context,
 };
-use crate::store::{tenants, users};
+use crate::store::{mailboxes, tenants, users};
 
 /// The redirect URI to register for delegated OAuth, the same for every tenant.
 pub fn redirect_uri(app: &App) -> String {
@@ -45,6 +45,8 @@ pub struct ConnectionView {
     pub status: OAuthStatus,
     /// "Authenticated as ... since ..., token renewed at ..." and the like.
     pub status_text: String,
+    /// Addresses of the mailboxes that sign in with it (known on the list page).
+    pub mailboxes: Vec<String>,
 }
 
 impl ConnectionView {
@@ -86,6 +88,7 @@ impl ConnectionView {
             has_secret: connection.client_secret_sealed.is_some(),
             status: connection.status,
             status_text,
+            mailboxes: Vec::new(),
         }
     }
 }
@@ -103,10 +106,17 @@ pub async fn list(
     AdminCtx(ctx): AdminCtx,
 ) -> Result<ListPage, AppError> {
     let connections = oauth_connections::list(&state.db, &ctx.tenant.id).await?;
+    let mut usage = mailboxes::oauth_connection_usage(&state.db, &ctx.tenant.id).await?;
     Ok(ListPage {
         layout: ctx.layout("OAuth connections", "oauth"),
         slug: ctx.tenant.slug.clone(),
-        connections: connections.iter().map(ConnectionView::new).collect(),
+        connections: connections
+            .iter()
+            .map(|connection| ConnectionView {
+                mailboxes: usage.remove(&connection.id).unwrap_or_default(),
+                ..ConnectionView::new(connection)
+            })
+            .collect(),
     })
 }
 
@@ -507,11 +517,27 @@ pub async fn delete(
     AdminCtx(ctx): AdminCtx,
     ClientIp(ip): ClientIp,
     Path((_, id)): Path<(String, String)>,
-) -> Result<Redirect, AppError> {
+) -> Result<Response, AppError> {
     let connection = load(&state, &ctx, &id).await?;
-    oauth_connections::delete(&state.db, &ctx.tenant.id, &id)
-        .await
-        .map_err(save_error)?;
+    match oauth_connections::delete(&state.db, &ctx.tenant.id, &id).await {
+        Ok(()) => {}
+        Err(SaveError::InUse) => {
+            let users = mailboxes::oauth_connection_usage(&state.db, &ctx.tenant.id)
+                .await?
+                .remove(&id)
+                .unwrap_or_default();
+            let mut page = show_page(&state, &ctx, &connection);
+            page.errors = FieldErrors::single(
+                "delete",
+                format!(
+                    "These mailboxes sign in with this connection: {}. Switch them to another connection or a password first.",
+                    users.join(", ")
+                ),
+            );
+            return Ok(Rejected(page).into_response());
+        }
+        Err(other) => return Err(save_error(other)),
+    }
     ctx.audit(
         &state,
         AuditAction::OAuthConnectionDeleted,
@@ -520,7 +546,7 @@ pub async fn delete(
         ip,
     )
     .await?;
-    Ok(Redirect::to(&ctx.path("/oauth-connections")))
+    Ok(Redirect::to(&ctx.path("/oauth-connections")).into_response())
 }
 
 #[derive(Deserialize)]

@@ -359,7 +359,7 @@ async fn mailbox_input_is_checked_beside_each_field(backend: Backend) {
         )
         .await
         .assert_status(400)
-        .assert_contains("OAuth 2.0 needs a delegated OAuth connection")
+        .assert_contains("Choose one of your OAuth connections.")
         .assert_lacks(IMAP_PASSWORD);
     admin
         .get(&support)

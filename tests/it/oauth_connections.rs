@@ -24,7 +24,7 @@ on_both_backends!(
 
 /// The app in Contoso with `/oauth/callback` under Web, a user, and a connection made by
 /// an admin of "acme"; returns the admin and the connection's page.
-async fn connection(app: &TestApp) -> (Browser, String) {
+pub(crate) async fn connection(app: &TestApp) -> (Browser, String) {
     app.microsoft
         .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
     app.microsoft.add_app(
@@ -61,7 +61,7 @@ async fn connection(app: &TestApp) -> (Browser, String) {
 }
 
 /// Clicks Authenticate and lets the fake Microsoft answer; returns the callback URL.
-async fn authorize(admin: &Browser, page: &str) -> String {
+pub(crate) async fn authorize(admin: &Browser, page: &str) -> String {
     let to_microsoft = admin
         .submit(
             page,
@@ -96,7 +96,7 @@ async fn status_of(app: &TestApp) -> oauth_connections::OAuthConnection {
         .remove(0)
 }
 
-async fn follow(admin: &Browser, callback: &str) -> Page {
+pub(crate) async fn follow(admin: &Browser, callback: &str) -> Page {
     let answer = admin.get_url(callback).await;
     match answer.location.clone() {
         Some(page) => admin.get(&page).await,
