@@ -13,8 +13,9 @@ use super::external_apis::CredentialView;
 use super::extract::{ClientIp, TenantCtx};
 use super::{Layout, format_time};
 use crate::app::AppState;
+use crate::domain::OAuthStatus;
 use crate::domain::{AuditAction, EXPIRY_WARNING_DAYS, FieldErrors, NewPassword, Role};
-use crate::store::{Page, audit, graph_credentials, users};
+use crate::store::{Page, audit, graph_credentials, oauth_connections, users};
 use time::Duration;
 
 #[derive(Template, WebTemplate)]
@@ -29,6 +30,8 @@ pub struct DashboardPage {
     recent: Vec<AuditLine>,
     /// Graph credentials whose secret expires within 30 days or has expired.
     expiring: Vec<CredentialView>,
+    /// OAuth connections whose user must sign in again: (id, name, reason).
+    needs_reauthentication: Vec<(String, String, String)>,
 }
 
 /// An audit entry as the pages show it.
@@ -60,7 +63,17 @@ pub async fn show(
 ) -> Result<DashboardPage, AppError> {
     let (mut active_admins, mut active_agents, mut recent) = (0, 0, Vec::new());
     let mut expiring = Vec::new();
+    let mut needs_reauthentication = Vec::new();
     if ctx.is_admin() {
+        needs_reauthentication = oauth_connections::list(&state.db, &ctx.tenant.id)
+            .await?
+            .into_iter()
+            .filter(|connection| connection.status == OAuthStatus::NeedsReauthentication)
+            .map(|connection| {
+                let reason = connection.status_reason.unwrap_or_default();
+                (connection.id, connection.name, reason)
+            })
+            .collect();
         let warn_until = state.clock.now().date() + Duration::days(EXPIRY_WARNING_DAYS);
         expiring = graph_credentials::expiring(&state.db, &ctx.tenant.id, warn_until)
             .await?
@@ -85,6 +98,7 @@ pub async fn show(
         active_agents,
         recent,
         expiring,
+        needs_reauthentication,
     })
 }
 

@@ -441,6 +441,8 @@ pub struct ShowPage {
     notice: Option<&'static str>,
     test: Option<(bool, String)>,
     password_hint: &'static str,
+    /// The OAuth connection the mailbox signs in with, to authenticate from here.
+    oauth_connection_id: Option<String>,
 }
 
 async fn load(state: &App, ctx: &TenantCtx, id: &str) -> Result<Mailbox, AppError> {
@@ -466,6 +468,10 @@ async fn show_page(state: &App, ctx: &TenantCtx, mailbox: &Mailbox) -> Result<Sh
         notice: None,
         test: None,
         password_hint: password_hint(has_password),
+        oauth_connection_id: mailbox
+            .server
+            .as_ref()
+            .and_then(|server| server.oauth_connection_id.clone()),
     })
 }
 

@@ -237,6 +237,13 @@ async fn renewal_rotates_the_refresh_token_and_invalid_grant_asks_for_the_user(b
         .get("/t/acme/oauth-connections")
         .await
         .assert_contains("Needs re-authentication");
+    admin
+        .get("/t/acme/")
+        .await
+        .assert_contains(
+            "The OAuth connection <strong>Support IMAP</strong> needs re-authentication",
+        )
+        .assert_contains("Authenticate again");
     let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
         .await
         .unwrap()

@@ -192,6 +192,22 @@ async fn imap_mailboxes_sign_in_with_an_oauth_connection_token(backend: Backend)
         .await
         .assert_contains(USER);
 
+    // The mailbox page authenticates its connection as the mailbox itself.
+    let page = admin.get(&mailbox).await;
+    page.assert_contains(&format!("Authenticate as {USER}"));
+    let started = admin
+        .post_raw(
+            &format!("/t/acme/oauth-connections/{connection_id}/authenticate"),
+            &[("csrf_token", &page.csrf_token()), ("login_hint", USER)],
+        )
+        .await;
+    assert!(
+        started
+            .location
+            .unwrap()
+            .contains("login_hint=agent%40example.test")
+    );
+
     // Not authenticated yet: the test says so.
     admin
         .submit(&mailbox, &format!("{mailbox}/test"), &[])
