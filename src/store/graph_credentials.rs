@@ -5,7 +5,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::tenants::TenantId;
-use super::{Db, from_unix, is_unique_violation, new_id, unix_now};
+use super::{Db, from_unix, is_foreign_key_violation, is_unique_violation, new_id, unix_now};
 use crate::domain::{ClientId, Cloud, CredentialName};
 
 #[derive(Debug, Clone)]
@@ -267,10 +267,11 @@ pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveErro
         .execute(db.pool())
         .await
         .map_err(|err| {
-            let in_use = err
-                .as_database_error()
-                .is_some_and(|db_err| db_err.is_foreign_key_violation());
-            if in_use { SaveError::InUse } else { err.into() }
+            if is_foreign_key_violation(&err) {
+                SaveError::InUse
+            } else {
+                err.into()
+            }
         })?;
     found(deleted.rows_affected())
 }

@@ -138,6 +138,12 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
         .is_some_and(|db_err| db_err.is_unique_violation())
 }
 
+/// A row still referenced elsewhere (a credential used by mailboxes, say).
+pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .is_some_and(|db_err| db_err.is_foreign_key_violation())
+}
+
 /// One page of a list: 1-based page number and its size.
 #[derive(Debug, Clone, Copy)]
 pub struct Page {
