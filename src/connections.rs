@@ -143,18 +143,32 @@ pub async fn renew(app: &App, connection: &OAuthConnection) -> Result<Renewal, s
     let tenant = &connection.tenant_id;
     let now = app.clock.now();
     let lease_until = (now + RENEWAL_LEASE).unix_timestamp();
-    let claimed = oauth_connections::claim_renewal(
+    let Some(lease) = oauth_connections::claim_renewal(
         &app.db,
         tenant,
         &connection.id,
         now.unix_timestamp(),
         lease_until,
     )
-    .await?;
-    if !claimed {
+    .await?
+    else {
+        return Ok(Renewal::Skipped);
+    };
+    // The row as it is now, under the lease: another instance may have renewed (and rotated
+    // the refresh token) since `connection` was read.
+    let Some(connection) = oauth_connections::get(&app.db, tenant, &connection.id).await? else {
+        return Ok(Renewal::Skipped);
+    };
+    let renewed_lately = connection
+        .access_token_expires_at
+        .is_some_and(|expires_at| expires_at > now + RENEW_AHEAD);
+    if renewed_lately {
+        let retry_at = now.unix_timestamp();
+        oauth_connections::postpone_renewal(&app.db, tenant, &connection.id, &lease, retry_at)
+            .await?;
         return Ok(Renewal::Skipped);
     }
-    let opened = client_secret(app, connection).and_then(|secret| {
+    let opened = client_secret(app, &connection).and_then(|secret| {
         let refresh = connection
             .refresh_token_sealed
             .as_deref()
@@ -175,61 +189,101 @@ pub async fn renew(app: &App, connection: &OAuthConnection) -> Result<Renewal, s
         }
     }) else {
         let reason = "Portico holds no usable refresh token";
-        return needs_reauthentication(app, connection, reason).await;
+        return needs_reauthentication(app, &connection, &lease, reason).await;
     };
-    let delegated = delegated_app(app, connection, secret.as_ref());
+    let delegated = delegated_app(app, &connection, secret.as_ref());
     match app
         .microsoft
         .refresh_delegated(&delegated, &refresh_token)
         .await
     {
         Ok(tokens) => {
-            let access = seal(app, connection, "access-token", &tokens.access_token);
+            let access = seal(app, &connection, "access-token", &tokens.access_token);
             let rotated = tokens
                 .refresh_token
                 .as_ref()
-                .map(|token| seal(app, connection, "refresh-token", token));
+                .map(|token| seal(app, &connection, "refresh-token", token));
             let sealed = SealedTokens {
                 access_token: &access,
                 expires_at: expiry(app, &tokens),
                 refresh_token: rotated.as_deref(),
             };
             let renewed_at = app.clock.now().unix_timestamp();
-            oauth_connections::store_renewal(&app.db, tenant, &connection.id, &sealed, renewed_at)
-                .await?;
-            Ok(Renewal::Renewed)
+            let stored = oauth_connections::store_renewal(
+                &app.db,
+                tenant,
+                &connection.id,
+                &lease,
+                &sealed,
+                renewed_at,
+            )
+            .await?;
+            Ok(if stored {
+                Renewal::Renewed
+            } else {
+                Renewal::Skipped
+            })
         }
-        Err(CallError::Microsoft(error)) if error.error == "invalid_grant" => {
-            let reason = invalid_grant_reason(&error);
-            needs_reauthentication(app, connection, &reason).await
+        Err(CallError::Microsoft(error)) if !is_transient(&error) => {
+            let reason = refusal_reason(&error);
+            needs_reauthentication(app, &connection, &lease, &reason).await
         }
         Err(error) => {
             tracing::warn!(error = %error, connection = %connection.id, "renewal postponed");
-            // 1, 2, 4 ... minutes, at most an hour: a short outage heals by itself.
-            let backoff = Duration::minutes(1 << connection.renewal_failures.clamp(0, 6));
+            // 1, 2, 4 ... 32 minutes: a short outage heals by itself.
+            let backoff = Duration::minutes(1 << connection.renewal_failures.clamp(0, 5));
             let retry_at = (app.clock.now() + backoff).unix_timestamp();
-            oauth_connections::postpone_renewal(&app.db, tenant, &connection.id, retry_at).await?;
+            oauth_connections::postpone_renewal(&app.db, tenant, &connection.id, &lease, retry_at)
+                .await?;
             Ok(Renewal::Postponed)
         }
     }
 }
 
-fn invalid_grant_reason(error: &MicrosoftError) -> String {
-    match error.code {
-        Some(code) => format!(
-            "Microsoft refused the refresh token (AADSTS{code}): it was revoked, the password changed, or it went unused for 90 days. Authenticate again."
-        ),
-        None => "The provider refused the refresh token. Authenticate again.".into(),
+/// Errors that may pass by themselves; any other answer needs a person.
+fn is_transient(error: &MicrosoftError) -> bool {
+    matches!(
+        error.error.as_str(),
+        "temporarily_unavailable" | "server_error" | "unexpected_response"
+    )
+}
+
+/// Why renewing stopped, for the connection page and the audit log.
+fn refusal_reason(error: &MicrosoftError) -> String {
+    let code = error
+        .code
+        .map(|code| format!(" (AADSTS{code})"))
+        .unwrap_or_default();
+    if error.error == "invalid_grant" {
+        format!(
+            "Microsoft refused the refresh token{code}: it was revoked, the password changed, or it went unused for 90 days. Authenticate again."
+        )
+    } else {
+        format!(
+            "Microsoft refused to renew the token{code}: {}. Check the connection's settings, then authenticate again.",
+            error.error
+        )
     }
 }
 
 async fn needs_reauthentication(
     app: &App,
     connection: &OAuthConnection,
+    lease: &str,
     reason: &str,
 ) -> Result<Renewal, sqlx::Error> {
     let tenant = &connection.tenant_id;
-    oauth_connections::mark_needs_reauthentication(&app.db, tenant, &connection.id, reason).await?;
+    let marked = oauth_connections::mark_needs_reauthentication(
+        &app.db,
+        tenant,
+        &connection.id,
+        lease,
+        reason,
+    )
+    .await?;
+    if !marked {
+        return Ok(Renewal::Skipped);
+    }
     record(app, tenant, &connection.name, reason, None).await?;
     Ok(Renewal::NeedsReauthentication)
 }

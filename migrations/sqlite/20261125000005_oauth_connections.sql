@@ -27,8 +27,10 @@ CREATE TABLE oauth_connections (
     access_token_expires_at BIGINT,
     renewed_at              BIGINT,
     renewal_failures        BIGINT NOT NULL,
-    -- A renewer's lease: no instance starts a renewal before this time.
+    -- A renewer's lease: no instance starts a renewal before this time, and only the
+    -- holder of `renewal_lease` may write what its renewal found.
     renewal_not_before      BIGINT,
+    renewal_lease           TEXT,
     created_at              BIGINT NOT NULL,
     updated_at              BIGINT NOT NULL
 );

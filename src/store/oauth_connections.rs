@@ -30,6 +30,9 @@ pub struct OAuthConnection {
     pub access_token_expires_at: Option<OffsetDateTime>,
     pub renewed_at: Option<OffsetDateTime>,
     pub renewal_failures: i64,
+    /// Changes whenever the settings change: an Authenticate started before a change must
+    /// not complete after it.
+    pub settings_version: i64,
 }
 
 /// The settings an admin edits; tokens and status change only through the flows.
@@ -99,6 +102,7 @@ struct Row {
     access_token_expires_at: Option<i64>,
     renewed_at: Option<i64>,
     renewal_failures: i64,
+    updated_at: i64,
 }
 
 impl TryFrom<Row> for OAuthConnection {
@@ -128,6 +132,7 @@ impl TryFrom<Row> for OAuthConnection {
             access_token_expires_at: row.access_token_expires_at.map(from_unix),
             renewed_at: row.renewed_at.map(from_unix),
             renewal_failures: row.renewal_failures,
+            settings_version: row.updated_at,
         })
     }
 }
@@ -135,7 +140,7 @@ impl TryFrom<Row> for OAuthConnection {
 const COLUMNS: &str = "id, tenant_id, name, client_id, directory, cloud, client_secret_sealed, \
      secret_replaced_at, purpose, authorization_url, token_url, scope, status, status_reason, \
      authenticated_as, authenticated_at, refresh_token_sealed, access_token_sealed, \
-     access_token_expires_at, renewed_at, renewal_failures";
+     access_token_expires_at, renewed_at, renewal_failures, updated_at";
 
 pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<OAuthConnection>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
@@ -208,8 +213,8 @@ pub async fn update(
          purpose = $5, authorization_url = $6, token_url = $7, scope = $8, \
          status = 'not_authenticated', status_reason = NULL, authenticated_as = NULL, \
          authenticated_at = NULL, refresh_token_sealed = NULL, access_token_sealed = NULL, \
-         access_token_expires_at = NULL, renewal_failures = 0, updated_at = $9 \
-         WHERE tenant_id = $10 AND id = $11",
+         access_token_expires_at = NULL, renewal_failures = 0, renewal_not_before = NULL, \
+         renewal_lease = NULL, updated_at = $9 WHERE tenant_id = $10 AND id = $11",
     )
     .bind(&fields.name)
     .bind(fields.client_id.to_string())
@@ -261,7 +266,7 @@ pub async fn store_authentication(
         "UPDATE oauth_connections SET status = 'authenticated', status_reason = NULL, \
          authenticated_as = $1, authenticated_at = $2, refresh_token_sealed = $3, \
          access_token_sealed = $4, access_token_expires_at = $5, renewed_at = $2, \
-         renewal_failures = 0, renewal_not_before = NULL, updated_at = $2 \
+         renewal_failures = 0, renewal_not_before = NULL, renewal_lease = NULL \
          WHERE tenant_id = $6 AND id = $7",
     )
     .bind(authenticated_as)
@@ -277,19 +282,22 @@ pub async fn store_authentication(
 }
 
 /// Stores renewed tokens. The rotated refresh token and the new access token are written in
-/// one statement, so a crash never leaves a used refresh token as the only one stored.
+/// one statement, so a crash never leaves a used refresh token as the only one stored; and
+/// only under the renewer's own lease, so a renewal overtaken by a new Authenticate or a
+/// settings change writes nothing.
 pub async fn store_renewal(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    lease: &str,
     tokens: &SealedTokens<'_>,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let stored = sqlx::query(
         "UPDATE oauth_connections SET access_token_sealed = $1, access_token_expires_at = $2, \
          refresh_token_sealed = COALESCE($3, refresh_token_sealed), renewed_at = $4, \
-         renewal_failures = 0, renewal_not_before = NULL, updated_at = $4 \
-         WHERE tenant_id = $5 AND id = $6",
+         renewal_failures = 0, renewal_not_before = NULL, renewal_lease = NULL \
+         WHERE tenant_id = $5 AND id = $6 AND renewal_lease = $7 AND status = 'authenticated'",
     )
     .bind(tokens.access_token)
     .bind(tokens.expires_at)
@@ -297,30 +305,34 @@ pub async fn store_renewal(
     .bind(now)
     .bind(tenant.as_str())
     .bind(id)
+    .bind(lease)
     .execute(db.pool())
     .await?;
-    Ok(())
+    Ok(stored.rows_affected() == 1)
 }
 
-/// The refresh token no longer works: the connection needs its user again.
+/// The refresh token no longer works: the connection needs its user again. Only the
+/// lease holder may say so, about the tokens it tried.
 pub async fn mark_needs_reauthentication(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    lease: &str,
     reason: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let marked = sqlx::query(
         "UPDATE oauth_connections SET status = 'needs_reauthentication', status_reason = $1, \
          refresh_token_sealed = NULL, access_token_sealed = NULL, access_token_expires_at = NULL, \
-         renewal_not_before = NULL, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+         renewal_not_before = NULL, renewal_lease = NULL \
+         WHERE tenant_id = $2 AND id = $3 AND renewal_lease = $4 AND status = 'authenticated'",
     )
     .bind(reason)
-    .bind(unix_now())
     .bind(tenant.as_str())
     .bind(id)
+    .bind(lease)
     .execute(db.pool())
     .await?;
-    Ok(())
+    Ok(marked.rows_affected() == 1)
 }
 
 /// A transient renewal failure: try again after `retry_at`, the status unchanged.
@@ -328,15 +340,18 @@ pub async fn postpone_renewal(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    lease: &str,
     retry_at: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE oauth_connections SET renewal_failures = renewal_failures + 1, \
-         renewal_not_before = $1 WHERE tenant_id = $2 AND id = $3",
+         renewal_not_before = $1, renewal_lease = NULL \
+         WHERE tenant_id = $2 AND id = $3 AND renewal_lease = $4",
     )
     .bind(retry_at)
     .bind(tenant.as_str())
     .bind(id)
+    .bind(lease)
     .execute(db.pool())
     .await?;
     Ok(())
@@ -359,26 +374,30 @@ pub async fn due_for_renewal(
     rows.into_iter().map(OAuthConnection::try_from).collect()
 }
 
-/// Takes the renewal lease of a connection until `until`: true for exactly one of several
-/// instances asking at once (a compare-and-set that works the same on both backends).
+/// Takes the renewal lease of a connection until `until`: `Some(lease)` for exactly one of
+/// several instances asking at once (a compare-and-set that works the same on both
+/// backends); the lease then guards every write of that renewal.
 pub async fn claim_renewal(
     db: &Db,
     tenant: &TenantId,
     id: &str,
     now: i64,
     until: i64,
-) -> Result<bool, sqlx::Error> {
+) -> Result<Option<String>, sqlx::Error> {
+    let lease = new_id();
     let claimed = sqlx::query(
-        "UPDATE oauth_connections SET renewal_not_before = $1 WHERE tenant_id = $2 AND id = $3 \
-         AND status = 'authenticated' AND (renewal_not_before IS NULL OR renewal_not_before <= $4)",
+        "UPDATE oauth_connections SET renewal_not_before = $1, renewal_lease = $5 \
+         WHERE tenant_id = $2 AND id = $3 AND status = 'authenticated' \
+         AND (renewal_not_before IS NULL OR renewal_not_before <= $4)",
     )
     .bind(until)
     .bind(tenant.as_str())
     .bind(id)
     .bind(now)
+    .bind(&lease)
     .execute(db.pool())
     .await?;
-    Ok(claimed.rows_affected() == 1)
+    Ok((claimed.rows_affected() == 1).then_some(lease))
 }
 
 /// Deletes a connection; the foreign key of mailboxes refuses it while any signs in with it.

@@ -255,6 +255,12 @@ async fn parse(
                     "Enter the user name the server expects, often the email address.",
                 );
             }
+            if form.authentication == "oauth" && security == Some(Security::None) {
+                errors.add(
+                    "security",
+                    "An OAuth token is a bearer credential: choose TLS or STARTTLS to use it.",
+                );
+            }
             let auth = if form.authentication == "oauth" {
                 let connection =
                     oauth_connections::get(&state.db, &ctx.tenant.id, &form.oauth_connection_id)

@@ -204,9 +204,8 @@ impl ConnectionForm {
                 return None;
             }
             match url::Url::parse(raw) {
-                Ok(url) if url.scheme() == "https" || url.host_str() == Some("127.0.0.1") => {
-                    Some(url.to_string())
-                }
+                // The client secret and refresh tokens travel to these URLs: https only.
+                Ok(url) if url.scheme() == "https" => Some(url.to_string()),
                 _ => {
                     errors.add(
                         field,
@@ -503,6 +502,7 @@ pub async fn authenticate(
         .map_err(|e| AppError::Internal(Box::new(e)))?;
     let pending = PendingOAuthConnection {
         tenant_id: ctx.tenant.id.as_str().to_owned(),
+        settings_version: connection.settings_version,
         connection_id: connection.id,
         user_id: ctx.user.id.as_str().to_owned(),
         started_at: state.clock.now().unix_timestamp(),
@@ -589,7 +589,7 @@ pub async fn callback(
     let state_matches = crate::crypto::constant_time_eq(returned_state, &pending.flow.state);
     let same_admin =
         signed_in.tenant_id == pending.tenant_id && signed_in.user_id == pending.user_id;
-    if !state_matches || pending.is_expired(now) || !same_admin {
+    if !state_matches || pending.is_expired(now) || !same_admin || signed_in.is_expired(now) {
         return Ok(expired());
     }
     let Some(tenant) = tenants::find_by_id(&state.db, &pending.tenant_id).await? else {
@@ -599,6 +599,9 @@ pub async fn callback(
         .await?
         .filter(|user| user.role == Role::Admin && user.status == UserStatus::Active);
     let connection = oauth_connections::get(&state.db, &tenant.id, &pending.connection_id).await?;
+    // Settings changed since Authenticate: the consent was for other settings.
+    let connection =
+        connection.filter(|connection| connection.settings_version == pending.settings_version);
     let (Some(admin), Some(connection)) = (admin, connection) else {
         return Ok(expired());
     };

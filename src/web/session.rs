@@ -107,6 +107,8 @@ const OAUTH_FLASH_KEY: &str = "oauth_flash";
 pub struct PendingOAuthConnection {
     pub tenant_id: String,
     pub connection_id: String,
+    /// The connection's settings as they were: a change in between voids the flow.
+    pub settings_version: i64,
     /// The admin who started it: only they can finish it.
     pub user_id: String,
     pub started_at: i64,

@@ -186,7 +186,44 @@ async fn callbacks_are_single_use_fresh_and_bound_to_the_admin(backend: Backend)
     admin.get_url(&callback).await.assert_status(400);
     assert_eq!(status_of(&app).await.authenticated_at, before);
 
+    // Settings changed between Authenticate and the callback: the consent was for others.
+    let callback = authorize(&admin, &page).await;
+    let client_id = OAUTH_APP.to_string();
+    let changed = [
+        ("name", "Support IMAP"),
+        ("client_id", client_id.as_str()),
+        ("directory", "contoso.onmicrosoft.com"),
+        ("cloud", "global"),
+        ("purpose", "smtp"),
+    ];
+    admin
+        .submit(&page, &page, &changed)
+        .await
+        .assert_redirect(&page);
+    admin
+        .get_url(&callback)
+        .await
+        .assert_status(400)
+        .assert_contains("Authentication expired");
+    assert!(status_of(&app).await.refresh_token_sealed.is_none());
+
+    // Endpoints of the Advanced section must be https.
+    let plain = [
+        ("name", "Support IMAP"),
+        ("client_id", client_id.as_str()),
+        ("directory", "contoso.onmicrosoft.com"),
+        ("cloud", "global"),
+        ("purpose", "imap"),
+        ("token_url", "http://127.0.0.1:9/token"),
+    ];
+    admin
+        .submit(&page, &page, &plain)
+        .await
+        .assert_status(400)
+        .assert_contains("Enter an https:// URL");
+
     // The browser now signed in as someone else (another tenant's admin) cannot finish it.
+    let before = status_of(&app).await.authenticated_at;
     let callback = authorize(&admin, &page).await;
     let beta = app.create_tenant("beta", "Beta").await;
     app.create_user(&beta, "admin@beta.test", Role::Admin).await;
