@@ -30,8 +30,8 @@ pub struct OAuthConnection {
     pub access_token_expires_at: Option<OffsetDateTime>,
     pub renewed_at: Option<OffsetDateTime>,
     pub renewal_failures: i64,
-    /// Changes whenever the settings change: an Authenticate started before a change must
-    /// not complete after it.
+    /// Grows with every settings change (even two in one second): an Authenticate started
+    /// before a change must not complete after it.
     pub settings_version: i64,
 }
 
@@ -214,7 +214,8 @@ pub async fn update(
          status = 'not_authenticated', status_reason = NULL, authenticated_as = NULL, \
          authenticated_at = NULL, refresh_token_sealed = NULL, access_token_sealed = NULL, \
          access_token_expires_at = NULL, renewal_failures = 0, renewal_not_before = NULL, \
-         renewal_lease = NULL, updated_at = $9 WHERE tenant_id = $10 AND id = $11",
+         renewal_lease = NULL, updated_at = \
+         CASE WHEN $9 > updated_at THEN $9 ELSE updated_at + 1 END WHERE tenant_id = $10 AND id = $11",
     )
     .bind(&fields.name)
     .bind(fields.client_id.to_string())
@@ -242,7 +243,8 @@ pub async fn replace_secret(
     let now = unix_now();
     let updated = sqlx::query(
         "UPDATE oauth_connections SET client_secret_sealed = $1, secret_replaced_at = $2, \
-         updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+         updated_at = CASE WHEN $2 > updated_at THEN $2 ELSE updated_at + 1 END \
+         WHERE tenant_id = $3 AND id = $4",
     )
     .bind(client_secret_sealed)
     .bind(now)
