@@ -1,5 +1,18 @@
 use std::collections::BTreeMap;
 
+/// A short text people type and read, such as a name: trimmed, not empty (else `empty`),
+/// at most `max` characters and none of them control characters.
+pub fn parse_name(raw: &str, max: usize, empty: &str) -> Result<String, String> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(empty.to_owned());
+    }
+    if name.chars().count() > max || name.chars().any(char::is_control) {
+        return Err(format!("Use at most {max} printable characters."));
+    }
+    Ok(name.to_owned())
+}
+
 /// Messages keyed by form field name, shown beside each field.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FieldErrors(BTreeMap<&'static str, String>);

@@ -9,14 +9,7 @@ pub struct CredentialName(String);
 
 impl CredentialName {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err("Enter a name, such as the Azure app's name.".into());
-        }
-        if name.chars().count() > 80 || name.chars().any(char::is_control) {
-            return Err("Use at most 80 printable characters.".into());
-        }
-        Ok(Self(name.to_owned()))
+        super::parse_name(raw, 80, "Enter a name, such as the Azure app's name.").map(Self)
     }
 
     pub fn as_str(&self) -> &str {

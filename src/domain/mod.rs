@@ -11,7 +11,7 @@ mod tenant;
 mod user;
 
 pub use audit::AuditAction;
-pub use fields::FieldErrors;
+pub use fields::{FieldErrors, parse_name};
 pub use graph_credential::{
     CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus, REQUIRED_ROLES, RoleReview,
     parse_expiry_date,

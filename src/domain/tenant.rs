@@ -45,14 +45,7 @@ pub struct TenantName(String);
 
 impl TenantName {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        let name = raw.trim();
-        if name.is_empty() {
-            return Err("Enter the organization's name.".into());
-        }
-        if name.chars().count() > 100 || name.chars().any(char::is_control) {
-            return Err("Use at most 100 printable characters.".into());
-        }
-        Ok(Self(name.to_owned()))
+        super::parse_name(raw, 100, "Enter the organization's name.").map(Self)
     }
 
     pub fn as_str(&self) -> &str {

@@ -17,7 +17,7 @@ use crate::app::{App, AppState};
 use crate::connections;
 use crate::domain::{
     AuditAction, Direction, EmailAddress, FieldErrors, MailProtocol, OAuthStatus, Security,
-    parse_host, parse_port,
+    parse_host, parse_name, parse_port,
 };
 use crate::mail::{self, Credential, ProbeOutcome, ServerSettings};
 use crate::microsoft::CallError;
@@ -206,13 +206,10 @@ async fn parse(
     stored: Option<&Mailbox>,
 ) -> Result<Result<MailboxFields, FieldErrors>, AppError> {
     let mut errors = FieldErrors::new();
-    let name = form.name.trim().to_owned();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        errors.add(
-            "name",
-            "Enter a name of at most 100 characters, such as Support inbox.",
-        );
-    }
+    let name = errors.check(
+        "name",
+        parse_name(&form.name, 100, "Enter a name, such as Support inbox."),
+    );
     let email = errors.check("email", EmailAddress::parse(&form.email));
     let protocol = errors.check("protocol", MailProtocol::parse(&form.protocol));
     let direction = errors.check("direction", Direction::parse(&form.direction));
@@ -311,8 +308,15 @@ async fn parse(
         }
     };
     Ok(
-        match (email, protocol, direction, connection, errors.is_empty()) {
-            (Some(email), Some(protocol), Some(direction), Some(connection), true) => {
+        match (
+            name,
+            email,
+            protocol,
+            direction,
+            connection,
+            errors.is_empty(),
+        ) {
+            (Some(name), Some(email), Some(protocol), Some(direction), Some(connection), true) => {
                 Ok(MailboxFields {
                     name,
                     email: email.to_string(),

@@ -18,7 +18,7 @@ use crate::app::{App, AppState};
 use crate::connections;
 use crate::domain::{
     AuditAction, ClientId, Cloud, FieldErrors, OAuthAuthority, OAuthPurpose, OAuthStatus, Role,
-    UserStatus,
+    UserStatus, parse_name,
 };
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::{CallError, MicrosoftError};
@@ -187,13 +187,10 @@ impl ConnectionForm {
 
     fn parse(&self) -> Result<ConnectionFields, FieldErrors> {
         let mut errors = FieldErrors::new();
-        let name = self.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
-            errors.add(
-                "name",
-                "Enter a name of at most 80 characters, such as Support IMAP.",
-            );
-        }
+        let name = errors.check(
+            "name",
+            parse_name(&self.name, 80, "Enter a name, such as Support IMAP."),
+        );
         let client_id = errors.check("client_id", ClientId::parse(&self.client_id));
         let authority = errors.check("directory", OAuthAuthority::parse(&self.directory));
         let cloud = errors.check("cloud", Cloud::parse(&self.cloud));
@@ -229,6 +226,7 @@ impl ConnectionForm {
             None => None,
         };
         match (
+            name,
             client_id,
             authority,
             cloud,
@@ -236,18 +234,24 @@ impl ConnectionForm {
             scope,
             errors.is_empty(),
         ) {
-            (Some(client_id), Some(authority), Some(cloud), Some(purpose), Some(scope), true) => {
-                Ok(ConnectionFields {
-                    name,
-                    client_id,
-                    directory: authority.segment(),
-                    cloud,
-                    purpose,
-                    authorization_url,
-                    token_url,
-                    scope,
-                })
-            }
+            (
+                Some(name),
+                Some(client_id),
+                Some(authority),
+                Some(cloud),
+                Some(purpose),
+                Some(scope),
+                true,
+            ) => Ok(ConnectionFields {
+                name,
+                client_id,
+                directory: authority.segment(),
+                cloud,
+                purpose,
+                authorization_url,
+                token_url,
+                scope,
+            }),
             _ => Err(errors),
         }
     }

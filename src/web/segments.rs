@@ -12,7 +12,7 @@ use super::error::{AppError, Rejected};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
 use super::mailboxes::MailboxRow;
 use crate::app::AppState;
-use crate::domain::{AuditAction, FieldErrors};
+use crate::domain::{AuditAction, FieldErrors, parse_name};
 use crate::store::segments::{self, Segment, SegmentError};
 use crate::store::{Page, mailboxes};
 
@@ -31,18 +31,18 @@ impl SegmentForm {
     /// Trimmed values, or the errors beside each field.
     fn parse(&self) -> Result<(String, String), FieldErrors> {
         let mut errors = FieldErrors::new();
-        let name = self.name.trim();
-        if name.is_empty() {
-            errors.add("name", "Enter a name, such as Sales or Support.");
-        } else if name.chars().count() > 80 || name.chars().any(char::is_control) {
-            errors.add("name", "Use at most 80 printable characters.");
-        }
+        let name = errors.check(
+            "name",
+            parse_name(&self.name, 80, "Enter a name, such as Sales or Support."),
+        );
         let description = self.description.trim();
         if description.chars().count() > 500 {
             errors.add("description", "Use at most 500 characters.");
         }
-        errors.into_result()?;
-        Ok((name.to_owned(), description.to_owned()))
+        match name.filter(|_| errors.is_empty()) {
+            Some(name) => Ok((name, description.to_owned())),
+            None => Err(errors),
+        }
     }
 }
 
