@@ -5,7 +5,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::tenants::TenantId;
-use super::{Db, from_unix, is_foreign_key_violation, is_unique_violation, new_id, unix_now};
+use super::{Db, SaveError, found, from_unix, new_id, save_error, unix_now};
 use crate::domain::{ClientId, Cloud, CredentialName};
 
 #[derive(Debug, Clone)]
@@ -37,18 +37,6 @@ pub struct CredentialFields {
     pub directory: String,
     pub directory_id: Uuid,
     pub cloud: Cloud,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    #[error("a credential with this name exists")]
-    NameTaken,
-    #[error("credential not found")]
-    NotFound,
-    #[error("mailboxes use this credential")]
-    InUse,
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
 }
 
 /// What the sealed secret of a credential is bound to.
@@ -185,7 +173,7 @@ pub async fn create(
     .bind(now)
     .execute(db.pool())
     .await
-    .map_err(name_taken)?;
+    .map_err(save_error)?;
     Ok(())
 }
 
@@ -210,7 +198,7 @@ pub async fn update(
     .bind(id)
     .execute(db.pool())
     .await
-    .map_err(name_taken)?;
+    .map_err(save_error)?;
     found(updated.rows_affected())
 }
 
@@ -266,28 +254,6 @@ pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveErro
         .bind(id)
         .execute(db.pool())
         .await
-        .map_err(|err| {
-            if is_foreign_key_violation(&err) {
-                SaveError::InUse
-            } else {
-                err.into()
-            }
-        })?;
+        .map_err(save_error)?;
     found(deleted.rows_affected())
-}
-
-fn name_taken(err: sqlx::Error) -> SaveError {
-    if is_unique_violation(&err) {
-        SaveError::NameTaken
-    } else {
-        err.into()
-    }
-}
-
-fn found(rows: u64) -> Result<(), SaveError> {
-    if rows == 0 {
-        Err(SaveError::NotFound)
-    } else {
-        Ok(())
-    }
 }

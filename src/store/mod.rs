@@ -138,10 +138,42 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
         .is_some_and(|db_err| db_err.is_unique_violation())
 }
 
-/// A row still referenced elsewhere (a credential used by mailboxes, say).
-pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .is_some_and(|db_err| db_err.is_foreign_key_violation())
+/// Why saving or deleting a named row that others may reference did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum SaveError {
+    #[error("another row of the tenant has this name")]
+    NameTaken,
+    #[error("not found")]
+    NotFound,
+    #[error("other rows still use it")]
+    InUse,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// Sorts a database error into the cases people can act on: a taken name (unique
+/// violation) or a row still in use (foreign-key violation).
+pub(crate) fn save_error(err: sqlx::Error) -> SaveError {
+    let violation = err.as_database_error().map(|db_err| {
+        (
+            db_err.is_unique_violation(),
+            db_err.is_foreign_key_violation(),
+        )
+    });
+    match violation {
+        Some((true, _)) => SaveError::NameTaken,
+        Some((_, true)) => SaveError::InUse,
+        _ => SaveError::Database(err),
+    }
+}
+
+/// `NotFound` when a statement touched no row of the tenant.
+pub(crate) fn found(rows: u64) -> Result<(), SaveError> {
+    if rows == 0 {
+        Err(SaveError::NotFound)
+    } else {
+        Ok(())
+    }
 }
 
 /// One page of a list: 1-based page number and its size.

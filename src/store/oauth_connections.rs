@@ -4,7 +4,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
-use super::{Db, from_unix, is_foreign_key_violation, is_unique_violation, new_id, unix_now};
+use super::{Db, SaveError, found, from_unix, new_id, save_error, unix_now};
 use crate::domain::{ClientId, Cloud, OAuthPurpose, OAuthStatus};
 
 #[derive(Debug, Clone)]
@@ -53,18 +53,6 @@ pub struct SealedTokens<'a> {
     pub expires_at: i64,
     /// A rotated refresh token; `None` keeps the stored one.
     pub refresh_token: Option<&'a str>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SaveError {
-    #[error("a connection with this name exists")]
-    NameTaken,
-    #[error("connection not found")]
-    NotFound,
-    #[error("mailboxes sign in with this connection")]
-    InUse,
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
 }
 
 /// What a connection's sealed values are bound to.
@@ -196,7 +184,7 @@ pub async fn create(
     .bind(now)
     .execute(db.pool())
     .await
-    .map_err(name_taken)?;
+    .map_err(save_error)?;
     Ok(())
 }
 
@@ -230,7 +218,7 @@ pub async fn update(
     .bind(id)
     .execute(db.pool())
     .await
-    .map_err(name_taken)?;
+    .map_err(save_error)?;
     found(updated.rows_affected())
 }
 
@@ -409,28 +397,6 @@ pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveErro
         .bind(id)
         .execute(db.pool())
         .await
-        .map_err(|err| {
-            if is_foreign_key_violation(&err) {
-                SaveError::InUse
-            } else {
-                err.into()
-            }
-        })?;
+        .map_err(save_error)?;
     found(deleted.rows_affected())
-}
-
-fn name_taken(err: sqlx::Error) -> SaveError {
-    if is_unique_violation(&err) {
-        SaveError::NameTaken
-    } else {
-        err.into()
-    }
-}
-
-fn found(rows: u64) -> Result<(), SaveError> {
-    if rows == 0 {
-        Err(SaveError::NotFound)
-    } else {
-        Ok(())
-    }
 }

@@ -3,7 +3,7 @@
 use sqlx::FromRow;
 
 use super::tenants::TenantId;
-use super::{Db, is_unique_violation, new_id, unix_now};
+use super::{Db, SaveError, found, new_id, save_error, unix_now};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Segment {
@@ -11,18 +11,6 @@ pub struct Segment {
     pub name: String,
     pub description: String,
     pub mailbox_count: i64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SegmentError {
-    #[error("a segment with this name exists")]
-    NameTaken,
-    #[error("segment not found")]
-    NotFound,
-    #[error("the segment still has mailboxes")]
-    HasMailboxes,
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
 }
 
 const COLUMNS: &str = "s.id, s.name, s.description, \
@@ -53,7 +41,7 @@ pub async fn create(
     tenant: &TenantId,
     name: &str,
     description: &str,
-) -> Result<String, SegmentError> {
+) -> Result<String, SaveError> {
     let id = new_id();
     let now = unix_now();
     sqlx::query(
@@ -67,7 +55,7 @@ pub async fn create(
     .bind(now)
     .execute(db.pool())
     .await
-    .map_err(name_taken)?;
+    .map_err(save_error)?;
     Ok(id)
 }
 
@@ -77,7 +65,7 @@ pub async fn update(
     id: &str,
     name: &str,
     description: &str,
-) -> Result<(), SegmentError> {
+) -> Result<(), SaveError> {
     let updated = sqlx::query(
         "UPDATE segments SET name = $1, description = $2, updated_at = $3 \
          WHERE tenant_id = $4 AND id = $5",
@@ -89,15 +77,12 @@ pub async fn update(
     .bind(id)
     .execute(db.pool())
     .await
-    .map_err(name_taken)?;
-    if updated.rows_affected() == 0 {
-        return Err(SegmentError::NotFound);
-    }
-    Ok(())
+    .map_err(save_error)?;
+    found(updated.rows_affected())
 }
 
 /// Deletes an empty segment; one that still has mailboxes is refused.
-pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SegmentError> {
+pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveError> {
     let deleted = sqlx::query(
         "DELETE FROM segments WHERE tenant_id = $1 AND id = $2 AND NOT EXISTS \
          (SELECT 1 FROM mailboxes m WHERE m.tenant_id = $1 AND m.segment_id = $2)",
@@ -110,15 +95,7 @@ pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SegmentE
         return Ok(());
     }
     match get(db, tenant, id).await? {
-        Some(_) => Err(SegmentError::HasMailboxes),
-        None => Err(SegmentError::NotFound),
-    }
-}
-
-fn name_taken(err: sqlx::Error) -> SegmentError {
-    if is_unique_violation(&err) {
-        SegmentError::NameTaken
-    } else {
-        err.into()
+        Some(_) => Err(SaveError::InUse),
+        None => Err(SaveError::NotFound),
     }
 }

@@ -46,10 +46,10 @@ internal_from!(
     crate::crypto::SealError,
 );
 
-impl From<crate::store::graph_credentials::SaveError> for AppError {
-    fn from(err: crate::store::graph_credentials::SaveError) -> Self {
+impl From<crate::store::SaveError> for AppError {
+    fn from(err: crate::store::SaveError) -> Self {
         match err {
-            crate::store::graph_credentials::SaveError::NotFound => Self::NotFound,
+            crate::store::SaveError::NotFound => Self::NotFound,
             other => Self::Internal(Box::new(other)),
         }
     }

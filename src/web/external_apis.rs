@@ -22,9 +22,9 @@ use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::{AppCredentials, MailboxAccess};
 use crate::microsoft::{Advice, CallError, MicrosoftError};
 use crate::store::graph_credentials::{
-    self, CredentialFields, GraphCredential, SaveError, new_credential_id, secret_context,
+    self, CredentialFields, GraphCredential, new_credential_id, secret_context,
 };
-use crate::store::mailboxes;
+use crate::store::{SaveError, mailboxes};
 
 /// A credential as the pages show it; never its secret.
 pub struct CredentialView {

@@ -23,9 +23,9 @@ use crate::domain::{
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::{CallError, MicrosoftError};
 use crate::store::oauth_connections::{
-    self, ConnectionFields, OAuthConnection, SaveError, new_connection_id, secret_context,
+    self, ConnectionFields, OAuthConnection, new_connection_id, secret_context,
 };
-use crate::store::{mailboxes, tenants, users};
+use crate::store::{SaveError, mailboxes, tenants, users};
 
 /// The redirect URI to register for delegated OAuth, the same for every tenant.
 pub fn redirect_uri(app: &App) -> String {
@@ -331,7 +331,7 @@ pub async fn create(
             let errors = FieldErrors::single("name", "Another connection has this name.");
             return Ok(Rejected(new_page(&state, &ctx, form, errors)).into_response());
         }
-        Err(other) => return Err(save_error(other)),
+        Err(other) => return Err(other.into()),
     }
     let detail = format!(
         "{}, Application (client) ID {}",
@@ -347,14 +347,6 @@ pub async fn create(
     )
     .await?;
     Ok(Redirect::to(&ctx.path(&format!("/oauth-connections/{id}"))).into_response())
-}
-
-fn save_error(err: SaveError) -> AppError {
-    match err {
-        SaveError::NotFound => AppError::NotFound,
-        SaveError::Database(err) => err.into(),
-        other => AppError::Internal(Box::new(other)),
-    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -427,7 +419,7 @@ pub async fn update(
                 FieldErrors::single("name", "Another connection has this name."),
             ));
         }
-        Err(other) => return Err(save_error(other)),
+        Err(other) => return Err(other.into()),
     }
     let detail = format!("{}; authenticate again", fields.purpose.label());
     ctx.audit(
@@ -469,7 +461,7 @@ pub async fn replace_secret(
     );
     oauth_connections::replace_secret(&state.db, &ctx.tenant.id, &id, &sealed)
         .await
-        .map_err(save_error)?;
+        .map_err(AppError::from)?;
     ctx.audit(
         &state,
         AuditAction::OAuthConnectionSecretReplaced,
@@ -540,7 +532,7 @@ pub async fn delete(
             );
             return Ok(Rejected(page).into_response());
         }
-        Err(other) => return Err(save_error(other)),
+        Err(other) => return Err(other.into()),
     }
     ctx.audit(
         &state,

@@ -13,7 +13,8 @@ use super::extract::{AdminCtx, ClientIp, TenantCtx};
 use super::mailboxes::MailboxRow;
 use crate::app::AppState;
 use crate::domain::{AuditAction, FieldErrors, parse_name};
-use crate::store::segments::{self, Segment, SegmentError};
+use crate::store::SaveError;
+use crate::store::segments::{self, Segment};
 use crate::store::{Page, mailboxes};
 
 const PAGE_SIZE: u32 = 50;
@@ -92,23 +93,15 @@ pub async fn create(
     };
     let id = match segments::create(&state.db, &ctx.tenant.id, &name, &description).await {
         Ok(id) => id,
-        Err(SegmentError::NameTaken) => {
+        Err(SaveError::NameTaken) => {
             let errors = FieldErrors::single("name", "A segment with this name exists.");
             return Ok(Rejected(list_page(&state, &ctx, form, errors).await?).into_response());
         }
-        Err(err) => return Err(segment_error(err)),
+        Err(err) => return Err(err.into()),
     };
     ctx.audit(&state, AuditAction::SegmentCreated, &name, &description, ip)
         .await?;
     Ok(Redirect::to(&ctx.path(&format!("/segments/{id}"))).into_response())
-}
-
-fn segment_error(err: SegmentError) -> AppError {
-    match err {
-        SegmentError::NotFound => AppError::NotFound,
-        SegmentError::Database(err) => err.into(),
-        other => AppError::Internal(Box::new(other)),
-    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -208,13 +201,13 @@ pub async fn update(
     };
     match segments::update(&state.db, &ctx.tenant.id, &id, &name, &description).await {
         Ok(()) => {}
-        Err(SegmentError::NameTaken) => {
+        Err(SaveError::NameTaken) => {
             let mut page = show_page(&state, &ctx, &id, no_query()).await?;
             page.form = form;
             page.errors = FieldErrors::single("name", "A segment with this name exists.");
             return Ok(rejected(page));
         }
-        Err(err) => return Err(segment_error(err)),
+        Err(err) => return Err(err.into()),
     }
     ctx.audit(&state, AuditAction::SegmentChanged, &name, &description, ip)
         .await?;
@@ -232,7 +225,7 @@ pub async fn delete(
         .ok_or(AppError::NotFound)?;
     match segments::delete(&state.db, &ctx.tenant.id, &id).await {
         Ok(()) => {}
-        Err(SegmentError::HasMailboxes) => {
+        Err(SaveError::InUse) => {
             let mut page = show_page(&state, &ctx, &id, no_query()).await?;
             page.errors = FieldErrors::single(
                 "delete",
@@ -240,7 +233,7 @@ pub async fn delete(
             );
             return Ok(Rejected(page).into_response());
         }
-        Err(err) => return Err(segment_error(err)),
+        Err(err) => return Err(err.into()),
     }
     ctx.audit(&state, AuditAction::SegmentDeleted, &segment.name, "", ip)
         .await?;
