@@ -1,13 +1,13 @@
-//! The stylesheet and icons, compiled into the binary so it runs from any directory.
+//! The stylesheet, script and icons, compiled into the binary so it runs from any directory.
+
+use std::sync::LazyLock;
 
 use axum::extract::Path;
 use axum::http::header;
 use axum::response::IntoResponse;
+use sha2::{Digest as _, Sha256};
 
 use super::error::AppError;
-
-/// Pages link assets with `?v=` this version, so a long cache never serves a stale file.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 const ASSETS: &[(&str, &str, &str)] = &[
     (
@@ -16,11 +16,38 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../static/portico.css"),
     ),
     (
+        "portico.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/portico.js"),
+    ),
+    (
         "favicon.svg",
         "image/svg+xml",
         include_str!("../../static/favicon.svg"),
     ),
+    (
+        "microsoft.svg",
+        "image/svg+xml",
+        include_str!("../../static/microsoft.svg"),
+    ),
 ];
+
+/// Pages link assets with `?v=` this fingerprint of their content, so a long cache never
+/// serves a stale file after an upgrade.
+pub fn version() -> &'static str {
+    static FINGERPRINT: LazyLock<String> = LazyLock::new(|| {
+        let mut hasher = Sha256::new();
+        for (name, _, body) in ASSETS {
+            hasher.update(name.as_bytes());
+            hasher.update(body.as_bytes());
+        }
+        hasher.finalize()[..6]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect()
+    });
+    &FINGERPRINT
+}
 
 pub async fn serve(Path(file): Path<String>) -> Result<impl IntoResponse, AppError> {
     let (_, content_type, body) = ASSETS

@@ -444,6 +444,8 @@ pub struct ShowPage {
     slug: String,
     mailbox: MailboxRow,
     segment_id: String,
+    /// For the breadcrumb back to the mailbox's segment.
+    segment_name: String,
     form: MailboxForm,
     errors: FieldErrors,
     choices: FormChoices,
@@ -466,15 +468,22 @@ async fn show_page(state: &App, ctx: &TenantCtx, mailbox: &Mailbox) -> Result<Sh
         .server
         .as_ref()
         .is_some_and(|server| server.password_sealed.is_some());
+    let segments = segments::list(&state.db, &ctx.tenant.id).await?;
+    let segment_name = segments
+        .iter()
+        .find(|segment| segment.id == mailbox.segment_id)
+        .map(|segment| segment.name.clone())
+        .unwrap_or_default();
     Ok(ShowPage {
         layout: ctx.layout(mailbox.name.clone(), "segments"),
         slug: ctx.tenant.slug.clone(),
         mailbox: MailboxRow::from(mailbox),
         segment_id: mailbox.segment_id.clone(),
+        segment_name,
         form: MailboxForm::of(mailbox),
         errors: FieldErrors::new(),
         choices: form_choices(state, ctx).await?,
-        segments: segments::list(&state.db, &ctx.tenant.id).await?,
+        segments,
         notice: None,
         test: None,
         password_hint: password_hint(has_password),

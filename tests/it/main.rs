@@ -9,6 +9,7 @@
 
 mod support;
 
+mod assets;
 mod auth;
 mod external_apis;
 mod health;
