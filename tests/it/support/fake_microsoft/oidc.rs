@@ -129,12 +129,12 @@ enum Refusal {
     Page(AadError),
     /// Entra sends the error back to the app's (registered) redirect URI.
     Redirect(AadError),
-    /// The test set up no user to sign in: a mistake in the test, not an Entra behaviour.
-    NoUser,
+    /// No account was named: Entra asks for one on its sign-in page.
+    AskForAccount,
 }
 
-/// `GET {login}/{authority}/oauth2/v2.0/authorize`: no login form; the user is the one named
-/// by `login_hint`, else the one of `sign_in_as`.
+/// `GET {login}/{authority}/oauth2/v2.0/authorize`: no password; the user is the one named by
+/// `login_hint`, else the one of `sign_in_as`, else the one typed on the sign-in page.
 pub(crate) async fn authorize(
     AxumState(shared): AxumState<Arc<Shared>>,
     Path(segment): Path<String>,
@@ -146,11 +146,7 @@ pub(crate) async fn authorize(
         Ok(granted) => granted,
         Err(Refusal::Redirect(error)) => error.redirect_params(&shared.login_url, now),
         Err(Refusal::Page(error)) => return error.page(now),
-        Err(Refusal::NoUser) => {
-            let message = "The fake Microsoft has no user to sign in: call \
-                           FakeMicrosoft::sign_in_as, or send a login_hint of a known user.";
-            return (StatusCode::BAD_REQUEST, Html(message)).into_response();
-        }
+        Err(Refusal::AskForAccount) => return account_page(&params),
     };
     send_back(&params, outcome)
 }
@@ -214,10 +210,10 @@ fn sign_in(
     if !app.multi_tenant && matches!(authority, Authority::Common | Authority::Organizations) {
         return Err(refuse(errors::not_multi_tenant(client_id, &app.name)));
     }
+    let user = signed_in_user(state, authority, segment, params)?;
     if std::mem::take(&mut state.cancel_next) {
         return Err(refuse(errors::user_declined()));
     }
-    let user = signed_in_user(state, authority, segment, params)?;
     admit(state, &app, authority, &user).map_err(refuse)?;
 
     let code = random_token();
@@ -261,8 +257,33 @@ fn signed_in_user(
         (None, None) if params.get("prompt").is_some_and(|p| p == "none") => {
             Err(Refusal::Redirect(errors::login_required()))
         }
-        (None, None) => Err(Refusal::NoUser),
+        (None, None) => Err(Refusal::AskForAccount),
     }
+}
+
+/// Entra's "Sign in" page, reduced to its account field: "Next" asks again, with the account
+/// typed as `login_hint` and every other parameter kept.
+fn account_page(params: &HashMap<String, String>) -> Response {
+    let kept: String = params
+        .iter()
+        .filter(|(name, _)| *name != "login_hint")
+        .map(|(name, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape_html(name),
+                escape_html(value)
+            )
+        })
+        .collect();
+    Html(format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Sign in to your account</title></head><body><main>\
+         <h1>Sign in</h1><form method=\"get\">{kept}\
+         <label for=\"login_hint\">Email, phone, or Skype</label> \
+         <input id=\"login_hint\" name=\"login_hint\" type=\"email\" autocomplete=\"username\" required> \
+         <button type=\"submit\">Next</button></form></main></body></html>\n"
+    ))
+    .into_response()
 }
 
 /// Whether `user` may sign in to `app` at `authority` (guest accounts are not modelled: a

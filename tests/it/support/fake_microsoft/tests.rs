@@ -290,6 +290,29 @@ async fn a_web_sign_in_yields_a_verifiable_id_token_once() {
 }
 
 #[tokio::test]
+async fn without_a_signed_in_user_entra_asks_for_the_account() {
+    let fake = world().await;
+    fake.shared.state().signed_in = None;
+
+    let page = authorize(&fake, "organizations", &[]).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<label for=\"login_hint\">Email, phone, or Skype</label>"));
+    assert!(html.contains("name=\"state\" value=\"st4te\""), "{html}");
+
+    // "Next" asks again with the typed account as login_hint.
+    let code = code_for(
+        &fake,
+        "organizations",
+        &[("login_hint", "bob@contoso.onmicrosoft.com")],
+    )
+    .await;
+    let (_, body) = redeem(&fake, &code, &[]).await;
+    let claims = jwt_part(body["id_token"].as_str().unwrap(), 1);
+    assert_eq!(claims["preferred_username"], "bob@contoso.onmicrosoft.com");
+}
+
+#[tokio::test]
 async fn sub_is_pairwise_and_email_only_when_the_user_has_one() {
     let fake = world().await;
     let login_hint = [("login_hint", "bob@contoso.onmicrosoft.com")];
