@@ -168,7 +168,7 @@ pub async fn change_password(
         return Ok(Rejected(profile_page(&ctx, errors, false)).into_response());
     };
     let hash = state.passwords.hash(new_password.into_secret()).await?;
-    users::set_password_hash(&state.db, &ctx.tenant.id, &ctx.user.id, &hash).await?;
+    users::set_own_password_hash(&state.db, &ctx.tenant.id, &ctx.user.id, &hash).await?;
     ctx.audit(
         &state,
         AuditAction::OwnPasswordChanged,

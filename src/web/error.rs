@@ -169,6 +169,15 @@ impl<T: IntoResponse> IntoResponse for Rejected<T> {
     }
 }
 
+/// A form shown again because someone else saved the same row first, answered as 409 Conflict.
+pub struct Conflict<T>(pub T);
+
+impl<T: IntoResponse> IntoResponse for Conflict<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::CONFLICT, self.0).into_response()
+    }
+}
+
 /// A form shown again because the client must wait, answered as 429 Too Many Requests.
 pub struct Throttled<T>(pub T);
 

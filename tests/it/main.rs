@@ -10,6 +10,7 @@
 mod support;
 
 mod auth;
+mod concurrency;
 mod external_apis;
 mod health;
 mod isolation;
