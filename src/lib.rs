@@ -8,6 +8,7 @@ pub mod config;
 pub mod connections;
 pub mod crypto;
 pub mod domain;
+pub mod key_rotation;
 pub mod mail;
 pub mod microsoft;
 pub mod store;

@@ -7,6 +7,7 @@ pub mod identities;
 pub mod mailboxes;
 pub mod microsoft_sign_in;
 pub mod oauth_connections;
+pub mod sealed;
 pub mod segments;
 pub mod sessions;
 pub mod tenants;

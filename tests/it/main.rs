@@ -14,6 +14,7 @@ mod concurrency;
 mod external_apis;
 mod health;
 mod isolation;
+mod key_rotation;
 mod mail_servers;
 mod mailboxes;
 mod microsoft_sign_in;

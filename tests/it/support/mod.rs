@@ -104,7 +104,7 @@ pub async fn spawn_app_with(
         bind: address,
         base_url: format!("http://{address}").parse().unwrap(),
         database_url: database.url.clone(),
-        secret_key: SecretKey::generate(),
+        secret_key: SecretKey::generate().into(),
         trust_forwarded_for: false,
         mail_ca_file: None,
         microsoft: MicrosoftArgs {
