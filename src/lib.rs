@@ -12,6 +12,7 @@ pub mod key_rotation;
 pub mod mail;
 pub mod microsoft;
 pub mod store;
+pub mod throttle;
 pub mod web;
 
 use std::future::Future;

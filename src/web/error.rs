@@ -22,6 +22,8 @@ pub enum AppError {
     CsrfRejected,
     #[error("the request body is too large")]
     PayloadTooLarge,
+    #[error("too many failed attempts from this address")]
+    TooManyAttempts,
     #[error("sign-in required")]
     SignInRequired { login_path: String },
     #[error(transparent)]
@@ -103,6 +105,12 @@ impl IntoResponse for AppError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Too much data",
                 "The form sent more data than Portico accepts. Nothing was changed.",
+            ),
+            Self::TooManyAttempts => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed attempts",
+                "Too many wrong links or passwords came from your address. Wait 15 minutes, \
+                 then open the link you were given again.",
             ),
             Self::Internal(err) => {
                 tracing::error!(error = %err, "request failed");

@@ -20,4 +20,5 @@ mod mailboxes;
 mod microsoft_sign_in;
 mod oauth_connections;
 mod setup;
+mod throttling;
 mod users;
