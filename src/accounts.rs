@@ -14,14 +14,8 @@ use crate::store::audit::{self, NewAuditEvent};
 use crate::store::identities::{self, LinkError, Redeemed};
 use crate::store::microsoft_sign_in::SignInSettings;
 use crate::store::tenants::Tenant;
-use crate::store::users::{self, CreateUserError, NewUser, UserId};
-
-/// Failed sign-ins counted for throttling, within this many seconds.
-const THROTTLE_WINDOW_SECONDS: i64 = 15 * 60;
-/// Failures per account in the window before sign-in pauses for it.
-const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
-/// Failures from one address in the window, across all accounts and tenants.
-const MAX_FAILURES_PER_ADDRESS: i64 = 20;
+use crate::store::users::{self, CreateUserError, NewUser, User, UserId};
+use crate::throttle;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum SignInOutcome {
@@ -149,13 +143,69 @@ async fn throttled(
     email: &str,
     ip: IpAddr,
 ) -> Result<bool, sqlx::Error> {
-    let (account_failures, address_failures) =
-        audit::recent_sign_in_failures(&app.db, &tenant.id, email, ip, THROTTLE_WINDOW_SECONDS)
-            .await?;
-    Ok(
-        account_failures >= MAX_FAILURES_PER_ACCOUNT
-            || address_failures >= MAX_FAILURES_PER_ADDRESS,
-    )
+    throttle::is_throttled(&app.db, &tenant.id, Some(email), ip).await
+}
+
+/// How a signed-in user's current password checked out, before they change it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CurrentPassword {
+    Confirmed,
+    /// They sign in with Microsoft only: there is nothing to confirm.
+    NoneSet,
+    Wrong,
+    /// Too many recent wrong passwords for this account or address: a stolen session
+    /// cannot be used to guess the password.
+    Throttled,
+}
+
+/// Checks the password a signed-in user typed as their current one, counting a wrong one
+/// like a failed sign-in.
+pub async fn check_current_password(
+    app: &App,
+    tenant: &Tenant,
+    user: &User,
+    typed: SecretString,
+    ip: IpAddr,
+) -> Result<CurrentPassword, sqlx::Error> {
+    let refuse = || async {
+        let detail = "too many wrong passwords when changing the password";
+        record(
+            app,
+            tenant,
+            &user.email,
+            Some(&user.id),
+            AuditAction::SignInThrottled,
+            detail,
+            ip,
+        )
+        .await
+        .map(|()| CurrentPassword::Throttled)
+    };
+    if throttled(app, tenant, &user.email, ip).await? {
+        return refuse().await;
+    }
+    let Some(stored) = users::password_hash(&app.db, &tenant.id, &user.id).await? else {
+        return Ok(CurrentPassword::NoneSet);
+    };
+    if !app.passwords.verify(typed, Some(stored)).await {
+        let action = AuditAction::OwnPasswordRejected;
+        record(
+            app,
+            tenant,
+            &user.email,
+            Some(&user.id),
+            action,
+            "wrong current password",
+            ip,
+        )
+        .await?;
+        return Ok(CurrentPassword::Wrong);
+    }
+    // As at sign-in: guesses sent in parallel must not let the right one through.
+    if throttled(app, tenant, &user.email, ip).await? {
+        return refuse().await;
+    }
+    Ok(CurrentPassword::Confirmed)
 }
 
 /// How a Microsoft sign-in ended for Portico.
@@ -364,6 +414,45 @@ pub async fn record_microsoft_failure(
         who,
         None,
         AuditAction::MicrosoftSignInFailed,
+        detail,
+        ip,
+    )
+    .await
+}
+
+/// Audits a one-time link that is unknown, used or expired: it counts toward throttling.
+pub async fn record_link_rejected(
+    app: &App,
+    tenant: &Tenant,
+    ip: IpAddr,
+) -> Result<(), sqlx::Error> {
+    let action = AuditAction::MicrosoftLinkRejected;
+    record(
+        app,
+        tenant,
+        "one-time link",
+        None,
+        action,
+        "unknown, used or expired",
+        ip,
+    )
+    .await
+}
+
+/// Audits a check refused because of too many recent failures.
+pub async fn record_throttled(
+    app: &App,
+    tenant: &Tenant,
+    who: &str,
+    detail: &str,
+    ip: IpAddr,
+) -> Result<(), sqlx::Error> {
+    record(
+        app,
+        tenant,
+        who,
+        None,
+        AuditAction::SignInThrottled,
         detail,
         ip,
     )

@@ -10,6 +10,7 @@ use crate::crypto::{HashError, PasswordHasher, constant_time_eq, random_token};
 use crate::mail::{ProbeOptions, load_pem_certificates};
 use crate::microsoft::Microsoft;
 use crate::store::{self, Db, StoreError};
+use crate::throttle::{AddressFailures, MAX_SETUP_FAILURES_PER_ADDRESS};
 
 /// Shared by every request; cheap to clone.
 pub type AppState = Arc<App>;
@@ -23,6 +24,8 @@ pub struct App {
     pub mail_probe: ProbeOptions,
     pub clock: Clock,
     setup_token: Mutex<Option<SecretString>>,
+    /// Wrong setup links per address: the link has no tenant whose audit log could count them.
+    pub setup_failures: AddressFailures,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,7 @@ impl App {
             mail_probe,
             clock,
             setup_token: Mutex::new(no_tenant_yet.then(|| SecretString::from(random_token()))),
+            setup_failures: AddressFailures::new(MAX_SETUP_FAILURES_PER_ADDRESS),
         }))
     }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use url::Url;
 
-use crate::crypto::SecretKey;
+use crate::crypto::{Keyring, SecretKey};
 
 /// Where the database and the generated secret key live unless told otherwise.
 const DEFAULT_DATA_DIR: &str = "data";
@@ -36,11 +36,28 @@ impl DatabaseArgs {
     }
 }
 
+/// The keys that seal secrets at rest: the current one, and earlier ones during a rotation.
+#[derive(Debug, Clone, Args)]
+pub struct KeyArgs {
+    /// Base64 of 32 random bytes; when unset, the first key in DATA_DIR/secret.key (created
+    /// when missing).
+    #[arg(long, env = "PORTICO_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+
+    /// Earlier keys, base64, separated by commas or spaces: they only open secrets sealed
+    /// before a rotation, until `portico secrets rotate-key` has sealed those again.
+    #[arg(long, env = "PORTICO_OLD_SECRET_KEYS", hide_env_values = true)]
+    pub old_secret_keys: Option<String>,
+}
+
 /// Options of `portico serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub keys: KeyArgs,
 
     /// Address to listen on.
     #[arg(long, env = "PORTICO_BIND", default_value = "127.0.0.1:8080")]
@@ -49,10 +66,6 @@ pub struct ServeArgs {
     /// Public URL of this deployment, used to build redirect URIs; defaults to http://BIND.
     #[arg(long, env = "PORTICO_BASE_URL")]
     pub base_url: Option<Url>,
-
-    /// Base64 of 32 random bytes; when unset, DATA_DIR/secret.key is used (and created).
-    #[arg(long, env = "PORTICO_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
 
     /// Take the client address from the last X-Forwarded-For hop (only behind a trusted proxy).
     #[arg(long, env = "PORTICO_TRUST_FORWARDED_FOR", default_value_t = false)]
@@ -92,7 +105,8 @@ pub struct Config {
     pub bind: SocketAddr,
     pub base_url: Url,
     pub database_url: String,
-    pub secret_key: SecretKey,
+    /// Seals secrets at rest with the current key; opens them with it or an old one.
+    pub secret_key: Keyring,
     pub trust_forwarded_for: bool,
     pub mail_ca_file: Option<PathBuf>,
     pub microsoft: MicrosoftArgs,
@@ -104,12 +118,20 @@ pub enum ConfigError {
     BaseUrl,
     #[error("PORTICO_SECRET_KEY must be base64 of exactly 32 bytes")]
     SecretKey,
+    #[error(
+        "PORTICO_OLD_SECRET_KEYS must be keys of base64 of exactly 32 bytes each, separated by commas or spaces"
+    )]
+    OldSecretKeys,
+    #[error("no secret key: set PORTICO_SECRET_KEY, or keep {0}")]
+    NoSecretKey(PathBuf),
+    #[error(transparent)]
+    DuplicateKey(#[from] crate::crypto::DuplicateKey),
     #[error("secret key file {path}: {source}")]
     SecretKeyFile {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("secret key file {0} must hold base64 of exactly 32 bytes")]
+    #[error("secret key file {0} must hold keys of base64 of exactly 32 bytes, one a line")]
     SecretKeyFileContent(PathBuf),
     #[error("data directory {path}: {source}")]
     DataDir {
@@ -133,10 +155,11 @@ impl Config {
         {
             return Err(ConfigError::BaseUrl);
         }
-        let secret_key = match args.secret_key {
-            Some(encoded) => SecretKey::from_base64(&encoded).ok_or(ConfigError::SecretKey)?,
-            None => load_or_create_key_file(&args.database.data_dir)?,
-        };
+        let secret_key = load_keys(
+            &args.keys,
+            &args.database.data_dir,
+            KeyFile::CreateWhenMissing,
+        )?;
         Ok(Self {
             bind: args.bind,
             base_url,
@@ -171,34 +194,154 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
     })
 }
 
-fn load_or_create_key_file(data_dir: &Path) -> Result<SecretKey, ConfigError> {
+/// Whether a missing DATA_DIR/secret.key is made (serving) or an error (rotating keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyFile {
+    CreateWhenMissing,
+    MustExist,
+}
+
+/// The current key is PORTICO_SECRET_KEY, or else the first key of DATA_DIR/secret.key; the
+/// old keys are PORTICO_OLD_SECRET_KEYS, plus the file's further keys when the file is used.
+pub fn load_keys(args: &KeyArgs, data_dir: &Path, file: KeyFile) -> Result<Keyring, ConfigError> {
+    let mut old = match &args.old_secret_keys {
+        Some(list) => parse_keys(list).ok_or(ConfigError::OldSecretKeys)?,
+        None => Vec::new(),
+    };
+    let current = match &args.secret_key {
+        Some(encoded) => SecretKey::from_base64(encoded).ok_or(ConfigError::SecretKey)?,
+        None => {
+            let mut keys = load_key_file(data_dir, file)?.into_iter();
+            let current = keys
+                .next()
+                .ok_or_else(|| ConfigError::SecretKeyFileContent(key_file_path(data_dir)))?;
+            old.extend(keys);
+            current
+        }
+    };
+    Ok(Keyring::new(current, old)?)
+}
+
+/// Keys in base64, separated by commas, spaces or line breaks; lines starting with `#` are
+/// notes for people. `None` if any key is malformed.
+fn parse_keys(text: &str) -> Option<Vec<SecretKey>> {
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .flat_map(|line| line.split([',', ' ', '\t']))
+        .filter(|word| !word.is_empty())
+        .map(SecretKey::from_base64)
+        .collect()
+}
+
+fn key_file_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("secret.key")
+}
+
+fn load_key_file(data_dir: &Path, file: KeyFile) -> Result<Vec<SecretKey>, ConfigError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
 
-    ensure_data_dir(data_dir)?;
-    let path = data_dir.join("secret.key");
+    let path = key_file_path(data_dir);
     let file_error = |source| ConfigError::SecretKeyFile {
         path: path.clone(),
         source,
     };
     match std::fs::read_to_string(&path) {
-        Ok(content) => SecretKey::from_base64(content.trim())
-            .ok_or_else(|| ConfigError::SecretKeyFileContent(path.clone())),
+        Ok(content) => {
+            parse_keys(&content).ok_or_else(|| ConfigError::SecretKeyFileContent(path.clone()))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && file == KeyFile::MustExist => {
+            Err(ConfigError::NoSecretKey(path))
+        }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            ensure_data_dir(data_dir)?;
             let key = SecretKey::generate();
             // create_new: two instances starting at once must not overwrite each other's key.
-            let mut file = std::fs::OpenOptions::new()
+            let mut created = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .open(&path)
                 .map_err(file_error)?;
-            file.write_all(key.to_base64().as_bytes())
-                .and_then(|()| file.sync_all())
+            created
+                .write_all(key.to_base64().as_bytes())
+                .and_then(|()| created.sync_all())
                 .map_err(file_error)?;
             tracing::info!(path = %path.display(), "generated a new secret key");
-            Ok(key)
+            Ok(vec![key])
         }
         Err(err) => Err(file_error(err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(current: Option<&SecretKey>, old: &[&SecretKey]) -> KeyArgs {
+        KeyArgs {
+            secret_key: current.map(|key| key.to_base64().to_string()),
+            old_secret_keys: (!old.is_empty()).then(|| {
+                old.iter()
+                    .map(|key| key.to_base64().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }),
+        }
+    }
+
+    #[test]
+    fn keys_come_from_the_environment_or_the_key_file_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            SecretKey::generate(),
+            SecretKey::generate(),
+            SecretKey::generate(),
+        );
+
+        // From the environment: the current key and the old ones, in any separator.
+        let ring = load_keys(&args(Some(&b), &[&a, &c]), dir.path(), KeyFile::MustExist).unwrap();
+        assert_eq!(ring.key_id(), b.key_id());
+        assert_eq!(ring.old_key_ids(), vec![a.key_id(), c.key_id()]);
+
+        // No key anywhere: rotating refuses, serving creates the file with one key.
+        assert!(matches!(
+            load_keys(&args(None, &[]), dir.path(), KeyFile::MustExist),
+            Err(ConfigError::NoSecretKey(_))
+        ));
+        let created = load_keys(&args(None, &[]), dir.path(), KeyFile::CreateWhenMissing).unwrap();
+        let again = load_keys(&args(None, &[]), dir.path(), KeyFile::MustExist).unwrap();
+        assert_eq!(created.key_id(), again.key_id());
+        assert!(again.old_key_ids().is_empty());
+
+        // A file with a new first line and the old key below it, with a note.
+        let file = format!(
+            "{}\n# the key before 2026-12, remove after rotate-key\n{}\n",
+            b.to_base64().as_str(),
+            a.to_base64().as_str()
+        );
+        std::fs::write(dir.path().join("secret.key"), file).unwrap();
+        let ring = load_keys(&args(None, &[&c]), dir.path(), KeyFile::MustExist).unwrap();
+        assert_eq!(ring.key_id(), b.key_id());
+        assert_eq!(ring.old_key_ids(), vec![c.key_id(), a.key_id()]);
+
+        // Malformed or repeated keys are refused, never half used.
+        let bad = KeyArgs {
+            secret_key: None,
+            old_secret_keys: Some("not-a-key".into()),
+        };
+        assert!(matches!(
+            load_keys(&bad, dir.path(), KeyFile::MustExist),
+            Err(ConfigError::OldSecretKeys)
+        ));
+        assert!(matches!(
+            load_keys(&args(Some(&a), &[&a]), dir.path(), KeyFile::MustExist),
+            Err(ConfigError::DuplicateKey(_))
+        ));
+        std::fs::write(dir.path().join("secret.key"), "# only a note\n").unwrap();
+        assert!(matches!(
+            load_keys(&args(None, &[]), dir.path(), KeyFile::MustExist),
+            Err(ConfigError::SecretKeyFileContent(_))
+        ));
     }
 }

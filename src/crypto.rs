@@ -155,6 +155,86 @@ impl SecretKey {
     }
 }
 
+/// The key new secrets are sealed with, and older keys kept only to open what they sealed
+/// until `portico secrets rotate-key` has sealed it again under the current one.
+#[derive(Clone)]
+pub struct Keyring {
+    current: SecretKey,
+    old: Vec<SecretKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("two of the secret keys given have the same key id {0}: give each key once")]
+pub struct DuplicateKey(String);
+
+impl Keyring {
+    pub fn new(current: SecretKey, old: Vec<SecretKey>) -> Result<Self, DuplicateKey> {
+        let mut seen = vec![current.key_id()];
+        for key in &old {
+            let id = key.key_id();
+            if seen.contains(&id) {
+                return Err(DuplicateKey(id));
+            }
+            seen.push(id);
+        }
+        Ok(Self { current, old })
+    }
+
+    /// The id of the key new secrets are sealed with.
+    pub fn key_id(&self) -> String {
+        self.current.key_id()
+    }
+
+    pub fn old_key_ids(&self) -> Vec<String> {
+        self.old.iter().map(SecretKey::key_id).collect()
+    }
+
+    /// Seals with the current key (see [`SecretKey::seal`]).
+    pub fn seal(&self, secret: &SecretString, context: &str) -> String {
+        self.current.seal(secret, context)
+    }
+
+    /// Opens a sealed value with whichever key of the ring its key id names.
+    pub fn open(&self, sealed: &str, context: &str) -> Result<SecretString, SealError> {
+        let key_id = sealed
+            .strip_prefix(SEALED_VERSION)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.split_once('.'))
+            .map(|(key_id, _)| key_id)
+            .ok_or(SealError::Malformed)?;
+        std::iter::once(&self.current)
+            .chain(&self.old)
+            .find(|key| key.key_id() == key_id)
+            .ok_or_else(|| SealError::UnknownKey(key_id.to_owned()))?
+            .open(sealed, context)
+    }
+
+    /// The start every value sealed with the current key has, e.g. `v1.1a2b3c4d.`.
+    pub fn current_prefix(&self) -> String {
+        format!("{SEALED_VERSION}.{}.", self.current.key_id())
+    }
+}
+
+impl From<SecretKey> for Keyring {
+    fn from(current: SecretKey) -> Self {
+        Self {
+            current,
+            old: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Keyring(current {}, old {:?}, [redacted])",
+            self.key_id(),
+            self.old_key_ids()
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("password hashing failed: {0}")]
 pub struct HashError(String);
@@ -260,6 +340,39 @@ mod tests {
         tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
         assert!(key.open(&tampered, "ctx/tenant-a").is_err());
         assert!(matches!(key.open("v1.x", "ctx"), Err(SealError::Malformed)));
+    }
+
+    #[test]
+    fn keyring_seals_with_its_current_key_and_opens_with_any_of_its_keys() {
+        let (old, new) = (SecretKey::generate(), SecretKey::generate());
+        let secret = SecretString::from("canary-rotated-secret");
+        let sealed_before = old.seal(&secret, "ctx");
+        let ring = Keyring::new(new.clone(), vec![old.clone()]).unwrap();
+        let sealed_now = ring.seal(&secret, "ctx");
+        assert!(sealed_now.starts_with(&ring.current_prefix()));
+        assert_eq!(ring.current_prefix(), format!("v1.{}.", new.key_id()));
+        for sealed in [&sealed_before, &sealed_now] {
+            assert_eq!(
+                ring.open(sealed, "ctx").unwrap().expose_secret(),
+                "canary-rotated-secret"
+            );
+            assert!(matches!(
+                ring.open(sealed, "other"),
+                Err(SealError::Inauthentic)
+            ));
+        }
+        // Without the old key, what it sealed no longer opens, and says which key it needs.
+        let without_old = Keyring::from(new.clone());
+        match without_old.open(&sealed_before, "ctx") {
+            Err(SealError::UnknownKey(id)) => assert_eq!(id, old.key_id()),
+            other => panic!("expected an unknown key, got {other:?}"),
+        }
+        assert!(matches!(
+            without_old.open("v2.abc.def", "ctx"),
+            Err(SealError::Malformed)
+        ));
+        assert!(Keyring::new(new.clone(), vec![old.clone(), new.clone()]).is_err());
+        assert!(!format!("{ring:?}").contains(new.to_base64().as_str()));
     }
 
     #[test]

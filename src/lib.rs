@@ -8,9 +8,11 @@ pub mod config;
 pub mod connections;
 pub mod crypto;
 pub mod domain;
+pub mod key_rotation;
 pub mod mail;
 pub mod microsoft;
 pub mod store;
+pub mod throttle;
 pub mod web;
 
 use std::future::Future;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use portico::app::App;
-use portico::config::{Config, DatabaseArgs, ServeArgs, ensure_data_dir};
+use portico::config::{
+    Config, DatabaseArgs, KeyArgs, KeyFile, ServeArgs, ensure_data_dir, load_keys,
+};
 use portico::domain::{
     AuditAction, DisplayName, EmailAddress, NewPassword, Role, Slug, TenantName,
 };
@@ -45,6 +47,22 @@ enum Command {
     /// Manage users of a tenant.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the secrets sealed at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Seal every stored secret again under the current key (PORTICO_SECRET_KEY, or the
+    /// first key of secret.key), opening them with the old keys (PORTICO_OLD_SECRET_KEYS,
+    /// or the file's further keys). Safe to interrupt and run again.
+    RotateKey {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -109,6 +127,9 @@ async fn main() -> ExitCode {
             password_stdin: _,
             database,
         }) => create_user(&tenant, &email, name.as_deref(), &role, database).await,
+        Command::Secrets(SecretsCommand::RotateKey { database, keys }) => {
+            rotate_key(&database, &keys).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -278,6 +299,65 @@ async fn create_user(
         tenant.slug
     );
     Ok(())
+}
+
+async fn rotate_key(database: &DatabaseArgs, keys: &KeyArgs) -> CliResult {
+    let keys =
+        load_keys(keys, &database.data_dir, KeyFile::MustExist).map_err(|e| e.to_string())?;
+    let db = open_database(database).await?;
+    println!(
+        "Sealing every secret under key {}; old keys given: {}.",
+        keys.key_id(),
+        match keys.old_key_ids() {
+            ids if ids.is_empty() => "none".to_owned(),
+            ids => ids.join(", "),
+        }
+    );
+    let report = portico::key_rotation::rotate(&db, &keys)
+        .await
+        .map_err(|e| e.to_string())?;
+    for column in &report.columns {
+        let mut line = format!(
+            "{}.{}: {} re-encrypted, {} under key {}",
+            column.table, column.column, column.resealed, column.under_current_key, report.key_id
+        );
+        if column.changed_meanwhile > 0 {
+            line.push_str(&format!(
+                ", {} changed by Portico meanwhile",
+                column.changed_meanwhile
+            ));
+        }
+        if column.left_behind > 0 {
+            line.push_str(&format!(", {} still under an old key", column.left_behind));
+        }
+        println!("{line}");
+    }
+    match report.left_behind() {
+        0 => {
+            println!(
+                "No secret under an old key remains: remove the old keys \
+                 (PORTICO_OLD_SECRET_KEYS, or the further keys of secret.key)."
+            );
+            Ok(())
+        }
+        left => {
+            let why = if report.problems.is_empty() {
+                "sealed meanwhile by an instance that still seals with an old key".to_owned()
+            } else {
+                report
+                    .problems
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            Err(format!(
+                "{left} secrets are still under an old key ({why}). Give every instance the \
+                 new key and any missing old keys, and run this again; keep the old keys \
+                 until then."
+            ))
+        }
+    }
 }
 
 async fn record(

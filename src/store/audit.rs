@@ -77,35 +77,51 @@ pub async fn list(
     Ok(Paged::from_rows(rows, page))
 }
 
-/// Failed sign-ins since `since_seconds_ago`: for this account of the tenant, and from
-/// this address across all tenants. The audit log is the throttle's memory, so every
-/// instance on a shared database sees the same count.
-pub async fn recent_sign_in_failures(
+/// Failures of `actions` within the last `window_seconds`: for this account of the tenant
+/// (when one is named), and from this address across all tenants. The audit log is the
+/// throttle's memory, so every instance on a shared database sees the same counts.
+pub async fn recent_failures(
     db: &Db,
     tenant: &TenantId,
-    email: &str,
+    account: Option<&str>,
     ip: IpAddr,
     window_seconds: i64,
+    actions: &[AuditAction],
 ) -> Result<(i64, i64), sqlx::Error> {
     let since = unix_now() - window_seconds;
-    let action = AuditAction::SignInFailed.as_str();
-    let for_account: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events \
-         WHERE tenant_id = $1 AND action = $2 AND target = $3 AND created_at > $4",
-    )
-    .bind(tenant.as_str())
-    .bind(action)
-    .bind(email)
-    .bind(since)
-    .fetch_one(db.pool())
-    .await?;
-    let from_address: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE action = $1 AND ip = $2 AND created_at > $3",
-    )
-    .bind(action)
-    .bind(ip.to_string())
-    .bind(since)
-    .fetch_one(db.pool())
-    .await?;
+    // `$first, $first+1, ...`: the actions, after the leading parameters of a query.
+    let actions_sql = |first: usize| {
+        (first..first + actions.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let for_account = match account {
+        None => 0,
+        Some(account) => {
+            let sql = format!(
+                "SELECT COUNT(*) FROM audit_events WHERE tenant_id = $1 AND target = $2 \
+                 AND created_at > $3 AND action IN ({})",
+                actions_sql(4)
+            );
+            let mut query = sqlx::query_scalar(&sql)
+                .bind(tenant.as_str())
+                .bind(account)
+                .bind(since);
+            for action in actions {
+                query = query.bind(action.as_str());
+            }
+            query.fetch_one(db.pool()).await?
+        }
+    };
+    let sql = format!(
+        "SELECT COUNT(*) FROM audit_events WHERE ip = $1 AND created_at > $2 AND action IN ({})",
+        actions_sql(3)
+    );
+    let mut query = sqlx::query_scalar(&sql).bind(ip.to_string()).bind(since);
+    for action in actions {
+        query = query.bind(action.as_str());
+    }
+    let from_address: i64 = query.fetch_one(db.pool()).await?;
     Ok((for_account, from_address))
 }

@@ -5,7 +5,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::tenants::TenantId;
-use super::{Db, SaveError, found, from_unix, new_id, save_error, unix_now};
+use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version, unix_now};
 use crate::domain::{ClientId, Cloud, CredentialName};
 
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct GraphCredential {
     pub secret_expires_on: Date,
     pub secret_replaced_at: OffsetDateTime,
     pub last_test: Option<TestResult>,
+    /// Grows with every save; edit forms carry it (see `saved_at_version`).
+    pub version: i64,
 }
 
 /// The outcome of the last "Test connection".
@@ -66,6 +68,7 @@ struct Row {
     last_test_at: Option<i64>,
     last_test_ok: Option<i64>,
     last_test_summary: Option<String>,
+    version: i64,
 }
 
 impl TryFrom<Row> for GraphCredential {
@@ -89,12 +92,13 @@ impl TryFrom<Row> for GraphCredential {
             name: row.name,
             directory: row.directory,
             client_secret_sealed: row.client_secret_sealed,
+            version: row.version,
         })
     }
 }
 
 const COLUMNS: &str = "id, name, client_id, directory, directory_id, cloud, client_secret_sealed, \
-     secret_expires_on, secret_replaced_at, last_test_at, last_test_ok, last_test_summary";
+     secret_expires_on, secret_replaced_at, last_test_at, last_test_ok, last_test_summary, version";
 
 fn date_text(date: Date) -> String {
     format!(
@@ -177,16 +181,18 @@ pub async fn create(
     Ok(())
 }
 
+/// Saves the fields of the credential as loaded at `version`; `Stale` if it moved on since.
 pub async fn update(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    version: i64,
     fields: &CredentialFields,
 ) -> Result<(), SaveError> {
     let updated = sqlx::query(
         "UPDATE graph_credentials SET name = $1, client_id = $2, directory = $3, directory_id = $4, \
          cloud = $5, last_test_at = NULL, last_test_ok = NULL, last_test_summary = NULL, \
-         updated_at = $6 WHERE tenant_id = $7 AND id = $8",
+         updated_at = $6, version = version + 1 WHERE tenant_id = $7 AND id = $8 AND version = $9",
     )
     .bind(fields.name.as_str())
     .bind(fields.client_id.to_string())
@@ -196,16 +202,19 @@ pub async fn update(
     .bind(unix_now())
     .bind(tenant.as_str())
     .bind(id)
+    .bind(version)
     .execute(db.pool())
     .await
     .map_err(save_error)?;
-    found(updated.rows_affected())
+    saved_at_version(db, "graph_credentials", tenant, id, updated.rows_affected()).await
 }
 
+/// Replaces the secret of the credential as loaded at `version`; `Stale` if it moved on since.
 pub async fn replace_secret(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    version: i64,
     sealed_secret: &str,
     secret_expires_on: Date,
 ) -> Result<(), SaveError> {
@@ -213,16 +222,18 @@ pub async fn replace_secret(
     let updated = sqlx::query(
         "UPDATE graph_credentials SET client_secret_sealed = $1, secret_expires_on = $2, \
          secret_replaced_at = $3, last_test_at = NULL, last_test_ok = NULL, \
-         last_test_summary = NULL, updated_at = $3 WHERE tenant_id = $4 AND id = $5",
+         last_test_summary = NULL, updated_at = $3, version = version + 1 \
+         WHERE tenant_id = $4 AND id = $5 AND version = $6",
     )
     .bind(sealed_secret)
     .bind(date_text(secret_expires_on))
     .bind(now)
     .bind(tenant.as_str())
     .bind(id)
+    .bind(version)
     .execute(db.pool())
     .await?;
-    found(updated.rows_affected())
+    saved_at_version(db, "graph_credentials", tenant, id, updated.rows_affected()).await
 }
 
 pub async fn record_test(

@@ -6,7 +6,9 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
-use super::{Db, Page, Paged, from_unix, like_pattern, new_id, unix_now};
+use super::{
+    Db, Page, Paged, SaveError, from_unix, like_pattern, new_id, saved_at_version, unix_now,
+};
 use crate::domain::{Direction, MailProtocol, Security};
 
 #[derive(Debug, Clone)]
@@ -23,6 +25,8 @@ pub struct Mailbox {
     pub server: Option<Server>,
     pub enabled: bool,
     pub last_test: Option<(OffsetDateTime, bool, String)>,
+    /// Grows with every save or move; the edit forms carry it.
+    pub version: i64,
 }
 
 /// The server settings of an IMAP, POP3 or SMTP mailbox.
@@ -101,6 +105,7 @@ struct Row {
     last_test_at: Option<i64>,
     last_test_ok: Option<i64>,
     last_test_summary: Option<String>,
+    version: i64,
 }
 
 impl TryFrom<Row> for Mailbox {
@@ -137,6 +142,7 @@ impl TryFrom<Row> for Mailbox {
             graph_credential_name: row.graph_credential_name,
             server,
             enabled: row.enabled != 0,
+            version: row.version,
         })
     }
 }
@@ -144,7 +150,7 @@ impl TryFrom<Row> for Mailbox {
 const SELECT: &str = "SELECT m.id, m.segment_id, m.name, m.email, m.direction, m.protocol, \
      m.graph_credential_id, c.name AS graph_credential_name, m.host, m.port, m.security, \
      m.username, m.password_sealed, m.oauth_connection_id, m.enabled, m.last_test_at, m.last_test_ok, \
-     m.last_test_summary FROM mailboxes m \
+     m.last_test_summary, m.version FROM mailboxes m \
      LEFT JOIN graph_credentials c ON c.tenant_id = m.tenant_id AND c.id = m.graph_credential_id";
 
 /// One page of a segment's mailboxes, by name, optionally matching `search`: one query,
@@ -265,14 +271,16 @@ pub async fn create(
     Ok(())
 }
 
-/// Saves a mailbox's settings. Moving to Graph clears every server column, the stored
-/// password included, so no stale secret stays behind.
+/// Saves the settings of the mailbox as loaded at `version` (`Stale` if it moved on since).
+/// Moving to Graph clears every server column, the stored password included, so no stale
+/// secret stays behind.
 pub async fn update(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    version: i64,
     fields: &MailboxFields,
-) -> Result<bool, sqlx::Error> {
+) -> Result<(), SaveError> {
     let columns = ConnectionColumns::from(&fields.connection);
     let keep_password = matches!(
         fields.connection,
@@ -286,7 +294,8 @@ pub async fn update(
          graph_credential_id = $5, host = $6, port = $7, security = $8, username = $9, \
          password_sealed = CASE WHEN $10 = 1 THEN password_sealed ELSE $11 END, enabled = $12, \
          last_test_at = NULL, last_test_ok = NULL, last_test_summary = NULL, updated_at = $13, \
-         oauth_connection_id = $16 WHERE tenant_id = $14 AND id = $15",
+         oauth_connection_id = $16, version = version + 1 \
+         WHERE tenant_id = $14 AND id = $15 AND version = $17",
     )
     .bind(&fields.name)
     .bind(&fields.email)
@@ -304,29 +313,34 @@ pub async fn update(
     .bind(tenant.as_str())
     .bind(id)
     .bind(columns.oauth_connection_id)
+    .bind(version)
     .execute(db.pool())
     .await?;
-    Ok(updated.rows_affected() == 1)
+    saved_at_version(db, "mailboxes", tenant, id, updated.rows_affected()).await
 }
 
-/// Moves a mailbox to another segment of the same tenant.
+/// Moves the mailbox as loaded at `version` to another segment of the same tenant (the
+/// caller found it); `Stale` if the mailbox moved on since.
 pub async fn move_to(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    version: i64,
     segment_id: &str,
-) -> Result<bool, sqlx::Error> {
+) -> Result<(), SaveError> {
     let moved = sqlx::query(
-        "UPDATE mailboxes SET segment_id = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4 \
+        "UPDATE mailboxes SET segment_id = $1, updated_at = $2, version = version + 1 \
+         WHERE tenant_id = $3 AND id = $4 AND version = $5 \
          AND EXISTS (SELECT 1 FROM segments s WHERE s.tenant_id = $3 AND s.id = $1)",
     )
     .bind(segment_id)
     .bind(unix_now())
     .bind(tenant.as_str())
     .bind(id)
+    .bind(version)
     .execute(db.pool())
     .await?;
-    Ok(moved.rows_affected() == 1)
+    saved_at_version(db, "mailboxes", tenant, id, moved.rows_affected()).await
 }
 
 pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<bool, sqlx::Error> {

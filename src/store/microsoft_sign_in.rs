@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::tenants::TenantId;
-use super::{Db, from_unix, unix_now};
+use super::{Db, SaveError, from_unix, unix_now};
 use crate::domain::{ClientId, Cloud};
 
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct SignInSettings {
     pub secret_replaced_at: Option<OffsetDateTime>,
     pub enabled: bool,
     pub auto_create_agents: bool,
+    /// Grows with every save; the settings form carries it (0 before the first save).
+    pub version: i64,
 }
 
 /// What saving does with the stored client secret.
@@ -55,12 +57,13 @@ struct Row {
     secret_replaced_at: Option<i64>,
     enabled: i64,
     auto_create_agents: i64,
+    version: i64,
 }
 
 pub async fn get(db: &Db, tenant: &TenantId) -> Result<Option<SignInSettings>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT client_id, directory, directory_id, cloud, client_secret_sealed, \
-         secret_replaced_at, enabled, auto_create_agents FROM microsoft_sign_in WHERE tenant_id = $1",
+         secret_replaced_at, enabled, auto_create_agents, version FROM microsoft_sign_in WHERE tenant_id = $1",
     )
     .bind(tenant.as_str())
     .fetch_optional(db.pool())
@@ -79,12 +82,20 @@ pub async fn get(db: &Db, tenant: &TenantId) -> Result<Option<SignInSettings>, s
             secret_replaced_at: row.secret_replaced_at.map(from_unix),
             enabled: row.enabled != 0,
             auto_create_agents: row.auto_create_agents != 0,
+            version: row.version,
         })
     })
     .transpose()
 }
 
-pub async fn save(db: &Db, tenant: &TenantId, update: &SettingsUpdate) -> Result<(), sqlx::Error> {
+/// Saves the settings as loaded at `version` (0: none were saved yet); `Stale` if they
+/// moved on since.
+pub async fn save(
+    db: &Db,
+    tenant: &TenantId,
+    version: i64,
+    update: &SettingsUpdate,
+) -> Result<(), SaveError> {
     let now = unix_now();
     let (secret_sql, sealed) = match &update.secret {
         SecretChange::Keep => (
@@ -102,15 +113,17 @@ pub async fn save(db: &Db, tenant: &TenantId, update: &SettingsUpdate) -> Result
             None,
         ),
     };
-    sqlx::query(&format!(
+    // The first save inserts at version 1; later ones update only the version they saw.
+    let saved = sqlx::query(&format!(
         "INSERT INTO microsoft_sign_in (tenant_id, client_id, directory, directory_id, cloud, \
-         client_secret_sealed, secret_replaced_at, enabled, auto_create_agents, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+         client_secret_sealed, secret_replaced_at, enabled, auto_create_agents, updated_at, \
+         version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1) \
          ON CONFLICT (tenant_id) DO UPDATE SET client_id = excluded.client_id, \
          directory = excluded.directory, directory_id = excluded.directory_id, \
          cloud = excluded.cloud, enabled = excluded.enabled, \
          auto_create_agents = excluded.auto_create_agents, updated_at = excluded.updated_at, \
-         {secret_sql}"
+         version = microsoft_sign_in.version + 1, {secret_sql} \
+         WHERE microsoft_sign_in.version = $11"
     ))
     .bind(tenant.as_str())
     .bind(update.client_id.to_string())
@@ -122,7 +135,11 @@ pub async fn save(db: &Db, tenant: &TenantId, update: &SettingsUpdate) -> Result
     .bind(i64::from(update.enabled))
     .bind(i64::from(update.auto_create_agents))
     .bind(now)
+    .bind(version)
     .execute(db.pool())
     .await?;
+    if saved.rows_affected() == 0 {
+        return Err(SaveError::Stale);
+    }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod identities;
 pub mod mailboxes;
 pub mod microsoft_sign_in;
 pub mod oauth_connections;
+pub mod sealed;
 pub mod segments;
 pub mod sessions;
 pub mod tenants;
@@ -147,6 +148,9 @@ pub enum SaveError {
     NotFound,
     #[error("other rows still use it")]
     InUse,
+    /// Someone else saved the row after the form was loaded (see `saved_at_version`).
+    #[error("someone else saved it since it was loaded")]
+    Stale,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -174,6 +178,32 @@ pub(crate) fn found(rows: u64) -> Result<(), SaveError> {
     } else {
         Ok(())
     }
+}
+
+/// The outcome of an `UPDATE ... WHERE tenant_id = .. AND id = .. AND version = ..` that
+/// touched `rows` rows: none means someone else saved first (`Stale`), or the row is gone.
+pub(crate) async fn saved_at_version(
+    db: &Db,
+    table: &'static str,
+    tenant: &tenants::TenantId,
+    id: &str,
+    rows: u64,
+) -> Result<(), SaveError> {
+    if rows > 0 {
+        return Ok(());
+    }
+    let still_there: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {table} WHERE tenant_id = $1 AND id = $2"
+    ))
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_one(db.pool())
+    .await?;
+    Err(if still_there > 0 {
+        SaveError::Stale
+    } else {
+        SaveError::NotFound
+    })
 }
 
 /// One page of a list: 1-based page number and its size.

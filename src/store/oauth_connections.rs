@@ -4,7 +4,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
-use super::{Db, SaveError, found, from_unix, new_id, save_error, unix_now};
+use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version, unix_now};
 use crate::domain::{ClientId, Cloud, OAuthPurpose, OAuthStatus};
 
 #[derive(Debug, Clone)]
@@ -30,9 +30,9 @@ pub struct OAuthConnection {
     pub access_token_expires_at: Option<OffsetDateTime>,
     pub renewed_at: Option<OffsetDateTime>,
     pub renewal_failures: i64,
-    /// Grows with every settings change (even two in one second): an Authenticate started
-    /// before a change must not complete after it.
-    pub settings_version: i64,
+    /// Grows with every settings change: the edit forms carry it, and an Authenticate
+    /// started before a change must not complete after it.
+    pub version: i64,
 }
 
 /// The settings an admin edits; tokens and status change only through the flows.
@@ -90,7 +90,7 @@ struct Row {
     access_token_expires_at: Option<i64>,
     renewed_at: Option<i64>,
     renewal_failures: i64,
-    updated_at: i64,
+    version: i64,
 }
 
 impl TryFrom<Row> for OAuthConnection {
@@ -120,7 +120,7 @@ impl TryFrom<Row> for OAuthConnection {
             access_token_expires_at: row.access_token_expires_at.map(from_unix),
             renewed_at: row.renewed_at.map(from_unix),
             renewal_failures: row.renewal_failures,
-            settings_version: row.updated_at,
+            version: row.version,
         })
     }
 }
@@ -128,7 +128,7 @@ impl TryFrom<Row> for OAuthConnection {
 const COLUMNS: &str = "id, tenant_id, name, client_id, directory, cloud, client_secret_sealed, \
      secret_replaced_at, purpose, authorization_url, token_url, scope, status, status_reason, \
      authenticated_as, authenticated_at, refresh_token_sealed, access_token_sealed, \
-     access_token_expires_at, renewed_at, renewal_failures, updated_at";
+     access_token_expires_at, renewed_at, renewal_failures, version";
 
 pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<OAuthConnection>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
@@ -188,12 +188,14 @@ pub async fn create(
     Ok(())
 }
 
-/// Saves the settings. A connection whose app or scope changed must be authenticated again,
-/// so its tokens are dropped.
+/// Saves the settings of the connection as loaded at `version` (`Stale` if it moved on
+/// since). A connection whose app or scope changed must be authenticated again, so its
+/// tokens are dropped.
 pub async fn update(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    version: i64,
     fields: &ConnectionFields,
 ) -> Result<(), SaveError> {
     let updated = sqlx::query(
@@ -202,8 +204,8 @@ pub async fn update(
          status = 'not_authenticated', status_reason = NULL, authenticated_as = NULL, \
          authenticated_at = NULL, refresh_token_sealed = NULL, access_token_sealed = NULL, \
          access_token_expires_at = NULL, renewal_failures = 0, renewal_not_before = NULL, \
-         renewal_lease = NULL, updated_at = \
-         CASE WHEN $9 > updated_at THEN $9 ELSE updated_at + 1 END WHERE tenant_id = $10 AND id = $11",
+         renewal_lease = NULL, updated_at = $9, version = version + 1 \
+         WHERE tenant_id = $10 AND id = $11 AND version = $12",
     )
     .bind(&fields.name)
     .bind(fields.client_id.to_string())
@@ -216,31 +218,35 @@ pub async fn update(
     .bind(unix_now())
     .bind(tenant.as_str())
     .bind(id)
+    .bind(version)
     .execute(db.pool())
     .await
     .map_err(save_error)?;
-    found(updated.rows_affected())
+    saved_at_version(db, "oauth_connections", tenant, id, updated.rows_affected()).await
 }
 
+/// Replaces the client secret of the connection as loaded at `version`; `Stale` if it
+/// moved on since.
 pub async fn replace_secret(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    version: i64,
     client_secret_sealed: &str,
 ) -> Result<(), SaveError> {
     let now = unix_now();
     let updated = sqlx::query(
         "UPDATE oauth_connections SET client_secret_sealed = $1, secret_replaced_at = $2, \
-         updated_at = CASE WHEN $2 > updated_at THEN $2 ELSE updated_at + 1 END \
-         WHERE tenant_id = $3 AND id = $4",
+         updated_at = $2, version = version + 1 WHERE tenant_id = $3 AND id = $4 AND version = $5",
     )
     .bind(client_secret_sealed)
     .bind(now)
     .bind(tenant.as_str())
     .bind(id)
+    .bind(version)
     .execute(db.pool())
     .await?;
-    found(updated.rows_affected())
+    saved_at_version(db, "oauth_connections", tenant, id, updated.rows_affected()).await
 }
 
 /// Records a successful authentication: tokens, who, and the status, in one statement.

@@ -3,7 +3,7 @@
 use sqlx::FromRow;
 
 use super::tenants::TenantId;
-use super::{Db, SaveError, found, new_id, save_error, unix_now};
+use super::{Db, SaveError, new_id, save_error, saved_at_version, unix_now};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Segment {
@@ -11,9 +11,11 @@ pub struct Segment {
     pub name: String,
     pub description: String,
     pub mailbox_count: i64,
+    /// Grows with every save; the edit form carries it.
+    pub version: i64,
 }
 
-const COLUMNS: &str = "s.id, s.name, s.description, \
+const COLUMNS: &str = "s.id, s.name, s.description, s.version, \
      (SELECT COUNT(*) FROM mailboxes m WHERE m.tenant_id = s.tenant_id AND m.segment_id = s.id) \
      AS mailbox_count";
 
@@ -59,26 +61,29 @@ pub async fn create(
     Ok(id)
 }
 
+/// Renames the segment as loaded at `version`; `Stale` if it moved on since.
 pub async fn update(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    version: i64,
     name: &str,
     description: &str,
 ) -> Result<(), SaveError> {
     let updated = sqlx::query(
-        "UPDATE segments SET name = $1, description = $2, updated_at = $3 \
-         WHERE tenant_id = $4 AND id = $5",
+        "UPDATE segments SET name = $1, description = $2, updated_at = $3, version = version + 1 \
+         WHERE tenant_id = $4 AND id = $5 AND version = $6",
     )
     .bind(name)
     .bind(description)
     .bind(unix_now())
     .bind(tenant.as_str())
     .bind(id)
+    .bind(version)
     .execute(db.pool())
     .await
     .map_err(save_error)?;
-    found(updated.rows_affected())
+    saved_at_version(db, "segments", tenant, id, updated.rows_affected()).await
 }
 
 /// Deletes an empty segment; one that still has mailboxes is refused.

@@ -23,6 +23,8 @@ pub struct User {
     pub status: UserStatus,
     pub has_password: bool,
     pub created_at: OffsetDateTime,
+    /// Grows with every change; the admin forms of the user's page carry it.
+    pub version: i64,
 }
 
 pub struct NewUser {
@@ -54,6 +56,8 @@ pub enum ChangeUserError {
     NotFound,
     #[error("the tenant would have no active admin left")]
     LastActiveAdmin,
+    #[error("someone else changed the user since it was loaded")]
+    Stale,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -67,6 +71,7 @@ struct UserRow {
     status: String,
     has_password: i64,
     created_at: i64,
+    version: i64,
 }
 
 impl TryFrom<UserRow> for User {
@@ -82,12 +87,13 @@ impl TryFrom<UserRow> for User {
             status: UserStatus::parse(&row.status).map_err(corrupt)?,
             has_password: row.has_password != 0,
             created_at: from_unix(row.created_at),
+            version: row.version,
         })
     }
 }
 
 const USER_COLUMNS: &str = "id, email, display_name, role, status, \
-     CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS has_password, created_at";
+     CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS has_password, created_at, version";
 
 pub async fn find_for_sign_in(
     db: &Db,
@@ -214,30 +220,35 @@ pub(super) async fn insert(
     Ok(UserId(id))
 }
 
+/// Changes the role of the user as loaded at `version`.
 pub async fn set_role(
     db: &Db,
     tenant: &TenantId,
     id: &UserId,
+    version: i64,
     role: Role,
 ) -> Result<(), ChangeUserError> {
-    update_keeping_an_admin(db, tenant, id, "role", role.as_str()).await
+    update_keeping_an_admin(db, tenant, id, version, "role", role.as_str()).await
 }
 
+/// Enables or disables the user as loaded at `version`.
 pub async fn set_status(
     db: &Db,
     tenant: &TenantId,
     id: &UserId,
+    version: i64,
     status: UserStatus,
 ) -> Result<(), ChangeUserError> {
-    update_keeping_an_admin(db, tenant, id, "status", status.as_str()).await
+    update_keeping_an_admin(db, tenant, id, version, "status", status.as_str()).await
 }
 
 /// Changes a role or status, refusing any change that leaves the tenant without an
-/// active admin (nobody could manage it any more).
+/// active admin (nobody could manage it any more), or that another admin overtook.
 async fn update_keeping_an_admin(
     db: &Db,
     tenant: &TenantId,
     id: &UserId,
+    version: i64,
     column: &'static str,
     value: &str,
 ) -> Result<(), ChangeUserError> {
@@ -249,16 +260,18 @@ async fn update_keeping_an_admin(
         .execute(&mut *tx)
         .await?;
     let updated = sqlx::query(&format!(
-        "UPDATE users SET {column} = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4"
+        "UPDATE users SET {column} = $1, updated_at = $2, version = version + 1 \
+         WHERE tenant_id = $3 AND id = $4 AND version = $5"
     ))
     .bind(value)
     .bind(unix_now())
     .bind(tenant.as_str())
     .bind(id.as_str())
+    .bind(version)
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 0 {
-        return Err(ChangeUserError::NotFound);
+        return Err(unchanged(&mut tx, tenant, id).await?);
     }
     let active_admins: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'admin' AND status = 'active'",
@@ -273,14 +286,63 @@ async fn update_keeping_an_admin(
     Ok(())
 }
 
-pub async fn set_password_hash(
+/// Why an update at a version touched no user: someone changed them first, or they are gone.
+async fn unchanged(
+    tx: &mut Transaction<'_, Any>,
+    tenant: &TenantId,
+    id: &UserId,
+) -> Result<ChangeUserError, sqlx::Error> {
+    let still_there: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(if still_there > 0 {
+        ChangeUserError::Stale
+    } else {
+        ChangeUserError::NotFound
+    })
+}
+
+/// An admin's reset of the password of the user as loaded at `version`.
+pub async fn reset_password_hash(
+    db: &Db,
+    tenant: &TenantId,
+    id: &UserId,
+    version: i64,
+    password_hash: &str,
+) -> Result<(), ChangeUserError> {
+    let mut tx = db.pool().begin().await?;
+    let updated = sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2, version = version + 1 \
+         WHERE tenant_id = $3 AND id = $4 AND version = $5",
+    )
+    .bind(password_hash)
+    .bind(unix_now())
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .bind(version)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(unchanged(&mut tx, tenant, id).await?);
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The user's own change of password (they proved the current one). It moves the version
+/// on, so an admin's reset opened before it does not silently undo it.
+pub async fn set_own_password_hash(
     db: &Db,
     tenant: &TenantId,
     id: &UserId,
     password_hash: &str,
 ) -> Result<(), ChangeUserError> {
     let updated = sqlx::query(
-        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE tenant_id = $3 AND id = $4",
+        "UPDATE users SET password_hash = $1, updated_at = $2, version = version + 1 \
+         WHERE tenant_id = $3 AND id = $4",
     )
     .bind(password_hash)
     .bind(unix_now())

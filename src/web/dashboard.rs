@@ -8,10 +8,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::error::{AppError, Rejected};
+use super::error::{AppError, Rejected, Throttled};
 use super::external_apis::CredentialView;
 use super::extract::{ClientIp, TenantCtx};
 use super::{Layout, format_time};
+use crate::accounts::{self, CurrentPassword};
 use crate::app::AppState;
 use crate::domain::OAuthStatus;
 use crate::domain::{AuditAction, EXPIRY_WARNING_DAYS, FieldErrors, NewPassword, Role};
@@ -155,20 +156,25 @@ pub async fn change_password(
         "new_password",
         NewPassword::parse(form.new_password.unwrap_or_else(empty)),
     );
-    let stored = users::password_hash(&state.db, &ctx.tenant.id, &ctx.user.id).await?;
-    let has_password = stored.is_some();
-    let current_ok = state
-        .passwords
-        .verify(form.current_password.unwrap_or_else(empty), stored)
-        .await;
-    if has_password && !current_ok {
-        errors.add("current_password", "This is not your current password.");
+    let typed = form.current_password.unwrap_or_else(empty);
+    match accounts::check_current_password(&state, &ctx.tenant, &ctx.user, typed, ip).await? {
+        CurrentPassword::Confirmed | CurrentPassword::NoneSet => {}
+        CurrentPassword::Wrong => {
+            errors.add("current_password", "This is not your current password.");
+        }
+        CurrentPassword::Throttled => {
+            let errors = FieldErrors::single(
+                "current_password",
+                "Too many wrong passwords. Wait 15 minutes and try again.",
+            );
+            return Ok(Throttled(profile_page(&ctx, errors, false)).into_response());
+        }
     }
     let Some(new_password) = new_password.filter(|_| errors.is_empty()) else {
         return Ok(Rejected(profile_page(&ctx, errors, false)).into_response());
     };
     let hash = state.passwords.hash(new_password.into_secret()).await?;
-    users::set_password_hash(&state.db, &ctx.tenant.id, &ctx.user.id, &hash).await?;
+    users::set_own_password_hash(&state.db, &ctx.tenant.id, &ctx.user.id, &hash).await?;
     ctx.audit(
         &state,
         AuditAction::OwnPasswordChanged,

@@ -22,6 +22,8 @@ pub enum AppError {
     CsrfRejected,
     #[error("the request body is too large")]
     PayloadTooLarge,
+    #[error("too many failed attempts from this address")]
+    TooManyAttempts,
     #[error("sign-in required")]
     SignInRequired { login_path: String },
     #[error(transparent)]
@@ -104,6 +106,12 @@ impl IntoResponse for AppError {
                 "Too much data",
                 "The form sent more data than Portico accepts. Nothing was changed.",
             ),
+            Self::TooManyAttempts => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed attempts",
+                "Too many wrong links or passwords came from your address. Wait 15 minutes, \
+                 then open the link you were given again.",
+            ),
             Self::Internal(err) => {
                 tracing::error!(error = %err, "request failed");
                 (
@@ -166,6 +174,15 @@ pub struct Rejected<T>(pub T);
 impl<T: IntoResponse> IntoResponse for Rejected<T> {
     fn into_response(self) -> Response {
         (StatusCode::BAD_REQUEST, self.0).into_response()
+    }
+}
+
+/// A form shown again because someone else saved the same row first, answered as 409 Conflict.
+pub struct Conflict<T>(pub T);
+
+impl<T: IntoResponse> IntoResponse for Conflict<T> {
+    fn into_response(self) -> Response {
+        (StatusCode::CONFLICT, self.0).into_response()
     }
 }
 

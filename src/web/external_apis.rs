@@ -10,9 +10,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use time::Date;
 
-use super::error::{AppError, Rejected};
+use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
-use super::{Layout, format_time};
+use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::domain::{
     AuditAction, ClientId, Cloud, CredentialName, DirectoryId, ExpiryStatus, FieldErrors,
@@ -105,6 +105,9 @@ pub struct CredentialForm {
     secret_expires_on: String,
     #[serde(default)]
     client_secret: Option<SecretString>,
+    /// The credential's version when the form was loaded.
+    #[serde(default)]
+    version: i64,
 }
 
 impl CredentialForm {
@@ -303,6 +306,7 @@ fn show_page(state: &App, ctx: &TenantCtx, credential: &GraphCredential) -> Show
             cloud: credential.cloud.as_str().into(),
             secret_expires_on: String::new(),
             client_secret: None,
+            version: credential.version,
         },
         errors: FieldErrors::new(),
         clouds: clouds(),
@@ -355,13 +359,23 @@ pub async fn update(
     let Some(fields) = fields.filter(|_| errors.is_empty()) else {
         return Ok(rejected(errors, form));
     };
-    match graph_credentials::update(&state.db, &ctx.tenant.id, &id, &fields).await {
+    match graph_credentials::update(&state.db, &ctx.tenant.id, &id, form.version, &fields).await {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
             return Ok(rejected(
                 FieldErrors::single("name", "Another credential has this name."),
                 form,
             ));
+        }
+        Err(SaveError::Stale) => {
+            let current = load(&state, &ctx, &id).await?;
+            let mut page = show_page(&state, &ctx, &current);
+            page.form = CredentialForm {
+                version: current.version,
+                ..form.without_secret()
+            };
+            page.errors = changed_meanwhile("this credential");
+            return Ok(Conflict(page).into_response());
         }
         Err(other) => return Err(other.into()),
     }
@@ -396,6 +410,7 @@ pub async fn replace_secret(
     let Some((secret, expires_on)) = parse_secret(&mut form, &mut errors) else {
         let mut page = show_page(&state, &ctx, &credential);
         page.form.secret_expires_on = form.secret_expires_on;
+        page.form.version = form.version;
         page.errors = errors;
         return Ok(Rejected(page).into_response());
     };
@@ -403,10 +418,24 @@ pub async fn replace_secret(
         .config
         .secret_key
         .seal(&secret, &secret_context(&ctx.tenant.id, &id));
-    match graph_credentials::replace_secret(&state.db, &ctx.tenant.id, &id, &sealed, expires_on)
-        .await
+    match graph_credentials::replace_secret(
+        &state.db,
+        &ctx.tenant.id,
+        &id,
+        form.version,
+        &sealed,
+        expires_on,
+    )
+    .await
     {
         Ok(()) => {}
+        Err(SaveError::Stale) => {
+            let current = load(&state, &ctx, &id).await?;
+            let mut page = show_page(&state, &ctx, &current);
+            page.form.secret_expires_on = form.secret_expires_on;
+            page.errors = changed_meanwhile("this credential");
+            return Ok(Conflict(page).into_response());
+        }
         Err(other) => return Err(other.into()),
     }
     // A token obtained with the old secret must not outlive it here.

@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::error::{AppError, Rejected};
+use super::error::{AppError, Conflict, Rejected};
 use super::external_apis::{self, CredentialView};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
-use super::{Layout, format_time};
+use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::connections;
 use crate::domain::{
@@ -23,12 +23,11 @@ use crate::mail::{self, Credential, ProbeOutcome, ServerSettings};
 use crate::microsoft::CallError;
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
-use crate::store::graph_credentials;
 use crate::store::mailboxes::{
     self, Connection, Mailbox, MailboxFields, Server, ServerAuth, password_context,
 };
-use crate::store::oauth_connections;
 use crate::store::segments::{self, Segment};
+use crate::store::{SaveError, graph_credentials, oauth_connections};
 
 /// A mailbox as a list row.
 pub struct MailboxRow {
@@ -95,6 +94,9 @@ pub struct MailboxForm {
     password: Option<SecretString>,
     #[serde(default)]
     enabled: Option<String>,
+    /// The mailbox's version when the form was loaded (0 on the add form).
+    #[serde(default)]
+    version: i64,
 }
 
 impl Default for MailboxForm {
@@ -113,6 +115,7 @@ impl Default for MailboxForm {
             oauth_connection_id: String::new(),
             password: None,
             enabled: Some("on".into()),
+            version: 0,
         }
     }
 }
@@ -140,6 +143,7 @@ impl MailboxForm {
                 .unwrap_or_default(),
             password: None,
             enabled: mailbox.enabled.then(|| "on".into()),
+            version: mailbox.version,
         }
     }
 
@@ -532,8 +536,19 @@ pub async fn update(
             return Ok(Rejected(page).into_response());
         }
     };
-    if !mailboxes::update(&state.db, &ctx.tenant.id, &id, &fields).await? {
-        return Err(AppError::NotFound);
+    match mailboxes::update(&state.db, &ctx.tenant.id, &id, form.version, &fields).await {
+        Ok(()) => {}
+        Err(SaveError::Stale) => {
+            let current = load(&state, &ctx, &id).await?;
+            let mut page = show_page(&state, &ctx, &current).await?;
+            page.form = MailboxForm {
+                version: current.version,
+                ..form.without_password()
+            };
+            page.errors = changed_meanwhile("this mailbox");
+            return Ok(Conflict(page).into_response());
+        }
+        Err(other) => return Err(other.into()),
     }
     ctx.audit(
         &state,
@@ -550,6 +565,9 @@ pub async fn update(
 pub struct MoveForm {
     #[serde(default)]
     segment_id: String,
+    /// The mailbox's version when the page was loaded.
+    #[serde(default)]
+    version: i64,
 }
 
 pub async fn move_to(
@@ -562,11 +580,19 @@ pub async fn move_to(
     let mailbox = load(&state, &ctx, &id).await?;
     let Some(target) = segments::get(&state.db, &ctx.tenant.id, &form.segment_id).await? else {
         let mut page = show_page(&state, &ctx, &mailbox).await?;
+        page.form.version = form.version;
         page.errors = FieldErrors::single("segment_id", "Choose one of your segments.");
         return Ok(Rejected(page).into_response());
     };
-    if !mailboxes::move_to(&state.db, &ctx.tenant.id, &id, &target.id).await? {
-        return Err(AppError::NotFound);
+    match mailboxes::move_to(&state.db, &ctx.tenant.id, &id, form.version, &target.id).await {
+        Ok(()) => {}
+        Err(SaveError::Stale) => {
+            let current = load(&state, &ctx, &id).await?;
+            let mut page = show_page(&state, &ctx, &current).await?;
+            page.errors = changed_meanwhile("this mailbox");
+            return Ok(Conflict(page).into_response());
+        }
+        Err(other) => return Err(other.into()),
     }
     let detail = format!("to {}", target.name);
     ctx.audit(

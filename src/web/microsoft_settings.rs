@@ -8,16 +8,17 @@ use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::error::{AppError, Rejected};
+use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
 use super::microsoft_sign_in::redirect_uri;
-use super::{Layout, format_time};
+use super::{Layout, changed_meanwhile, format_time};
 use crate::app::AppState;
 use crate::domain::{
     AuditAction, CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId, FieldErrors,
     PERSONAL_ACCOUNTS_DIRECTORY,
 };
 use crate::microsoft::CallError;
+use crate::store::SaveError;
 use crate::store::microsoft_sign_in::{
     self, SecretChange, SettingsUpdate, SignInSettings, secret_context,
 };
@@ -35,6 +36,8 @@ pub struct SettingsPage {
     secret_replaced_at: Option<String>,
     resolved_directory: Option<String>,
     saved: bool,
+    /// What is saved now, shown when someone else saved after this admin opened the page.
+    saved_now: Option<String>,
 }
 
 /// What the admin typed. The client secret is never sent back to the browser.
@@ -54,6 +57,9 @@ pub struct SettingsForm {
     remove_secret: Option<String>,
     #[serde(default)]
     client_secret: Option<SecretString>,
+    /// The settings' version when the form was loaded (0 before the first save).
+    #[serde(default)]
+    version: i64,
 }
 
 impl SettingsForm {
@@ -66,6 +72,7 @@ impl SettingsForm {
             auto_create_agents: settings.auto_create_agents.then(|| "on".into()),
             remove_secret: None,
             client_secret: None,
+            version: settings.version,
         }
     }
 }
@@ -95,6 +102,7 @@ fn page(
             .and_then(|s| s.directory_id)
             .map(|id| id.hyphenated().to_string()),
         saved,
+        saved_now: None,
     }
 }
 
@@ -205,7 +213,21 @@ pub async fn save(
         auto_create_agents: auto_create,
         secret,
     };
-    microsoft_sign_in::save(&state.db, &ctx.tenant.id, &update).await?;
+    match microsoft_sign_in::save(&state.db, &ctx.tenant.id, form.version, &update).await {
+        Ok(()) => {}
+        Err(SaveError::Stale) => {
+            let current = microsoft_sign_in::get(&state.db, &ctx.tenant.id).await?;
+            let form = SettingsForm {
+                version: current.as_ref().map_or(0, |settings| settings.version),
+                ..form
+            };
+            let errors = changed_meanwhile("these settings");
+            let mut again = page(&state, &ctx, current.as_ref(), form, errors, false);
+            again.saved_now = current.as_ref().map(describe);
+            return Ok(Conflict(again).into_response());
+        }
+        Err(other) => return Err(other.into()),
+    }
     let detail = describe_changes(stored.as_ref(), &update);
     ctx.audit(
         &state,
@@ -216,6 +238,35 @@ pub async fn save(
     )
     .await?;
     Ok(Redirect::to(&ctx.path("/settings/microsoft-sign-in?saved=1")).into_response())
+}
+
+/// The saved settings in one line, for an admin whose save came second; never the secret.
+fn describe(settings: &SignInSettings) -> String {
+    format!(
+        "Application (client) ID {}; Directory (tenant) ID {}; {}; {}; create agents on first \
+         sign-in {}; client secret {}",
+        settings.client_id,
+        settings
+            .directory
+            .as_deref()
+            .unwrap_or("none (any Microsoft account)"),
+        settings.cloud.label(),
+        if settings.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        },
+        if settings.auto_create_agents {
+            "on"
+        } else {
+            "off"
+        },
+        if settings.client_secret_sealed.is_some() {
+            "set"
+        } else {
+            "none"
+        },
+    )
 }
 
 /// What changed, for the audit log: names and public values only, never the secret.

@@ -1,6 +1,8 @@
 //! "Sign in with Microsoft": the button's target, the one callback every tenant shares,
 //! and the pages that explain why a sign-in did not work.
 
+use std::net::IpAddr;
+
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Path, Query, State};
@@ -23,6 +25,7 @@ use crate::microsoft::{CallError, MicrosoftError};
 use crate::store::microsoft_sign_in::{self, SignInSettings, secret_context};
 use crate::store::tenants::{self, Tenant};
 use crate::store::{identities, users};
+use crate::throttle;
 
 /// The redirect URI registered in Azure: the same for every tenant, built from the
 /// configured public URL (never the Host header), so it is right behind a TLS proxy.
@@ -87,19 +90,29 @@ pub struct LinkPage {
     user_email: String,
 }
 
-/// The invited user of a one-time link, if the link is still good.
+/// The invited user of a one-time link, if the link is still good. A wrong link counts
+/// toward the throttle of its address, and a throttled address is refused even the right one.
 async fn invited(
     state: &App,
     tenant: &Tenant,
     token: &str,
+    ip: IpAddr,
 ) -> Result<Option<users::User>, AppError> {
+    if throttle::is_throttled(&state.db, &tenant.id, None, ip).await? {
+        let detail = "too many wrong one-time links from this address";
+        accounts::record_throttled(state, tenant, "one-time link", detail, ip).await?;
+        return Err(AppError::TooManyAttempts);
+    }
     let now = state.clock.now().unix_timestamp();
-    let Some(user_id) =
-        identities::invited_user(&state.db, &tenant.id, &sha256_hex(token), now).await?
-    else {
-        return Ok(None);
+    let invited = identities::invited_user(&state.db, &tenant.id, &sha256_hex(token), now).await?;
+    let user = match invited {
+        Some(user_id) => users::get(&state.db, &tenant.id, user_id.as_str()).await?,
+        None => None,
     };
-    Ok(users::get(&state.db, &tenant.id, user_id.as_str()).await?)
+    if user.is_none() {
+        accounts::record_link_rejected(state, tenant, ip).await?;
+    }
+    Ok(user)
 }
 
 /// A one-time link from an admin: first says whose account it links, so nobody is
@@ -108,9 +121,10 @@ pub async fn show_link(
     State(state): State<AppState>,
     PathTenant(tenant): PathTenant,
     Path((_, token)): Path<(String, String)>,
+    ClientIp(ip): ClientIp,
     CsrfToken(csrf_token): CsrfToken,
 ) -> Result<Response, AppError> {
-    let Some(user) = invited(&state, &tenant, &token).await? else {
+    let Some(user) = invited(&state, &tenant, &token, ip).await? else {
         return Ok(problem_page(&tenant, Problem::LinkInvalid).into_response());
     };
     Ok(LinkPage {
@@ -127,9 +141,10 @@ pub async fn start_link(
     State(state): State<AppState>,
     PathTenant(tenant): PathTenant,
     Path((_, token)): Path<(String, String)>,
+    ClientIp(ip): ClientIp,
     session: Session,
 ) -> Result<Response, AppError> {
-    if invited(&state, &tenant, &token).await?.is_none() {
+    if invited(&state, &tenant, &token, ip).await?.is_none() {
         return Ok(problem_page(&tenant, Problem::LinkInvalid).into_response());
     }
     // Only the hash is kept: the session store never holds a usable link.

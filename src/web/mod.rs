@@ -28,7 +28,7 @@ pub use error::AppError;
 use extract::TenantCtx;
 
 use crate::app::App;
-use crate::domain::AuditAction;
+use crate::domain::{AuditAction, FieldErrors};
 use crate::store::audit::{self, NewAuditEvent};
 
 /// What the base layout needs on every page.
@@ -102,6 +102,18 @@ impl TenantCtx {
         )
         .await
     }
+}
+
+/// The message of a form whose row someone else saved after it was loaded (the store's
+/// `Stale`), under the `version` key the pages show at their top. `what`: "this segment".
+pub fn changed_meanwhile(what: &str) -> FieldErrors {
+    FieldErrors::single(
+        "version",
+        format!(
+            "Someone else changed {what} since you opened it. Nothing was saved: review \
+             their change and save again."
+        ),
+    )
 }
 
 /// How times read on every page: UTC, to the minute.

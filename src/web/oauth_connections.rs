@@ -10,10 +10,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::error::{AppError, Rejected};
+use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
 use super::session::{self, OAuthFlash, PendingOAuthConnection};
-use super::{Layout, format_time};
+use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::connections;
 use crate::domain::{
@@ -141,6 +141,9 @@ pub struct ConnectionForm {
     scope: String,
     #[serde(default)]
     client_secret: Option<SecretString>,
+    /// The connection's version when the form was loaded (0 on the add form).
+    #[serde(default)]
+    version: i64,
 }
 
 impl Default for ConnectionForm {
@@ -155,6 +158,7 @@ impl Default for ConnectionForm {
             token_url: String::new(),
             scope: String::new(),
             client_secret: None,
+            version: 0,
         }
     }
 }
@@ -175,6 +179,7 @@ impl ConnectionForm {
                 String::new()
             },
             client_secret: None,
+            version: connection.version,
         }
     }
 
@@ -411,13 +416,23 @@ pub async fn update(
         Ok(fields) => fields,
         Err(errors) => return Ok(rejected(form, errors)),
     };
-    match oauth_connections::update(&state.db, &ctx.tenant.id, &id, &fields).await {
+    match oauth_connections::update(&state.db, &ctx.tenant.id, &id, form.version, &fields).await {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
             return Ok(rejected(
                 form,
                 FieldErrors::single("name", "Another connection has this name."),
             ));
+        }
+        Err(SaveError::Stale) => {
+            let current = load(&state, &ctx, &id).await?;
+            let mut page = show_page(&state, &ctx, &current);
+            page.form = ConnectionForm {
+                version: current.version,
+                ..form.without_secret()
+            };
+            page.errors = changed_meanwhile("this connection");
+            return Ok(Conflict(page).into_response());
         }
         Err(other) => return Err(other.into()),
     }
@@ -436,6 +451,9 @@ pub async fn update(
 #[derive(Deserialize)]
 pub struct SecretForm {
     client_secret: Option<SecretString>,
+    /// The connection's version when the page was loaded.
+    #[serde(default)]
+    version: i64,
 }
 
 /// "Update Client Secret", as XCALLY calls it.
@@ -452,6 +470,7 @@ pub async fn replace_secret(
         .filter(|secret| !secret.expose_secret().trim().is_empty())
     else {
         let mut page = show_page(&state, &ctx, &connection);
+        page.form.version = form.version;
         page.errors = FieldErrors::single("client_secret", "Paste the new client secret's Value.");
         return Ok(Rejected(page).into_response());
     };
@@ -459,9 +478,18 @@ pub async fn replace_secret(
         &secret,
         &secret_context(&ctx.tenant.id, &id, "client-secret"),
     );
-    oauth_connections::replace_secret(&state.db, &ctx.tenant.id, &id, &sealed)
+    match oauth_connections::replace_secret(&state.db, &ctx.tenant.id, &id, form.version, &sealed)
         .await
-        .map_err(AppError::from)?;
+    {
+        Ok(()) => {}
+        Err(SaveError::Stale) => {
+            let current = load(&state, &ctx, &id).await?;
+            let mut page = show_page(&state, &ctx, &current);
+            page.errors = changed_meanwhile("this connection");
+            return Ok(Conflict(page).into_response());
+        }
+        Err(other) => return Err(other.into()),
+    }
     ctx.audit(
         &state,
         AuditAction::OAuthConnectionSecretReplaced,
@@ -498,7 +526,7 @@ pub async fn authenticate(
         .map_err(|e| AppError::Internal(Box::new(e)))?;
     let pending = PendingOAuthConnection {
         tenant_id: ctx.tenant.id.as_str().to_owned(),
-        settings_version: connection.settings_version,
+        settings_version: connection.version,
         connection_id: connection.id,
         user_id: ctx.user.id.as_str().to_owned(),
         started_at: state.clock.now().unix_timestamp(),
@@ -596,8 +624,7 @@ pub async fn callback(
         .filter(|user| user.role == Role::Admin && user.status == UserStatus::Active);
     let connection = oauth_connections::get(&state.db, &tenant.id, &pending.connection_id).await?;
     // Settings changed since Authenticate: the consent was for other settings.
-    let connection =
-        connection.filter(|connection| connection.settings_version == pending.settings_version);
+    let connection = connection.filter(|connection| connection.version == pending.settings_version);
     let (Some(admin), Some(connection)) = (admin, connection) else {
         return Ok(expired());
     };

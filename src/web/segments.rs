@@ -7,10 +7,10 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::Layout;
-use super::error::{AppError, Rejected};
+use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
 use super::mailboxes::MailboxRow;
+use super::{Layout, changed_meanwhile};
 use crate::app::AppState;
 use crate::domain::{AuditAction, FieldErrors, parse_name};
 use crate::store::SaveError;
@@ -26,6 +26,9 @@ pub struct SegmentForm {
     name: String,
     #[serde(default)]
     description: String,
+    /// The segment's version when the form was loaded (0 on the add form).
+    #[serde(default)]
+    version: i64,
 }
 
 impl SegmentForm {
@@ -150,6 +153,7 @@ async fn show_page(
         form: SegmentForm {
             name: segment.name.clone(),
             description: segment.description.clone(),
+            version: segment.version,
         },
         segment,
         mailboxes: paged.rows.iter().map(MailboxRow::from).collect(),
@@ -199,13 +203,31 @@ pub async fn update(
             return Ok(rejected(page));
         }
     };
-    match segments::update(&state.db, &ctx.tenant.id, &id, &name, &description).await {
+    match segments::update(
+        &state.db,
+        &ctx.tenant.id,
+        &id,
+        form.version,
+        &name,
+        &description,
+    )
+    .await
+    {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
             let mut page = show_page(&state, &ctx, &id, no_query()).await?;
             page.form = form;
             page.errors = FieldErrors::single("name", "A segment with this name exists.");
             return Ok(rejected(page));
+        }
+        Err(SaveError::Stale) => {
+            let mut page = show_page(&state, &ctx, &id, no_query()).await?;
+            page.form = SegmentForm {
+                version: page.segment.version,
+                ..form
+            };
+            page.errors = changed_meanwhile("this segment");
+            return Ok(Conflict(page).into_response());
         }
         Err(err) => return Err(err.into()),
     }

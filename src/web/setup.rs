@@ -55,13 +55,12 @@ pub struct SetupQuery {
 
 pub async fn show(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     CsrfToken(csrf_token): CsrfToken,
     Query(query): Query<SetupQuery>,
 ) -> Result<SetupPage, AppError> {
     let token = query.token.unwrap_or_default();
-    if !state.setup_token_matches(&token) {
-        return Err(setup_refused(&state).await?);
-    }
+    check_setup_token(&state, ip, &token).await?;
     Ok(SetupPage {
         layout: Layout::public("Set up Portico", csrf_token),
         token,
@@ -77,9 +76,7 @@ pub async fn create(
     CsrfToken(csrf_token): CsrfToken,
     Form(mut form): Form<SetupForm>,
 ) -> Result<Response, AppError> {
-    if !state.setup_token_matches(&form.token) {
-        return Err(setup_refused(&state).await?);
-    }
+    check_setup_token(&state, ip, &form.token).await?;
     let mut errors = FieldErrors::new();
     let name = errors.check("tenant_name", TenantName::parse(&form.tenant_name));
     let slug = errors.check("slug", Slug::parse(&form.slug));
@@ -141,6 +138,24 @@ fn rejected(csrf_token: String, form: SetupForm, errors: FieldErrors) -> Respons
         errors,
     })
     .into_response()
+}
+
+/// The setup link's token, checked at most `MAX_SETUP_FAILURES_PER_ADDRESS` times wrongly
+/// per address in the throttle's window; past that even the right one waits.
+async fn check_setup_token(state: &AppState, ip: IpAddr, token: &str) -> Result<(), AppError> {
+    let now = state.clock.now();
+    if state.setup_failures.is_throttled(ip, now) {
+        tracing::warn!(%ip, "setup paused for an address after too many wrong setup links");
+        return Err(AppError::TooManyAttempts);
+    }
+    if state.setup_token_matches(token) {
+        return Ok(());
+    }
+    let refused = setup_refused(state).await?;
+    if matches!(refused, AppError::SetupLinkRequired) {
+        state.setup_failures.record(ip, now);
+    }
+    Err(refused)
 }
 
 /// Without the right token: 403 while setup is open, 404 once it is done.

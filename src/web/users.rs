@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::error::{AppError, Rejected};
+use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, TenantCtx};
-use super::{Layout, format_time};
+use super::{Layout, changed_meanwhile, format_time};
 use crate::app::AppState;
 use crate::crypto::random_token;
 use crate::domain::{
@@ -211,6 +211,10 @@ pub struct UserPage {
     notice: Option<&'static str>,
     /// A one-time link just made, shown once and never stored in plaintext.
     link_url: Option<String>,
+    /// The role the role form shows as chosen.
+    role_choice: String,
+    /// The user's version that the page's forms carry.
+    version: i64,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +253,8 @@ async fn user_page(
         layout: ctx.layout(user.display_name.clone(), "users"),
         slug: ctx.tenant.slug.clone(),
         is_self: user.id == ctx.user.id,
+        role_choice: user.role.as_str().to_owned(),
+        version: user.version,
         user: UserView {
             microsoft,
             ..user.into()
@@ -279,6 +285,9 @@ pub async fn show(
 pub struct RoleForm {
     #[serde(default)]
     role: String,
+    /// The user's version when the page was loaded; the same in the forms below.
+    #[serde(default)]
+    version: i64,
 }
 
 pub async fn change_role(
@@ -293,12 +302,17 @@ pub async fn change_role(
         .ok_or(AppError::NotFound)?;
     let role = match Role::parse(&form.role) {
         Ok(role) => role,
-        Err(message) => return rejected(&state, &ctx, &id, "role", message).await,
+        Err(message) => return rejected(&state, &ctx, &id, form.version, "role", message).await,
     };
-    match users::set_role(&state.db, &ctx.tenant.id, &user.id, role).await {
+    match users::set_role(&state.db, &ctx.tenant.id, &user.id, form.version, role).await {
         Err(ChangeUserError::LastActiveAdmin) => {
             let message = "This is the last active admin; make another user admin first.";
-            return rejected(&state, &ctx, &id, "role", message.into()).await;
+            return rejected(&state, &ctx, &id, form.version, "role", message.into()).await;
+        }
+        Err(ChangeUserError::Stale) => {
+            let mut page = changed_meanwhile_page(&state, &ctx, &id).await?;
+            page.role_choice = role.as_str().to_owned();
+            return Ok(Conflict(page).into_response());
         }
         result => result?,
     }
@@ -318,6 +332,8 @@ pub async fn change_role(
 pub struct StatusForm {
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    version: i64,
 }
 
 pub async fn change_status(
@@ -332,12 +348,18 @@ pub async fn change_status(
         .ok_or(AppError::NotFound)?;
     let status = match UserStatus::parse(&form.status) {
         Ok(status) => status,
-        Err(message) => return rejected(&state, &ctx, &id, "status", message).await,
+        Err(message) => {
+            return rejected(&state, &ctx, &id, form.version, "status", message).await;
+        }
     };
-    match users::set_status(&state.db, &ctx.tenant.id, &user.id, status).await {
+    match users::set_status(&state.db, &ctx.tenant.id, &user.id, form.version, status).await {
         Err(ChangeUserError::LastActiveAdmin) => {
             let message = "This is the last active admin; make another user admin first.";
-            return rejected(&state, &ctx, &id, "status", message.into()).await;
+            return rejected(&state, &ctx, &id, form.version, "status", message.into()).await;
+        }
+        Err(ChangeUserError::Stale) => {
+            let page = changed_meanwhile_page(&state, &ctx, &id).await?;
+            return Ok(Conflict(page).into_response());
         }
         result => result?,
     }
@@ -352,6 +374,8 @@ pub async fn change_status(
 #[derive(Deserialize)]
 pub struct ResetPasswordForm {
     password: Option<SecretString>,
+    #[serde(default)]
+    version: i64,
 }
 
 pub async fn reset_password(
@@ -367,24 +391,46 @@ pub async fn reset_password(
     let password = match NewPassword::parse(form.password.unwrap_or_else(|| SecretString::from("")))
     {
         Ok(password) => password,
-        Err(message) => return rejected(&state, &ctx, &id, "password", message).await,
+        Err(message) => {
+            return rejected(&state, &ctx, &id, form.version, "password", message).await;
+        }
     };
     let hash = state.passwords.hash(password.into_secret()).await?;
-    users::set_password_hash(&state.db, &ctx.tenant.id, &user.id, &hash).await?;
+    match users::reset_password_hash(&state.db, &ctx.tenant.id, &user.id, form.version, &hash).await
+    {
+        Err(ChangeUserError::Stale) => {
+            let page = changed_meanwhile_page(&state, &ctx, &id).await?;
+            return Ok(Conflict(page).into_response());
+        }
+        result => result?,
+    }
     ctx.audit(&state, AuditAction::UserPasswordReset, &user.email, "", ip)
         .await?;
     Ok(Redirect::to(&ctx.path(&format!("/users/{id}?done=password"))).into_response())
 }
 
+/// The page again with a message beside one field; its forms keep the version they had.
 async fn rejected(
     state: &AppState,
     ctx: &TenantCtx,
     id: &str,
+    version: i64,
     field: &'static str,
     message: String,
 ) -> Result<Response, AppError> {
-    let page = user_page(state, ctx, id, FieldErrors::single(field, message), None).await?;
+    let mut page = user_page(state, ctx, id, FieldErrors::single(field, message), None).await?;
+    page.version = version;
     Ok(Rejected(page).into_response())
+}
+
+/// The page again after another admin changed the user first: their change shows, and the
+/// forms carry the new version.
+async fn changed_meanwhile_page(
+    state: &AppState,
+    ctx: &TenantCtx,
+    id: &str,
+) -> Result<UserPage, AppError> {
+    user_page(state, ctx, id, changed_meanwhile("this user"), None).await
 }
 
 /// How long a one-time Microsoft link stays valid.

@@ -11,12 +11,15 @@ mod support;
 
 mod assets;
 mod auth;
+mod concurrency;
 mod external_apis;
 mod health;
 mod isolation;
+mod key_rotation;
 mod mail_servers;
 mod mailboxes;
 mod microsoft_sign_in;
 mod oauth_connections;
 mod setup;
+mod throttling;
 mod users;

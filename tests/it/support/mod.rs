@@ -104,7 +104,7 @@ pub async fn spawn_app_with(
         bind: address,
         base_url: format!("http://{address}").parse().unwrap(),
         database_url: database.url.clone(),
-        secret_key: SecretKey::generate(),
+        secret_key: SecretKey::generate().into(),
         trust_forwarded_for: false,
         mail_ca_file: None,
         microsoft: MicrosoftArgs {
@@ -361,14 +361,20 @@ impl Page {
 
     /// The form token of the first form of the page.
     pub fn csrf_token(&self) -> String {
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = self
-            .body
-            .find(marker)
+        self.hidden_field("csrf_token")
             .unwrap_or_else(|| panic!("no form token in:\n{}", self.body))
-            + marker.len();
-        let end = start + self.body[start..].find('"').unwrap();
-        self.body[start..end].to_owned()
+    }
+
+    /// The version of the row the page's edit forms were loaded with, if they carry one.
+    pub fn version(&self) -> Option<String> {
+        self.hidden_field("version")
+    }
+
+    fn hidden_field(&self, name: &str) -> Option<String> {
+        let marker = format!("name=\"{name}\" value=\"");
+        let start = self.body.find(&marker)? + marker.len();
+        let end = start + self.body[start..].find('"')?;
+        Some(self.body[start..end].to_owned())
     }
 }
 
@@ -425,13 +431,19 @@ impl Browser {
         Page::read(response).await
     }
 
-    /// Opens `page`, then posts `fields` to `action` with the page's form token, like
-    /// a person filling in the form.
+    /// Opens `page`, then posts `fields` to `action` with the page's form token (and the
+    /// version its forms carry, unless `fields` has one), like a person filling in the form.
     pub async fn submit(&self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
         let form_page = self.get(page).await;
         form_page.assert_status(200);
         let token = form_page.csrf_token();
+        let version = form_page.version();
         let mut all = vec![("csrf_token", token.as_str())];
+        if let Some(version) = &version
+            && !fields.iter().any(|(name, _)| *name == "version")
+        {
+            all.push(("version", version));
+        }
         all.extend_from_slice(fields);
         self.post_raw(action, &all).await
     }
