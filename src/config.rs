@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
+use secrecy::SecretString;
 use url::Url;
 
 use crate::crypto::SecretKey;
@@ -62,6 +64,18 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTICO_MAIL_CA_FILE")]
     pub mail_ca_file: Option<PathBuf>,
 
+    /// Serve /metrics on this separate address (e.g. 0.0.0.0:9090 on a private network).
+    #[arg(long, env = "PORTICO_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Bearer token Prometheus must send for /metrics; with it /metrics is served on BIND too.
+    #[arg(long, env = "PORTICO_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "PORTICO_SHUTDOWN_TIMEOUT", default_value_t = 20)]
+    pub shutdown_timeout: u64,
+
     #[command(flatten)]
     pub microsoft: MicrosoftArgs,
 }
@@ -96,12 +110,27 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     pub mail_ca_file: Option<PathBuf>,
     pub microsoft: MicrosoftArgs,
+    pub metrics: MetricsAccess,
+    /// How long a shutdown waits for in-flight requests and background jobs.
+    pub shutdown_timeout: Duration,
 }
+
+/// Where /metrics is served, and what it asks for. Neither set: it is not served at all.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    pub bind: Option<SocketAddr>,
+    pub token: Option<SecretString>,
+}
+
+/// A metrics token shorter than this is too easy to guess.
+const MIN_METRICS_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("PORTICO_BASE_URL must be an absolute http or https URL without query or fragment")]
     BaseUrl,
+    #[error("PORTICO_METRICS_TOKEN must be at least 16 characters (openssl rand -hex 32)")]
+    MetricsToken,
     #[error("PORTICO_SECRET_KEY must be base64 of exactly 32 bytes")]
     SecretKey,
     #[error("secret key file {path}: {source}")]
@@ -118,12 +147,13 @@ pub enum ConfigError {
     },
 }
 
-impl Config {
-    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
-        let base_url = match args.base_url {
-            Some(url) => url,
+impl ServeArgs {
+    /// PORTICO_BASE_URL, or http://BIND without it; checked to be usable as a base.
+    pub fn public_base_url(&self) -> Result<Url, ConfigError> {
+        let base_url = match &self.base_url {
+            Some(url) => url.clone(),
             None => {
-                Url::parse(&format!("http://{}", args.bind)).map_err(|_| ConfigError::BaseUrl)?
+                Url::parse(&format!("http://{}", self.bind)).map_err(|_| ConfigError::BaseUrl)?
             }
         };
         if !matches!(base_url.scheme(), "http" | "https")
@@ -133,6 +163,19 @@ impl Config {
         {
             return Err(ConfigError::BaseUrl);
         }
+        Ok(base_url)
+    }
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let base_url = args.public_base_url()?;
+        let metrics_token = match args.metrics_token {
+            Some(token) if token.len() < MIN_METRICS_TOKEN_LEN => {
+                return Err(ConfigError::MetricsToken);
+            }
+            token => token.map(SecretString::from),
+        };
         let secret_key = match args.secret_key {
             Some(encoded) => SecretKey::from_base64(&encoded).ok_or(ConfigError::SecretKey)?,
             None => load_or_create_key_file(&args.database.data_dir)?,
@@ -145,6 +188,11 @@ impl Config {
             trust_forwarded_for: args.trust_forwarded_for,
             mail_ca_file: args.mail_ca_file,
             microsoft: args.microsoft,
+            metrics: MetricsAccess {
+                bind: args.metrics_bind,
+                token: metrics_token,
+            },
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         })
     }
 

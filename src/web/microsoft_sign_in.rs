@@ -17,6 +17,7 @@ use crate::accounts::{self, MicrosoftSignInOutcome};
 use crate::app::{App, AppState};
 use crate::crypto::sha256_hex;
 use crate::domain::CONSUMERS_DIRECTORY;
+use crate::metrics::{SignInMethod, SignInResult};
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::sign_in::{SignInApp, SignInError, VerifiedIdentity};
 use crate::microsoft::{CallError, MicrosoftError};
@@ -242,6 +243,9 @@ pub async fn callback(
         }
         Err(SignInError::Call(error)) => {
             tracing::warn!(error = %error, "Microsoft sign-in could not complete");
+            state
+                .metrics
+                .sign_in(SignInMethod::Microsoft, SignInResult::Error);
             return Ok(BadGateway(problem_page(&tenant, Problem::Unreachable)).into_response());
         }
         Err(SignInError::TokenRefused(reason)) => {
