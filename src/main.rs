@@ -1,6 +1,6 @@
 //! The `portico` command: serve, and the operator commands that need no browser.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +19,7 @@ use portico::store::tenants::{self, Tenant};
 use portico::store::users::{self, NewUser};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -157,7 +158,8 @@ fn init_logs(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Text => logs.init(),
+        // Colours only for a person at a terminal, never into files or collectors.
+        LogFormat::Text => logs.with_ansi(std::io::stdout().is_terminal()).init(),
         LogFormat::Json => logs.json().flatten_event(true).init(),
     }
 }
@@ -173,6 +175,7 @@ async fn serve(args: ServeArgs) -> CliResult {
             url.expose_secret()
         );
     }
+    let shutdown = shutdown_signal()?;
     let app = listen(bind).await?;
     let metrics = match state.config.metrics.bind {
         Some(address) => Some(listen(address).await?),
@@ -188,7 +191,7 @@ async fn serve(args: ServeArgs) -> CliResult {
     }
     let timeout = state.config.shutdown_timeout;
     let listeners = portico::Listeners { app, metrics };
-    match portico::run(state, listeners, shutdown_signal()).await {
+    match portico::run(state, listeners, shutdown).await {
         Shutdown::Complete => tracing::info!("stopped"),
         Shutdown::DeadlineExceeded => tracing::warn!(
             "stopped after PORTICO_SHUTDOWN_TIMEOUT ({} s): requests or jobs still running \
@@ -212,23 +215,19 @@ fn local_address(listener: &TcpListener) -> String {
         .map_or_else(|_| "?".to_owned(), |address| address.to_string())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Completes at SIGTERM (container runtimes, systemd) or Ctrl-C. The handlers are installed
+/// at once, so a signal that comes right after start-up is not lost.
+fn shutdown_signal() -> Result<impl Future<Output = ()>, String> {
+    let listen = |kind| signal(kind).map_err(|e| format!("cannot handle signals: {e}"));
+    let mut terminate = listen(SignalKind::terminate())?;
+    let mut interrupt = listen(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: no new connections, finishing requests in flight");
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+    })
 }
 
 async fn open_database(args: &DatabaseArgs) -> Result<Db, String> {

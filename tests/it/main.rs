@@ -17,5 +17,6 @@ mod mail_servers;
 mod mailboxes;
 mod microsoft_sign_in;
 mod oauth_connections;
+mod operations;
 mod setup;
 mod users;

@@ -3,6 +3,7 @@
 
 mod database;
 pub mod fake_microsoft;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
