@@ -123,7 +123,7 @@ pub struct MetricsAccess {
 }
 
 /// A metrics token shorter than this is too easy to guess.
-const MIN_METRICS_TOKEN_LEN: usize = 16;
+pub const MIN_METRICS_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -148,6 +148,18 @@ pub enum ConfigError {
 }
 
 impl ServeArgs {
+    /// PORTICO_SECRET_KEY, unless unset or empty (Compose passes `${VAR:-}` as empty).
+    pub fn given_secret_key(&self) -> Option<&str> {
+        self.secret_key.as_deref().filter(|key| !key.is_empty())
+    }
+
+    /// PORTICO_METRICS_TOKEN, unless unset or empty.
+    pub fn given_metrics_token(&self) -> Option<&str> {
+        self.metrics_token
+            .as_deref()
+            .filter(|token| !token.is_empty())
+    }
+
     /// PORTICO_BASE_URL, or http://BIND without it; checked to be usable as a base.
     pub fn public_base_url(&self) -> Result<Url, ConfigError> {
         let base_url = match &self.base_url {
@@ -170,14 +182,14 @@ impl ServeArgs {
 impl Config {
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
         let base_url = args.public_base_url()?;
-        let metrics_token = match args.metrics_token {
+        let metrics_token = match args.given_metrics_token() {
             Some(token) if token.len() < MIN_METRICS_TOKEN_LEN => {
                 return Err(ConfigError::MetricsToken);
             }
-            token => token.map(SecretString::from),
+            token => token.map(|token| SecretString::from(token.to_owned())),
         };
-        let secret_key = match args.secret_key {
-            Some(encoded) => SecretKey::from_base64(&encoded).ok_or(ConfigError::SecretKey)?,
+        let secret_key = match args.given_secret_key() {
+            Some(encoded) => SecretKey::from_base64(encoded).ok_or(ConfigError::SecretKey)?,
             None => load_or_create_key_file(&args.database.data_dir)?,
         };
         Ok(Self {

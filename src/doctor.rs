@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use url::{Host, Url};
 
 use crate::clock::Clock;
-use crate::config::ServeArgs;
+use crate::config::{MIN_METRICS_TOKEN_LEN, ServeArgs};
 use crate::crypto::SecretKey;
 use crate::metrics::Metrics;
 use crate::microsoft::Microsoft;
@@ -131,7 +131,7 @@ fn secret_key(args: &ServeArgs) -> Vec<Finding> {
         .as_deref()
         .and_then(Backend::of_url)
         == Some(Backend::Postgres);
-    if let Some(encoded) = &args.secret_key {
+    if let Some(encoded) = args.given_secret_key() {
         return vec![match SecretKey::from_base64(encoded) {
             Some(_) => Finding::ok(TOPIC, "PORTICO_SECRET_KEY is set"),
             None => Finding::problem(
@@ -194,8 +194,8 @@ fn secret_key(args: &ServeArgs) -> Vec<Finding> {
 
 fn metrics_access(args: &ServeArgs) -> Finding {
     const TOPIC: &str = "metrics";
-    match (&args.metrics_bind, &args.metrics_token) {
-        (_, Some(token)) if token.len() < 16 => Finding::problem(
+    match (&args.metrics_bind, args.given_metrics_token()) {
+        (_, Some(token)) if token.len() < MIN_METRICS_TOKEN_LEN => Finding::problem(
             Level::Fail,
             TOPIC,
             "PORTICO_METRICS_TOKEN is shorter than 16 characters",

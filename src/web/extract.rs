@@ -39,7 +39,7 @@ impl FromRequestParts<AppState> for PathTenant {
         let tenant = tenants::find_by_slug(&state.db, &slug)
             .await?
             .ok_or(AppError::NotFound)?;
-        RequestSpan::record_tenant(parts, &tenant.slug);
+        RequestSpan::of(parts).record_tenant(&tenant.slug);
         Ok(Self(tenant))
     }
 }
@@ -80,7 +80,7 @@ impl FromRequestParts<AppState> for TenantCtx {
             session::sign_out(&session).await?;
             return Err(sign_in_required());
         };
-        RequestSpan::record_user(parts, user.id.as_str());
+        RequestSpan::of(parts).record_user(user.id.as_str());
         let csrf_token = session::csrf_token(&session).await?;
         Ok(Self {
             tenant,

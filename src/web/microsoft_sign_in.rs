@@ -12,6 +12,7 @@ use tower_sessions::Session;
 use super::Layout;
 use super::error::{AppError, BadGateway, Rejected};
 use super::extract::{ClientIp, CsrfToken, PathTenant};
+use super::observe::RequestSpan;
 use super::session::{self, PendingMicrosoftSignIn};
 use crate::accounts::{self, MicrosoftSignInOutcome};
 use crate::app::{App, AppState};
@@ -175,6 +176,7 @@ pub async fn callback(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
+    span: RequestSpan,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, AppError> {
     let pending = session::take_microsoft_sign_in(&session).await?;
@@ -185,6 +187,7 @@ pub async fn callback(
     let Some(tenant) = tenants::find_by_id(&state.db, &pending.tenant_id).await? else {
         return Ok(expired_page());
     };
+    span.record_tenant(&tenant.slug);
     if !crate::crypto::constant_time_eq(returned_state, &pending.flow.state)
         || pending.is_expired(now)
     {
@@ -272,6 +275,7 @@ pub async fn callback(
     .await?;
     match outcome {
         MicrosoftSignInOutcome::SignedIn(user_id) => {
+            span.record_user(user_id.as_str());
             session::sign_in(&session, &tenant.id, &user_id, now).await?;
             Ok(Redirect::to(&format!("/t/{}/", tenant.slug)).into_response())
         }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
@@ -42,23 +42,34 @@ pub fn request_span(request: &Request) -> Span {
 }
 
 /// The request's span, kept in its extensions: inner layers (sessions) enter spans of
-/// their own, so the current span is not the request's by the time extractors run.
+/// their own, so the current span is not the request's by the time handlers run. Handlers
+/// and extractors take it to add who is asking to every later line of the request.
 #[derive(Clone)]
 pub struct RequestSpan(Span);
 
 impl RequestSpan {
-    /// Adds the tenant (from the path) to every later line of this request.
-    pub fn record_tenant(parts: &Parts, slug: &str) {
-        if let Some(Self(span)) = parts.extensions.get::<Self>() {
-            span.record("tenant", slug);
-        }
+    pub fn of(parts: &Parts) -> Self {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .unwrap_or_else(|| Self(Span::none()))
     }
 
-    /// Adds the signed-in user to every later line of this request.
-    pub fn record_user(parts: &Parts, user_id: &str) {
-        if let Some(Self(span)) = parts.extensions.get::<Self>() {
-            span.record("user_id", user_id);
-        }
+    pub fn record_tenant(&self, slug: &str) {
+        self.0.record("tenant", slug);
+    }
+
+    pub fn record_user(&self, user_id: &str) {
+        self.0.record("user_id", user_id);
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestSpan {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(parts))
     }
 }
 
