@@ -140,15 +140,7 @@ pub fn router(state: AppState) -> Router {
             router.route(path, route)
         });
 
-    // /metrics shares the public address only behind a token; otherwise it is served on
-    // PORTICO_METRICS_BIND alone (see `metrics_router`), or not at all.
-    let tenant_pages = if state.config.metrics.token.is_some() {
-        tenant_pages.route("/metrics", get(observe::metrics))
-    } else {
-        tenant_pages
-    };
-
-    Router::new()
+    let routes = Router::new()
         .merge(tenant_pages)
         .route("/", get(public::home))
         .route("/healthz", get(public::healthz))
@@ -163,7 +155,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/auth/microsoft/callback", get(microsoft_sign_in::callback))
         .route("/oauth/callback", get(oauth_connections::callback))
-        .route("/static/{file}", get(assets::serve))
+        .route("/static/{file}", get(assets::serve));
+    // /metrics shares the public address only behind a token; otherwise it is served on
+    // PORTICO_METRICS_BIND alone (see `metrics_router`), or not at all.
+    let routes = if state.config.metrics.token.is_some() {
+        routes.route("/metrics", get(observe::metrics))
+    } else {
+        routes
+    };
+
+    routes
         .fallback(error::not_found)
         // Layers run outside-in from the bottom: request id, trace, error pages, body limit,
         // sessions, CSRF, then the timeout right around the handler.

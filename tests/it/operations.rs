@@ -305,6 +305,31 @@ async fn metrics_on_their_own_address_only() {
         text.contains(r#"portico_http_requests_total{method="GET",route="/",status="200"} 1"#),
         "{text}"
     );
+
+    // Both background jobs run once at start.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let ran = |job: &str| {
+            text.contains(&format!(
+                "portico_background_job_runs_total{{job=\"{job}\"}} 1"
+            ))
+        };
+        if ran("session_cleanup") && ran("oauth_renewal") {
+            assert!(
+                !text.contains("portico_background_job_failures_total{"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A form without a session's token: Portico answers 403 once it has read it whole.
