@@ -17,14 +17,36 @@ use super::error::AppError;
 use crate::app::AppState;
 use crate::crypto::constant_time_eq;
 
+const REQUEST_ID: &str = "x-request-id";
+
 /// Label of requests that matched no route: raw paths never become labels.
 const UNMATCHED: &str = "unmatched";
+
+/// Longest request id taken from a proxy.
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// Middleware, outermost: a request id sent from outside (a proxy's `X-Request-Id`) is kept
+/// only when short and plain; otherwise Portico makes its own, so no client can write
+/// arbitrary text into the logs or an error page's reference.
+pub async fn drop_unusable_request_id(mut request: Request) -> Request {
+    let usable = request.headers().get(REQUEST_ID).is_none_or(|id| {
+        id.len() <= MAX_REQUEST_ID_LEN
+            && id
+                .as_bytes()
+                .iter()
+                .all(|byte| byte.is_ascii_alphanumeric() || b"-_.".contains(byte))
+    });
+    if !usable {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
+}
 
 /// The span every log line of a request is written in.
 pub fn request_span(request: &Request) -> Span {
     let request_id = request
         .headers()
-        .get("x-request-id")
+        .get(REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
     let route = request

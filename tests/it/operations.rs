@@ -163,6 +163,25 @@ async fn error_pages_give_the_request_id_as_their_reference() {
     let request_id = page.headers["x-request-id"].to_str().unwrap();
     assert!(Uuid::try_parse(request_id).is_ok(), "{request_id}");
     page.assert_contains(&format!("Reference: <code>{request_id}</code>"));
+
+    // A proxy's plain id is kept; anything else is replaced, never shown or logged.
+    let browser = app.browser();
+    for (sent, kept) in [("nginx-5f3a.9_1", true), ("<b>look here</b>", false)] {
+        let response = browser
+            .client
+            .get(app.url("/t/nobody-here/users"))
+            .header("x-request-id", sent)
+            .send()
+            .await
+            .unwrap();
+        let returned = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(returned == sent, kept, "{sent} became {returned}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(&format!("Reference: <code>{returned}</code>")));
+    }
 }
 
 /// A tenant `slug` with the admin ana@SLUG.test, made with the command line.
