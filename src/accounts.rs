@@ -9,6 +9,7 @@ use crate::app::App;
 use crate::domain::{
     AuditAction, CONSUMERS_DIRECTORY, DisplayName, EmailAddress, Role, UserStatus,
 };
+use crate::metrics::{SignInMethod, SignInResult};
 use crate::microsoft::sign_in::VerifiedIdentity;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::identities::{self, LinkError, Redeemed};
@@ -28,6 +29,23 @@ pub enum SignInOutcome {
 }
 
 pub async fn sign_in_with_password(
+    app: &App,
+    tenant: &Tenant,
+    email: &str,
+    password: SecretString,
+    ip: IpAddr,
+) -> Result<SignInOutcome, sqlx::Error> {
+    let outcome = check_password_sign_in(app, tenant, email, password, ip).await?;
+    let result = match outcome {
+        SignInOutcome::SignedIn(_) => SignInResult::Success,
+        SignInOutcome::Refused => SignInResult::Refused,
+        SignInOutcome::Throttled => SignInResult::Throttled,
+    };
+    app.metrics.sign_in(SignInMethod::Password, result);
+    Ok(outcome)
+}
+
+async fn check_password_sign_in(
     app: &App,
     tenant: &Tenant,
     email: &str,
@@ -235,6 +253,24 @@ pub async fn sign_in_with_microsoft(
     invite_token_hash: Option<&str>,
     ip: IpAddr,
 ) -> Result<MicrosoftSignInOutcome, sqlx::Error> {
+    let outcome =
+        match_microsoft_identity(app, tenant, settings, identity, invite_token_hash, ip).await?;
+    let result = match outcome {
+        MicrosoftSignInOutcome::SignedIn(_) => SignInResult::Success,
+        _ => SignInResult::Refused,
+    };
+    app.metrics.sign_in(SignInMethod::Microsoft, result);
+    Ok(outcome)
+}
+
+async fn match_microsoft_identity(
+    app: &App,
+    tenant: &Tenant,
+    settings: &SignInSettings,
+    identity: &VerifiedIdentity,
+    invite_token_hash: Option<&str>,
+    ip: IpAddr,
+) -> Result<MicrosoftSignInOutcome, sqlx::Error> {
     let account = identity
         .username
         .clone()
@@ -407,6 +443,8 @@ pub async fn record_microsoft_failure(
     detail: &str,
     ip: IpAddr,
 ) -> Result<(), sqlx::Error> {
+    app.metrics
+        .sign_in(SignInMethod::Microsoft, SignInResult::Refused);
     let who = "Microsoft sign-in";
     record(
         app,

@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{HashError, PasswordHasher, constant_time_eq, random_token};
 use crate::mail::{ProbeOptions, load_pem_certificates};
+use crate::metrics::Metrics;
 use crate::microsoft::Microsoft;
 use crate::store::{self, Db, StoreError};
 use crate::throttle::{AddressFailures, MAX_SETUP_FAILURES_PER_ADDRESS};
@@ -23,6 +24,7 @@ pub struct App {
     /// How mail server connection tests connect, and which CAs they trust.
     pub mail_probe: ProbeOptions,
     pub clock: Clock,
+    pub metrics: Metrics,
     setup_token: Mutex<Option<SecretString>>,
     /// Wrong setup links per address: the link has no tenant whose audit log could count them.
     pub setup_failures: AddressFailures,
@@ -36,6 +38,8 @@ pub enum StartError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Hash(#[from] HashError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("PORTICO_MAIL_CA_FILE {path}: {message}")]
@@ -69,7 +73,8 @@ impl App {
         // One TLS crypto provider for the process (ring); installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let clock = Clock::default();
-        let microsoft = Microsoft::new(&config.microsoft, clock.clone())?;
+        let metrics = Metrics::new()?;
+        let microsoft = Microsoft::new(&config.microsoft, clock.clone(), metrics.clone())?;
         let mail_probe = mail_probe_options(&config)?;
         let db = Db::connect(&config.database_url).await?;
         db.migrate().await?;
@@ -81,6 +86,7 @@ impl App {
             microsoft,
             mail_probe,
             clock,
+            metrics,
             setup_token: Mutex::new(no_tenant_yet.then(|| SecretString::from(random_token()))),
             setup_failures: AddressFailures::new(MAX_SETUP_FAILURES_PER_ADDRESS),
         }))

@@ -3,8 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
+use secrecy::SecretString;
 use url::Url;
 
 use crate::crypto::{Keyring, SecretKey};
@@ -75,6 +77,18 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTICO_MAIL_CA_FILE")]
     pub mail_ca_file: Option<PathBuf>,
 
+    /// Serve /metrics on this separate address (e.g. 0.0.0.0:9090 on a private network).
+    #[arg(long, env = "PORTICO_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+
+    /// Bearer token Prometheus must send for /metrics; with it /metrics is served on BIND too.
+    #[arg(long, env = "PORTICO_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "PORTICO_SHUTDOWN_TIMEOUT", default_value_t = 20)]
+    pub shutdown_timeout: u64,
+
     #[command(flatten)]
     pub microsoft: MicrosoftArgs,
 }
@@ -110,12 +124,27 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     pub mail_ca_file: Option<PathBuf>,
     pub microsoft: MicrosoftArgs,
+    pub metrics: MetricsAccess,
+    /// How long a shutdown waits for in-flight requests and background jobs.
+    pub shutdown_timeout: Duration,
 }
+
+/// Where /metrics is served, and what it asks for. Neither set: it is not served at all.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    pub bind: Option<SocketAddr>,
+    pub token: Option<SecretString>,
+}
+
+/// A metrics token shorter than this is too easy to guess.
+pub const MIN_METRICS_TOKEN_LEN: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("PORTICO_BASE_URL must be an absolute http or https URL without query or fragment")]
     BaseUrl,
+    #[error("PORTICO_METRICS_TOKEN must be at least 16 characters (openssl rand -hex 32)")]
+    MetricsToken,
     #[error("PORTICO_SECRET_KEY must be base64 of exactly 32 bytes")]
     SecretKey,
     #[error(
@@ -140,12 +169,34 @@ pub enum ConfigError {
     },
 }
 
-impl Config {
-    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
-        let base_url = match args.base_url {
-            Some(url) => url,
+impl KeyArgs {
+    /// PORTICO_SECRET_KEY, unless unset or empty (Compose passes `${VAR:-}` as empty).
+    pub fn given_secret_key(&self) -> Option<&str> {
+        self.secret_key.as_deref().filter(|key| !key.is_empty())
+    }
+
+    /// PORTICO_OLD_SECRET_KEYS, unless unset or empty.
+    fn given_old_secret_keys(&self) -> Option<&str> {
+        self.old_secret_keys
+            .as_deref()
+            .filter(|keys| !keys.is_empty())
+    }
+}
+
+impl ServeArgs {
+    /// PORTICO_METRICS_TOKEN, unless unset or empty.
+    pub fn given_metrics_token(&self) -> Option<&str> {
+        self.metrics_token
+            .as_deref()
+            .filter(|token| !token.is_empty())
+    }
+
+    /// PORTICO_BASE_URL, or http://BIND without it; checked to be usable as a base.
+    pub fn public_base_url(&self) -> Result<Url, ConfigError> {
+        let base_url = match &self.base_url {
+            Some(url) => url.clone(),
             None => {
-                Url::parse(&format!("http://{}", args.bind)).map_err(|_| ConfigError::BaseUrl)?
+                Url::parse(&format!("http://{}", self.bind)).map_err(|_| ConfigError::BaseUrl)?
             }
         };
         if !matches!(base_url.scheme(), "http" | "https")
@@ -155,6 +206,19 @@ impl Config {
         {
             return Err(ConfigError::BaseUrl);
         }
+        Ok(base_url)
+    }
+}
+
+impl Config {
+    pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
+        let base_url = args.public_base_url()?;
+        let metrics_token = match args.given_metrics_token() {
+            Some(token) if token.len() < MIN_METRICS_TOKEN_LEN => {
+                return Err(ConfigError::MetricsToken);
+            }
+            token => token.map(|token| SecretString::from(token.to_owned())),
+        };
         let secret_key = load_keys(
             &args.keys,
             &args.database.data_dir,
@@ -168,6 +232,11 @@ impl Config {
             trust_forwarded_for: args.trust_forwarded_for,
             mail_ca_file: args.mail_ca_file,
             microsoft: args.microsoft,
+            metrics: MetricsAccess {
+                bind: args.metrics_bind,
+                token: metrics_token,
+            },
+            shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         })
     }
 
@@ -204,11 +273,11 @@ pub enum KeyFile {
 /// The current key is PORTICO_SECRET_KEY, or else the first key of DATA_DIR/secret.key; the
 /// old keys are PORTICO_OLD_SECRET_KEYS, plus the file's further keys when the file is used.
 pub fn load_keys(args: &KeyArgs, data_dir: &Path, file: KeyFile) -> Result<Keyring, ConfigError> {
-    let mut old = match &args.old_secret_keys {
+    let mut old = match args.given_old_secret_keys() {
         Some(list) => parse_keys(list).ok_or(ConfigError::OldSecretKeys)?,
         None => Vec::new(),
     };
-    let current = match &args.secret_key {
+    let current = match args.given_secret_key() {
         Some(encoded) => SecretKey::from_base64(encoded).ok_or(ConfigError::SecretKey)?,
         None => {
             let mut keys = load_key_file(data_dir, file)?.into_iter();

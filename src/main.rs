@@ -1,23 +1,27 @@
 //! The `portico` command: serve, and the operator commands that need no browser.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use portico::Shutdown;
 use portico::app::App;
 use portico::config::{
     Config, DatabaseArgs, KeyArgs, KeyFile, ServeArgs, ensure_data_dir, load_keys,
 };
+use portico::doctor::Level;
 use portico::domain::{
     AuditAction, DisplayName, EmailAddress, NewPassword, Role, Slug, TenantName,
 };
 use portico::store::Db;
 use portico::store::audit::{self, NewAuditEvent};
-use portico::store::sessions::DbSessionStore;
 use portico::store::tenants::{self, Tenant};
 use portico::store::users::{self, NewUser};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -30,6 +34,9 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// `text` for people, `json` for one JSON object per line (log collectors).
+    #[arg(long, env = "PORTICO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
     /// Without a command, Portico serves with these options.
     #[command(flatten)]
     serve: ServeArgs,
@@ -50,6 +57,24 @@ enum Command {
     /// Manage the secrets sealed at rest.
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// Copy the SQLite database to a new file, consistently, while Portico serves.
+    Backup {
+        /// The file to write; it must not exist yet.
+        #[arg(long)]
+        to: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Restore a backup into an empty SQLite database (stop Portico first).
+    Restore {
+        /// A file written by `portico backup`.
+        #[arg(long)]
+        from: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Check configuration, database, key file and Microsoft's reachability; change nothing.
+    Doctor(Box<ServeArgs>),
 }
 
 #[derive(Subcommand)]
@@ -63,6 +88,12 @@ enum SecretsCommand {
         #[command(flatten)]
         keys: KeyArgs,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -105,12 +136,8 @@ const CLI_ACTOR: &str = "command line";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     let result = match cli.command.unwrap_or(Command::Serve(Box::new(cli.serve))) {
         Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(args).await,
@@ -130,6 +157,9 @@ async fn main() -> ExitCode {
         Command::Secrets(SecretsCommand::RotateKey { database, keys }) => {
             rotate_key(&database, &keys).await
         }
+        Command::Backup { to, database } => backup(&to, database).await,
+        Command::Restore { from, database } => restore(&from, database).await,
+        Command::Doctor(args) => doctor(&args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,6 +172,19 @@ async fn main() -> ExitCode {
 
 type CliResult = Result<(), String>;
 
+/// Logs go to standard output, filtered by RUST_LOG (default `info`). Every line written
+/// while a request is served carries the request's span: its id, route template, and the
+/// tenant and user once known.
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        // Colours only for a person at a terminal, never into files or collectors.
+        LogFormat::Text => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
 async fn serve(args: ServeArgs) -> CliResult {
     ensure_data_dir(&args.database.data_dir).map_err(|e| e.to_string())?;
     let config = Config::from_args(args).map_err(|e| e.to_string())?;
@@ -153,61 +196,59 @@ async fn serve(args: ServeArgs) -> CliResult {
             url.expose_secret()
         );
     }
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .map_err(|e| format!("cannot listen on {bind}: {e}"))?;
+    let shutdown = shutdown_signal()?;
+    let app = listen(bind).await?;
+    let metrics = match state.config.metrics.bind {
+        Some(address) => Some(listen(address).await?),
+        None => None,
+    };
     tracing::info!(
-        "Portico listening on {bind}, public URL {}",
+        "Portico listening on {}, public URL {}",
+        local_address(&app),
         state.config.base_url
     );
-
-    let sessions = DbSessionStore::new(state.db.clone());
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(15 * 60));
-        loop {
-            every.tick().await;
-            if let Err(err) = sessions.delete_expired().await {
-                tracing::warn!(error = %err, "could not delete expired sessions");
-            }
-        }
-    });
-
-    let renewer = state.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(60));
-        loop {
-            every.tick().await;
-            if let Err(err) = portico::connections::renew_due(&renewer).await {
-                tracing::warn!(error = %err, "renewing OAuth connections failed");
-            }
-        }
-    });
-
-    let db = state.db.clone();
-    portico::serve(state, listener, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
-    db.close().await;
+    if let Some(listener) = &metrics {
+        tracing::info!("metrics on http://{}/metrics", local_address(listener));
+    }
+    let timeout = state.config.shutdown_timeout;
+    let listeners = portico::Listeners { app, metrics };
+    match portico::run(state, listeners, shutdown).await {
+        Shutdown::Complete => tracing::info!("stopped"),
+        Shutdown::DeadlineExceeded => tracing::warn!(
+            "stopped after PORTICO_SHUTDOWN_TIMEOUT ({} s): requests or jobs still running \
+             then were cut off",
+            timeout.as_secs()
+        ),
+    }
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+async fn listen(address: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|e| format!("cannot listen on {address}: {e}"))
+}
+
+/// The address actually bound (BIND may ask for port 0).
+fn local_address(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |address| address.to_string())
+}
+
+/// Completes at SIGTERM (container runtimes, systemd) or Ctrl-C. The handlers are installed
+/// at once, so a signal that comes right after start-up is not lost.
+fn shutdown_signal() -> Result<impl Future<Output = ()>, String> {
+    let listen = |kind| signal(kind).map_err(|e| format!("cannot handle signals: {e}"));
+    let mut terminate = listen(SignalKind::terminate())?;
+    let mut interrupt = listen(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down");
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+    })
 }
 
 async fn open_database(args: &DatabaseArgs) -> Result<Db, String> {
@@ -225,6 +266,53 @@ async fn migrate(args: DatabaseArgs) -> CliResult {
     open_database(&args).await?;
     println!("migrations applied");
     Ok(())
+}
+
+async fn backup(to: &Path, database: DatabaseArgs) -> CliResult {
+    portico::store::backup::backup(&database.resolved_url(), to)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("backup written to {}", to.display());
+    Ok(())
+}
+
+async fn restore(from: &Path, database: DatabaseArgs) -> CliResult {
+    if database.database_url.is_none() {
+        ensure_data_dir(&database.data_dir).map_err(|e| e.to_string())?;
+    }
+    let restored = portico::store::backup::restore(from, &database.resolved_url())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "restored {} tenants and {} users from {}",
+        restored.tenants,
+        restored.users,
+        from.display()
+    );
+    Ok(())
+}
+
+async fn doctor(args: &ServeArgs) -> CliResult {
+    let findings = portico::doctor::examine(args).await;
+    for finding in &findings {
+        println!(
+            "{:<4}  {:<13} {}",
+            finding.level.label(),
+            finding.topic,
+            finding.message
+        );
+        if let Some(fix) = &finding.fix {
+            println!("      {:<13} fix: {fix}", "");
+        }
+    }
+    let failures = findings
+        .iter()
+        .filter(|finding| finding.level == Level::Fail)
+        .count();
+    match failures {
+        0 => Ok(()),
+        n => Err(format!("{n} problems to fix")),
+    }
 }
 
 async fn create_tenant(slug: &str, name: &str, database: DatabaseArgs) -> CliResult {

@@ -9,8 +9,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::{CallError, Microsoft, MicrosoftError};
+use super::{CallError, Microsoft, MicrosoftError, observed};
 use crate::domain::Cloud;
+use crate::metrics::MicrosoftCall;
 
 /// An app to obtain delegated tokens with.
 pub struct DelegatedApp<'a> {
@@ -141,22 +142,25 @@ impl Microsoft {
         if let Some(secret) = app.client_secret {
             form.push(("client_secret", secret.expose_secret()));
         }
-        let response = self
-            .http
-            .post(&app.token_url)
-            .form(&form)
-            .send()
-            .await
-            .map_err(CallError::from_reqwest)?;
-        let status = response.status();
-        let body = response.text().await.map_err(CallError::from_reqwest)?;
-        if !status.is_success() {
-            return Err(CallError::Microsoft(Box::new(MicrosoftError::from_body(
-                &body,
-            ))));
-        }
-        let tokens: TokenResponse = serde_json::from_str(&body)
-            .map_err(|_| CallError::Unexpected("the token answer is not JSON".into()))?;
+        let tokens: TokenResponse = observed(&self.metrics, MicrosoftCall::Token, async {
+            let response = self
+                .http
+                .post(&app.token_url)
+                .form(&form)
+                .send()
+                .await
+                .map_err(CallError::from_reqwest)?;
+            let status = response.status();
+            let body = response.text().await.map_err(CallError::from_reqwest)?;
+            if !status.is_success() {
+                return Err(CallError::Microsoft(Box::new(MicrosoftError::from_body(
+                    &body,
+                ))));
+            }
+            serde_json::from_str(&body)
+                .map_err(|_| CallError::Unexpected("the token answer is not JSON".into()))
+        })
+        .await?;
         Ok(DelegatedTokens {
             username: tokens.id_token.as_deref().and_then(preferred_username),
             access_token: SecretString::from(tokens.access_token),

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{CallError, Microsoft, MicrosoftError};
+use super::{CallError, Microsoft, MicrosoftError, observed};
 use crate::domain::{ClientId, Cloud};
+use crate::metrics::MicrosoftCall;
 
 /// A cached token is renewed this long before it expires, so no call uses a dying token.
 const RENEW_BEFORE_EXPIRY: Duration = Duration::minutes(5);
@@ -90,9 +91,16 @@ impl Microsoft {
             .as_ref()
             .filter(|t| t.expires_at - RENEW_BEFORE_EXPIRY > now)
         {
+            self.metrics.token_cache(true);
             return Ok(token.clone());
         }
-        let token = self.request_app_token(credentials, now).await?;
+        self.metrics.token_cache(false);
+        let token = observed(
+            &self.metrics,
+            MicrosoftCall::Token,
+            self.request_app_token(credentials, now),
+        )
+        .await?;
         *cached = Some(token.clone());
         Ok(token)
     }
@@ -151,19 +159,22 @@ impl Microsoft {
             "{}/v1.0/users/{address}/mailFolders/inbox",
             self.graph_base(credentials.cloud)
         );
-        let response = self
-            .http
-            .get(url)
-            .bearer_auth(token.access_token.expose_secret())
-            .send()
-            .await
-            .map_err(CallError::from_reqwest)?;
-        match response.status().as_u16() {
-            200 => Ok(MailboxAccess::Granted),
-            403 => Ok(MailboxAccess::Denied),
-            404 => Ok(MailboxAccess::NotFound),
-            status => Err(CallError::Unexpected(format!("Graph answered {status}"))),
-        }
+        observed(&self.metrics, MicrosoftCall::Graph, async {
+            let response = self
+                .http
+                .get(url)
+                .bearer_auth(token.access_token.expose_secret())
+                .send()
+                .await
+                .map_err(CallError::from_reqwest)?;
+            match response.status().as_u16() {
+                200 => Ok(MailboxAccess::Granted),
+                403 => Ok(MailboxAccess::Denied),
+                404 => Ok(MailboxAccess::NotFound),
+                status => Err(CallError::Unexpected(format!("Graph answered {status}"))),
+            }
+        })
+        .await
     }
 }
 

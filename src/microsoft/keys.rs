@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use openidconnect::core::CoreJsonWebKeySet;
 use time::{Duration, OffsetDateTime};
 
-use super::CallError;
+use super::{CallError, observed};
 use crate::clock::Clock;
+use crate::metrics::{Metrics, MicrosoftCall};
 
 /// Keys are fetched again after a day, as Microsoft recommends.
 const TIME_TO_LIVE: Duration = Duration::hours(24);
@@ -17,6 +18,7 @@ const MIN_REFETCH_INTERVAL: Duration = Duration::minutes(5);
 
 pub struct KeyCache {
     clock: Clock,
+    metrics: Metrics,
     /// By JWKS URL, each with its own lock: sign-ins that start together fetch once, and a
     /// slow key endpoint of one cloud does not hold up another's.
     slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
@@ -39,9 +41,10 @@ pub enum Freshness {
 }
 
 impl KeyCache {
-    pub fn new(clock: Clock) -> Self {
+    pub fn new(clock: Clock, metrics: Metrics) -> Self {
         Self {
             clock,
+            metrics,
             slots: Mutex::default(),
         }
     }
@@ -72,7 +75,7 @@ impl KeyCache {
             return Ok((keys.clone(), false));
         }
         slot.attempted_at = Some(now);
-        match fetch(http, url).await {
+        match observed(&self.metrics, MicrosoftCall::Keys, fetch(http, url)).await {
             Ok(keys) => {
                 slot.keys = Some(keys.clone());
                 slot.fetched_at = Some(now);

@@ -7,7 +7,8 @@ pub mod graph;
 mod keys;
 pub mod sign_in;
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use url::Url;
@@ -16,6 +17,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::MicrosoftArgs;
 use crate::domain::{Cloud, DirectoryId};
+use crate::metrics::{CallOutcome, Metrics, MicrosoftCall};
 pub use errors::{Advice, MicrosoftError};
 use keys::KeyCache;
 
@@ -28,6 +30,7 @@ pub struct Microsoft {
     graph_override: Option<Url>,
     keys: KeyCache,
     tokens: graph::TokenCache,
+    metrics: Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +56,37 @@ impl CallError {
             Self::Unexpected(err.without_url().to_string())
         }
     }
+
+    fn outcome(&self) -> CallOutcome {
+        match self {
+            Self::Microsoft(_) => CallOutcome::Refused,
+            Self::Unreachable(_) => CallOutcome::Unreachable,
+            Self::Unexpected(_) => CallOutcome::Unexpected,
+        }
+    }
+}
+
+/// Runs one call to Microsoft, counting its outcome and timing it for the metrics.
+async fn observed<T>(
+    metrics: &Metrics,
+    kind: MicrosoftCall,
+    call: impl Future<Output = Result<T, CallError>>,
+) -> Result<T, CallError> {
+    let started = Instant::now();
+    let result = call.await;
+    let outcome = result
+        .as_ref()
+        .map_or_else(CallError::outcome, |_| CallOutcome::Ok);
+    metrics.microsoft_call(kind, outcome, started.elapsed());
+    result
 }
 
 impl Microsoft {
-    pub fn new(args: &MicrosoftArgs, clock: Clock) -> Result<Self, reqwest::Error> {
+    pub fn new(
+        args: &MicrosoftArgs,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> Result<Self, reqwest::Error> {
         // No call to Microsoft may keep a page waiting longer than the configured timeout.
         let total_timeout = Duration::from_secs(args.timeout_seconds.max(1));
         let http = reqwest::Client::builder()
@@ -70,8 +100,9 @@ impl Microsoft {
             http,
             login_override: args.login_url.clone(),
             graph_override: args.graph_url.clone(),
-            keys: KeyCache::new(clock),
+            keys: KeyCache::new(clock, metrics.clone()),
             tokens: graph::TokenCache::default(),
+            metrics,
         })
     }
 
@@ -103,6 +134,23 @@ impl Microsoft {
         }
     }
 
+    /// Whether the Global cloud's identity platform and Graph (or their replacements)
+    /// answer from here. Any HTTP answer counts: only the network path is in question.
+    pub async fn reachability(&self) -> Vec<(String, Result<(), CallError>)> {
+        let mut answers = Vec::new();
+        for url in [
+            format!(
+                "{}/common/v2.0/.well-known/openid-configuration",
+                self.login_base(Cloud::Global)
+            ),
+            format!("{}/v1.0/$metadata", self.graph_base(Cloud::Global)),
+        ] {
+            let answer = self.http.head(&url).send().await;
+            answers.push((url, answer.map(drop).map_err(CallError::from_reqwest)));
+        }
+        answers
+    }
+
     /// The directory GUID behind a directory ID: a GUID as is, a verified domain through
     /// its OpenID discovery document, whose issuer names the directory.
     pub async fn resolve_directory(
@@ -122,21 +170,23 @@ impl Microsoft {
             "{}/{domain}/v2.0/.well-known/openid-configuration",
             self.login_base(cloud)
         );
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(CallError::from_reqwest)?;
-        let status = response.status();
-        let body = response.text().await.map_err(CallError::from_reqwest)?;
-        if !status.is_success() {
-            return Err(CallError::Microsoft(Box::new(MicrosoftError::from_body(
-                &body,
-            ))));
-        }
-        let discovery: Discovery =
-            serde_json::from_str(&body).map_err(|e| CallError::Unexpected(e.to_string()))?;
+        let discovery: Discovery = observed(&self.metrics, MicrosoftCall::Discovery, async {
+            let response = self
+                .http
+                .get(url)
+                .send()
+                .await
+                .map_err(CallError::from_reqwest)?;
+            let status = response.status();
+            let body = response.text().await.map_err(CallError::from_reqwest)?;
+            if !status.is_success() {
+                return Err(CallError::Microsoft(Box::new(MicrosoftError::from_body(
+                    &body,
+                ))));
+            }
+            serde_json::from_str(&body).map_err(|e| CallError::Unexpected(e.to_string()))
+        })
+        .await?;
         // The issuer reads <login host>/<directory GUID>/v2.0.
         discovery
             .issuer

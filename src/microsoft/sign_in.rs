@@ -18,8 +18,9 @@ use url::Url;
 use uuid::Uuid;
 
 use super::keys::Freshness;
-use super::{CallError, Microsoft, MicrosoftError};
+use super::{CallError, Microsoft, MicrosoftError, observed};
 use crate::domain::{CONSUMERS_DIRECTORY, ClientId, Cloud};
+use crate::metrics::MicrosoftCall;
 
 /// Clocks differ a little between Microsoft and Portico.
 const CLOCK_SKEW: Duration = Duration::minutes(2);
@@ -179,12 +180,16 @@ impl Microsoft {
         now: OffsetDateTime,
     ) -> Result<VerifiedIdentity, SignInError> {
         let client = self.oidc_client(app, redirect_uri)?;
-        let response = client
+        let exchange = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
-            .request_async(&self.http)
-            .await
-            .map_err(token_error)?;
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
+        let response = observed(&self.metrics, MicrosoftCall::Token, async {
+            exchange
+                .request_async(&self.http)
+                .await
+                .map_err(token_error)
+        })
+        .await?;
         let raw = response
             .id_token()
             .ok_or_else(|| SignInError::TokenRefused("Microsoft sent no ID token".into()))?
@@ -228,8 +233,8 @@ fn token_error<E: std::error::Error>(
         E,
         openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
     >,
-) -> SignInError {
-    let call_error = match err {
+) -> CallError {
+    match err {
         RequestTokenError::ServerResponse(response) => {
             CallError::Microsoft(Box::new(MicrosoftError::from_redirect(
                 response.error().as_ref(),
@@ -248,8 +253,7 @@ fn token_error<E: std::error::Error>(
             MicrosoftError::from_body(&String::from_utf8_lossy(&body)),
         )),
         RequestTokenError::Other(message) => CallError::Unexpected(message),
-    };
-    SignInError::Call(call_error)
+    }
 }
 
 /// Signature (RS256 only, from Microsoft's keys), audience, expiry and nonce. The issuer

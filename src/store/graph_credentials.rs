@@ -136,6 +136,35 @@ pub async fn expiring(
     rows.into_iter().map(GraphCredential::try_from).collect()
 }
 
+/// How many client secrets, across all tenants, have expired and how many expire soon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryCounts {
+    /// Expired before `today`.
+    pub expired: i64,
+    /// Expiring from `today` through `last_day`.
+    pub expiring: i64,
+}
+
+/// Counts for the operator's metrics: no tenant is named, only totals.
+pub async fn count_by_expiry(
+    db: &Db,
+    today: Date,
+    last_day: Date,
+) -> Result<ExpiryCounts, sqlx::Error> {
+    let (expired, expiring): (i64, i64) = sqlx::query_as(
+        "SELECT \
+           CAST(COALESCE(SUM(CASE WHEN secret_expires_on < $1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(CASE WHEN secret_expires_on >= $1 AND secret_expires_on <= $2 \
+                THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM graph_credentials",
+    )
+    .bind(date_text(today))
+    .bind(date_text(last_day))
+    .fetch_one(db.pool())
+    .await?;
+    Ok(ExpiryCounts { expired, expiring })
+}
+
 pub async fn get(
     db: &Db,
     tenant: &TenantId,

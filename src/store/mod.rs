@@ -2,6 +2,7 @@
 //! accept `$n` placeholders, so a query is written once unless the dialects truly differ.
 
 pub mod audit;
+pub mod backup;
 pub mod graph_credentials;
 pub mod identities;
 pub mod mailboxes;
@@ -97,6 +98,47 @@ impl Db {
         Ok(())
     }
 
+    /// Which migrations the database has and which this version of Portico knows, without
+    /// applying any.
+    pub async fn migration_status(&self) -> Result<MigrationStatus, sqlx::Error> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        // Before the first start there is no table to read.
+        let applied: Vec<(i64, i64)> = sqlx::query_as(
+            "SELECT version, CAST(CASE WHEN success THEN 1 ELSE 0 END AS BIGINT) \
+             FROM _sqlx_migrations ORDER BY version",
+        )
+        .fetch_all(self.pool())
+        .await
+        .or_else(|err| match &err {
+            sqlx::Error::Database(db_err) if db_err.message().contains("_sqlx_migrations") => {
+                Ok(Vec::new())
+            }
+            _ => Err(err),
+        })?;
+        Ok(MigrationStatus {
+            pending: known
+                .iter()
+                .filter(|version| !applied.iter().any(|(done, _)| done == *version))
+                .copied()
+                .collect(),
+            unknown: applied
+                .iter()
+                .filter(|(version, _)| !known.contains(version))
+                .map(|(version, _)| *version)
+                .collect(),
+            failed: applied
+                .iter()
+                .filter(|(_, success)| *success == 0)
+                .map(|(version, _)| *version)
+                .collect(),
+            known: known.len(),
+        })
+    }
+
     /// Answers whether the database serves queries right now.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         self.pool.execute("SELECT 1").await.map(drop)
@@ -104,6 +146,17 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Connections of the pool now: checked out, idle, and the most it opens.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(size);
+        PoolUsage {
+            in_use: size.saturating_sub(idle),
+            idle,
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     pub async fn close(&self) {
@@ -119,6 +172,25 @@ impl Db {
     pub fn queries_started(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
     }
+}
+
+/// Migrations compared: the database's and this version's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationStatus {
+    /// Known here, not yet applied: the next start applies them.
+    pub pending: Vec<i64>,
+    /// Applied by a newer Portico: this version must not serve that database.
+    pub unknown: Vec<i64>,
+    /// Started and not finished.
+    pub failed: Vec<i64>,
+    pub known: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUsage {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 /// A new primary key: UUIDv7 keeps inserts in time order.

@@ -11,6 +11,7 @@ use tower_sessions::Session;
 
 use super::error::{AppError, Rejected, Throttled};
 use super::extract::{ClientIp, CsrfToken, PathTenant, TenantCtx};
+use super::observe::RequestSpan;
 use super::{Layout, session};
 use crate::accounts::{self, SignInOutcome};
 use crate::app::AppState;
@@ -73,6 +74,7 @@ pub async fn sign_in(
     session: Session,
     ClientIp(ip): ClientIp,
     CsrfToken(csrf_token): CsrfToken,
+    span: RequestSpan,
     Form(form): Form<LoginForm>,
 ) -> Result<Response, AppError> {
     let password = form.password.unwrap_or_else(|| SecretString::from(""));
@@ -80,6 +82,7 @@ pub async fn sign_in(
         accounts::sign_in_with_password(&state, &tenant, &form.email, password, ip).await?;
     Ok(match outcome {
         SignInOutcome::SignedIn(user_id) => {
+            span.record_user(user_id.as_str());
             session::sign_in(&session, &tenant.id, &user_id, state.clock.now()).await?;
             Redirect::to(&format!("/t/{}/", tenant.slug)).into_response()
         }

@@ -24,6 +24,9 @@ pub enum AppError {
     PayloadTooLarge,
     #[error("too many failed attempts from this address")]
     TooManyAttempts,
+    /// A machine endpoint (/metrics) was called without its bearer token.
+    #[error("bearer token required")]
+    TokenRequired,
     #[error("sign-in required")]
     SignInRequired { login_path: String },
     #[error(transparent)]
@@ -101,6 +104,15 @@ impl IntoResponse for AppError {
                 "This form has expired",
                 "Nothing was changed. Go back, reload the page and submit the form again.",
             ),
+            Self::TokenRequired => {
+                // Plain text: Prometheus, not a person, reads this one.
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                    "This endpoint takes the bearer token set by PORTICO_METRICS_TOKEN.\n",
+                )
+                    .into_response();
+            }
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Too much data",

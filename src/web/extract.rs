@@ -8,6 +8,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::error::AppError;
+use super::observe::RequestSpan;
 use super::session;
 use crate::app::AppState;
 use crate::domain::{Role, UserStatus};
@@ -35,10 +36,11 @@ impl FromRequestParts<AppState> for PathTenant {
         let Path(TenantPath { slug }) = Path::from_request_parts(parts, state)
             .await
             .map_err(|_| AppError::NotFound)?;
-        tenants::find_by_slug(&state.db, &slug)
+        let tenant = tenants::find_by_slug(&state.db, &slug)
             .await?
-            .map(Self)
-            .ok_or(AppError::NotFound)
+            .ok_or(AppError::NotFound)?;
+        RequestSpan::of(parts).record_tenant(&tenant.slug);
+        Ok(Self(tenant))
     }
 }
 
@@ -78,6 +80,7 @@ impl FromRequestParts<AppState> for TenantCtx {
             session::sign_out(&session).await?;
             return Err(sign_in_required());
         };
+        RequestSpan::of(parts).record_user(user.id.as_str());
         let csrf_token = session::csrf_token(&session).await?;
         Ok(Self {
             tenant,

@@ -14,11 +14,13 @@ use tower_sessions::Session;
 use super::Layout;
 use super::error::{AppError, BadGateway, Rejected};
 use super::extract::{ClientIp, CsrfToken, PathTenant};
+use super::observe::RequestSpan;
 use super::session::{self, PendingMicrosoftSignIn};
 use crate::accounts::{self, MicrosoftSignInOutcome};
 use crate::app::{App, AppState};
 use crate::crypto::sha256_hex;
 use crate::domain::CONSUMERS_DIRECTORY;
+use crate::metrics::{SignInMethod, SignInResult};
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::sign_in::{SignInApp, SignInError, VerifiedIdentity};
 use crate::microsoft::{CallError, MicrosoftError};
@@ -189,6 +191,7 @@ pub async fn callback(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
+    span: RequestSpan,
     Query(query): Query<CallbackQuery>,
 ) -> Result<Response, AppError> {
     let pending = session::take_microsoft_sign_in(&session).await?;
@@ -199,6 +202,7 @@ pub async fn callback(
     let Some(tenant) = tenants::find_by_id(&state.db, &pending.tenant_id).await? else {
         return Ok(expired_page());
     };
+    span.record_tenant(&tenant.slug);
     if !crate::crypto::constant_time_eq(returned_state, &pending.flow.state)
         || pending.is_expired(now)
     {
@@ -257,6 +261,9 @@ pub async fn callback(
         }
         Err(SignInError::Call(error)) => {
             tracing::warn!(error = %error, "Microsoft sign-in could not complete");
+            state
+                .metrics
+                .sign_in(SignInMethod::Microsoft, SignInResult::Error);
             return Ok(BadGateway(problem_page(&tenant, Problem::Unreachable)).into_response());
         }
         Err(SignInError::TokenRefused(reason)) => {
@@ -283,6 +290,7 @@ pub async fn callback(
     .await?;
     match outcome {
         MicrosoftSignInOutcome::SignedIn(user_id) => {
+            span.record_user(user_id.as_str());
             session::sign_in(&session, &tenant.id, &user_id, now).await?;
             Ok(Redirect::to(&format!("/t/{}/", tenant.slug)).into_response())
         }

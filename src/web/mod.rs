@@ -12,6 +12,7 @@ mod mailboxes;
 mod microsoft_settings;
 mod microsoft_sign_in;
 mod oauth_connections;
+mod observe;
 mod public;
 pub mod router;
 mod segments;

@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
@@ -17,7 +16,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use super::{
     assets, audit_log, auth, csrf, dashboard, error, external_apis, mailboxes, microsoft_settings,
-    microsoft_sign_in, oauth_connections, public, segments, session, setup, users,
+    microsoft_sign_in, oauth_connections, observe, public, segments, session, setup, users,
 };
 use crate::app::AppState;
 use crate::store::sessions::DbSessionStore;
@@ -141,7 +140,7 @@ pub fn router(state: AppState) -> Router {
             router.route(path, route)
         });
 
-    Router::new()
+    let routes = Router::new()
         .merge(tenant_pages)
         .route("/", get(public::home))
         .route("/healthz", get(public::healthz))
@@ -156,7 +155,16 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/auth/microsoft/callback", get(microsoft_sign_in::callback))
         .route("/oauth/callback", get(oauth_connections::callback))
-        .route("/static/{file}", get(assets::serve))
+        .route("/static/{file}", get(assets::serve));
+    // /metrics shares the public address only behind a token; otherwise it is served on
+    // PORTICO_METRICS_BIND alone (see `metrics_router`), or not at all.
+    let routes = if state.config.metrics.token.is_some() {
+        routes.route("/metrics", get(observe::metrics))
+    } else {
+        routes
+    };
+
+    routes
         .fallback(error::not_found)
         // Layers run outside-in from the bottom: request id, trace, error pages, body limit,
         // sessions, CSRF, then the timeout right around the handler.
@@ -184,20 +192,19 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("same-origin"),
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {
-                let request_id = request
-                    .headers()
-                    .get("x-request-id")
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or_default();
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str);
-                tracing::info_span!("request", method = %request.method(), route, request_id)
-            }),
-        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            observe::track,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(observe::request_span))
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(middleware::map_request(observe::drop_unusable_request_id))
+        .with_state(state)
+}
+
+/// The router of PORTICO_METRICS_BIND: /metrics and nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(observe::metrics))
         .with_state(state)
 }

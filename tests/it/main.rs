@@ -20,6 +20,7 @@ mod mail_servers;
 mod mailboxes;
 mod microsoft_sign_in;
 mod oauth_connections;
+mod operations;
 mod setup;
 mod throttling;
 mod users;

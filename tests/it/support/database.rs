@@ -35,6 +35,14 @@ impl TestDatabase {
         self._dir.as_ref().map(tempfile::TempDir::path)
     }
 
+    /// The SQLite database `portico.db` already in `dir` (a restored backup, say).
+    pub fn sqlite_in(dir: tempfile::TempDir) -> Self {
+        Self {
+            url: format!("sqlite://{}/portico.db?mode=rwc", dir.path().display()),
+            _dir: Some(dir),
+        }
+    }
+
     pub async fn create(backend: Backend) -> Self {
         match backend {
             Backend::Sqlite => {

@@ -3,12 +3,13 @@
 
 mod database;
 pub mod fake_microsoft;
+pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use portico::app::{App, AppState};
-use portico::config::{Config, MicrosoftArgs};
+use portico::config::{Config, MetricsAccess, MicrosoftArgs};
 use portico::crypto::SecretKey;
 use portico::domain::{DisplayName, EmailAddress, Role, Slug, TenantName};
 use portico::store::tenants::{self, Tenant};
@@ -113,6 +114,8 @@ pub async fn spawn_app_with(
             // Short, so timeout tests end quickly; the fake answers in milliseconds otherwise.
             timeout_seconds: 2,
         },
+        metrics: MetricsAccess::default(),
+        shutdown_timeout: std::time::Duration::from_secs(5),
     };
     configure(&mut config);
     let state = App::start(config).await.unwrap();
