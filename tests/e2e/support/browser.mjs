@@ -74,7 +74,9 @@ export async function assertAccessible(page, label = new URL(page.url()).pathnam
   assert.deepEqual(page.problems, [], `errors in the browser on ${label}`);
 }
 
+/** A picture for the README; what it shows is checked for accessibility like any page. */
 export async function screenshot(page, name) {
+  await assertAccessible(page, `${name} (screenshot)`);
   await mkdir(screenshotDir, { recursive: true });
   await page.screenshot({ path: join(screenshotDir, `${name}.png`), fullPage: true });
 }
