@@ -211,27 +211,12 @@ impl TestApp {
             .to_owned()
     }
 
-    /// Every text value stored in the tables Portico writes secrets near, for scans that
-    /// must not find a secret in plaintext. (On SQLite, also the raw database files.)
+    /// Every text value of every table, for scans that must not find a secret in
+    /// plaintext. (On SQLite, also the raw database files, WAL included.)
     pub async fn database_text(&self) -> Vec<String> {
         let mut rows = Vec::new();
-        let pool = sqlx::AnyPool::connect(&self._database.url).await.unwrap();
-        for table in [
-            "graph_credentials",
-            "microsoft_sign_in",
-            "audit_events",
-            "sessions",
-            "users",
-        ] {
-            let query = format!("SELECT * FROM {table}");
-            for row in sqlx::query(&query).fetch_all(&pool).await.unwrap() {
-                use sqlx::Row as _;
-                for index in 0..row.len() {
-                    if let Ok(Some(text)) = row.try_get::<Option<String>, _>(index) {
-                        rows.push(text);
-                    }
-                }
-            }
+        for (_, row) in self.all_rows().await {
+            rows.extend(row.into_iter().map(|(_, value)| value));
         }
         if let Some(dir) = self._database.sqlite_dir() {
             for entry in std::fs::read_dir(dir).unwrap() {
@@ -240,6 +225,96 @@ impl TestApp {
             }
         }
         rows
+    }
+
+    /// The names of every table Portico created (sqlx's migration bookkeeping aside).
+    pub async fn table_names(&self) -> Vec<String> {
+        let pool = sqlx::AnyPool::connect(&self._database.url).await.unwrap();
+        let query = if self._database.sqlite_dir().is_some() {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        } else {
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+        };
+        let names: Vec<String> = sqlx::query_scalar::<_, String>(query)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|name| !name.contains("_sqlx_migrations"))
+            .collect();
+        pool.close().await;
+        assert!(!names.is_empty(), "no tables found");
+        names
+    }
+
+    /// Every row of every table, as (table, [(column, value as text)]).
+    pub async fn all_rows(&self) -> Vec<(String, Vec<(String, String)>)> {
+        use sqlx::{Column as _, Row as _};
+        let pool = sqlx::AnyPool::connect(&self._database.url).await.unwrap();
+        let mut all = Vec::new();
+        for table in self.table_names().await {
+            let query = format!("SELECT * FROM {table}");
+            for row in sqlx::query(&query).fetch_all(&pool).await.unwrap() {
+                let columns = row
+                    .columns()
+                    .iter()
+                    .map(|column| {
+                        let index = column.ordinal();
+                        let value = row
+                            .try_get::<Option<String>, _>(index)
+                            .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                            .or_else(|_| {
+                                row.try_get::<Option<i64>, _>(index)
+                                    .map(|v| v.map_or_else(|| "NULL".into(), |v| v.to_string()))
+                            })
+                            .or_else(|_| {
+                                row.try_get::<Option<Vec<u8>>, _>(index).map(|v| {
+                                    v.map_or_else(
+                                        || "NULL".into(),
+                                        |v| String::from_utf8_lossy(&v).into_owned(),
+                                    )
+                                })
+                            })
+                            .unwrap_or_else(|_| "?".into());
+                        (column.name().to_owned(), value)
+                    })
+                    .collect();
+                all.push((table.clone(), columns));
+            }
+        }
+        pool.close().await;
+        all
+    }
+
+    /// Everything stored about one tenant, one line per row, sorted: its `tenants` row and
+    /// every row of any table whose `tenant_id` is it. Equal snapshots mean nothing of the
+    /// tenant changed.
+    pub async fn tenant_rows(&self, tenant_id: &str) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .all_rows()
+            .await
+            .into_iter()
+            .filter(|(table, columns)| {
+                let column = if table.ends_with("tenants") {
+                    "id"
+                } else {
+                    "tenant_id"
+                };
+                columns
+                    .iter()
+                    .any(|(name, value)| name == column && value == tenant_id)
+            })
+            .map(|(table, columns)| {
+                let values: Vec<String> = columns
+                    .into_iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
+                format!("{table}: {}", values.join(", "))
+            })
+            .collect();
+        lines.sort();
+        lines
     }
 
     pub fn database_url(&self) -> String {
@@ -409,6 +484,20 @@ impl Browser {
             Ok(callback) => self.get_url(&callback).await,
             Err(microsoft_page) => microsoft_page,
         }
+    }
+
+    /// Sends `method` to `path` with `fields` as a form body (none for GET and HEAD).
+    pub async fn request(&self, method: &str, path: &str, fields: &[(&str, &str)]) -> Page {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if method != reqwest::Method::GET && method != reqwest::Method::HEAD {
+            request = request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(serde_urlencoded::to_string(fields).unwrap());
+        }
+        Page::read(request.send().await.unwrap()).await
     }
 
     /// Posts exactly these fields, without adding a form token.
