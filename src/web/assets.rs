@@ -20,6 +20,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "image/svg+xml",
         include_str!("../../static/favicon.svg"),
     ),
+    (
+        "microsoft.svg",
+        "image/svg+xml",
+        include_str!("../../static/microsoft.svg"),
+    ),
+    (
+        "portico.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../static/portico.js"),
+    ),
 ];
 
 pub async fn serve(Path(file): Path<String>) -> Result<impl IntoResponse, AppError> {

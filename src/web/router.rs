@@ -7,6 +7,7 @@ use axum::extract::MatchedPath;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
+use tower::util::option_layer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -250,6 +251,7 @@ pub fn router(state: AppState) -> Router {
         .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT))
         // Saving on every request is what moves the idle expiry forward.
         .with_always_save(true);
+    let https = state.config.base_url.scheme() == "https";
 
     routes()
         .into_iter()
@@ -282,6 +284,19 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        // Pages show tenant data (and once, a one-time link): no cache keeps them. Assets
+        // set their own, long, caching.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        // Behind https, browsers are told never to try plain http for a year.
+        .layer(option_layer(https.then(|| {
+            SetResponseHeaderLayer::if_not_present(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            )
+        })))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::extract::Request| {

@@ -27,16 +27,16 @@ const PARALLEL: usize = 6;
 
 /// A route as the router itself holds it: path and the methods it answers.
 #[derive(Debug)]
-struct ServedRoute {
-    path: String,
-    access: Access,
-    methods: BTreeSet<String>,
+pub(crate) struct ServedRoute {
+    pub path: String,
+    pub access: Access,
+    pub methods: BTreeSet<String>,
 }
 
 /// The routes of the real router, read from the router (its `Debug` output names every
 /// path and the `Allow` value of each), joined with the table's access classes. A route
 /// the router serves but the table lacks fails here.
-fn served_routes(app: &TestApp) -> Vec<ServedRoute> {
+pub(crate) fn served_routes(app: &TestApp) -> Vec<ServedRoute> {
     let router = format!("{:?}", portico::web::router::router(app.state.clone()));
     // The fallback router comes after the routes proper.
     let routes_part = router.split("fallback_router:").next().unwrap();
@@ -84,19 +84,19 @@ fn served_routes(app: &TestApp) -> Vec<ServedRoute> {
 }
 
 /// Everything one tenant holds: one object of every kind, and browsers of its people.
-struct TenantObjects {
-    tenant: Tenant,
-    admin: Browser,
-    agent: Browser,
+pub(crate) struct TenantObjects {
+    pub tenant: Tenant,
+    pub admin: Browser,
+    pub agent: Browser,
     /// The ids of its objects, by the path segment that names their kind: a user linked to
     /// a Microsoft account and one not, a credential, a connection, a segment, an IMAP and
     /// a Graph mailbox.
-    ids: BTreeMap<&'static str, Vec<String>>,
+    pub ids: BTreeMap<&'static str, Vec<String>>,
     /// The id of every row of this tenant, whatever its kind (audit events aside).
-    all_ids: Vec<String>,
-    link_token: String,
+    pub all_ids: Vec<String>,
+    pub link_token: String,
     /// Texts of this tenant that no other tenant may ever be shown.
-    secrets: Vec<String>,
+    pub secrets: Vec<String>,
 }
 
 fn location_id(page: &Page) -> String {
@@ -117,7 +117,7 @@ fn location_id(page: &Page) -> String {
 /// A tenant with an admin, an agent linked to a Microsoft account, a one-time link, Sign
 /// in with Microsoft settings, a Graph credential, a segment with an IMAP and a Graph
 /// mailbox, and an OAuth connection; all names carry `label` so leaks are easy to spot.
-async fn populate(app: &TestApp, slug: &str, label: &str) -> TenantObjects {
+pub(crate) async fn populate(app: &TestApp, slug: &str, label: &str) -> TenantObjects {
     let tenant = app
         .create_tenant(slug, &format!("{label} Corporation"))
         .await;
@@ -303,7 +303,12 @@ async fn populate(app: &TestApp, slug: &str, label: &str) -> TenantObjects {
 
 /// Every request a route answers: each method it takes, on `slug`, with each id of
 /// `objects` of the kind the route names.
-fn calls(route: &ServedRoute, slug: &str, objects: &TenantObjects, token: &str) -> Vec<Call> {
+pub(crate) fn calls(
+    route: &ServedRoute,
+    slug: &str,
+    objects: &TenantObjects,
+    token: &str,
+) -> Vec<Call> {
     let kind = route
         .path
         .split("/{id}")
@@ -357,14 +362,14 @@ fn plausible_fields(token: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-struct Call {
-    method: String,
-    path: String,
-    fields: Vec<(&'static str, String)>,
+pub(crate) struct Call {
+    pub method: String,
+    pub path: String,
+    pub fields: Vec<(&'static str, String)>,
 }
 
 /// Sends every call from `browser`, a few at a time; returns each with its answer.
-async fn send_all(browser: &Browser, calls: Vec<Call>) -> Vec<(Call, Page)> {
+pub(crate) async fn send_all(browser: &Browser, calls: Vec<Call>) -> Vec<(Call, Page)> {
     futures_util::stream::iter(calls)
         .map(|call| async move {
             let page = send(browser, &call).await;
