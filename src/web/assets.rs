@@ -1,10 +1,10 @@
 //! The stylesheet and icons, compiled into the binary so it runs from any directory.
 
-use axum::extract::Path;
 use axum::http::header;
 use axum::response::IntoResponse;
 
 use super::error::AppError;
+use super::extract::Path;
 
 /// Pages link assets with `?v=` this version, so a long cache never serves a stale file.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

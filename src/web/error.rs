@@ -22,6 +22,9 @@ pub enum AppError {
     CsrfRejected,
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// The form, query or path could not be read into what the page expects.
+    #[error("unreadable request: {0}")]
+    Unreadable(String),
     #[error("sign-in required")]
     SignInRequired { login_path: String },
     #[error(transparent)]
@@ -99,6 +102,15 @@ impl IntoResponse for AppError {
                 "This form has expired",
                 "Nothing was changed. Go back, reload the page and submit the form again.",
             ),
+            Self::Unreadable(reason) => {
+                tracing::debug!(%reason, "request refused");
+                (
+                    StatusCode::BAD_REQUEST,
+                    "This request could not be read",
+                    "Portico could not read what your browser sent (a field twice, or text it \
+                     cannot decode). Nothing was changed. Go back, reload the page and try again.",
+                )
+            }
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Too much data",

@@ -3,15 +3,14 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use time::Date;
 
 use super::error::{AppError, Rejected};
-use super::extract::{AdminCtx, ClientIp, TenantCtx};
+use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, format_time};
 use crate::app::{App, AppState};
 use crate::domain::{
@@ -324,7 +323,7 @@ pub async fn show(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
     Path((_, id)): Path<(String, String)>,
-    axum::extract::Query(query): axum::extract::Query<ShowQuery>,
+    Query(query): Query<ShowQuery>,
 ) -> Result<ShowPage, AppError> {
     let credential = load(&state, &ctx, &id).await?;
     let mut page = show_page(&state, &ctx, &credential);

@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use tower_sessions::Session;
 
 use super::Layout;
 use super::error::{AppError, BadGateway, Rejected};
-use super::extract::{ClientIp, CsrfToken, PathTenant};
+use super::extract::{ClientIp, CsrfToken, Path, PathTenant, Query};
 use super::session::{self, PendingMicrosoftSignIn};
 use crate::accounts::{self, MicrosoftSignInOutcome};
 use crate::app::{App, AppState};

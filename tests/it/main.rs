@@ -17,6 +17,7 @@ mod mailboxes;
 mod microsoft_sign_in;
 mod oauth_connections;
 mod security_headers;
+mod security_input;
 mod security_isolation;
 mod setup;
 mod users;

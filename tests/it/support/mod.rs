@@ -48,6 +48,8 @@ pub struct TestApp {
     pub microsoft: FakeMicrosoft,
     /// Dropped with the app: the SQLite directory goes with it.
     _database: TestDatabase,
+    /// A pool of the tests' own, to read what Portico stored.
+    inspector: tokio::sync::OnceCell<sqlx::AnyPool>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -126,6 +128,7 @@ pub async fn spawn_app_with(
         state,
         microsoft,
         _database: database,
+        inspector: tokio::sync::OnceCell::new(),
     }
 }
 
@@ -227,9 +230,22 @@ impl TestApp {
         rows
     }
 
+    /// The tests' own connection to the database.
+    async fn inspector(&self) -> &sqlx::AnyPool {
+        self.inspector
+            .get_or_init(|| async {
+                sqlx::any::AnyPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&self._database.url)
+                    .await
+                    .unwrap()
+            })
+            .await
+    }
+
     /// The names of every table Portico created (sqlx's migration bookkeeping aside).
     pub async fn table_names(&self) -> Vec<String> {
-        let pool = sqlx::AnyPool::connect(&self._database.url).await.unwrap();
+        let pool = self.inspector().await;
         let query = if self._database.sqlite_dir().is_some() {
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         } else {
@@ -237,13 +253,12 @@ impl TestApp {
              WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
         };
         let names: Vec<String> = sqlx::query_scalar::<_, String>(query)
-            .fetch_all(&pool)
+            .fetch_all(pool)
             .await
             .unwrap()
             .into_iter()
             .filter(|name| !name.contains("_sqlx_migrations"))
             .collect();
-        pool.close().await;
         assert!(!names.is_empty(), "no tables found");
         names
     }
@@ -251,11 +266,11 @@ impl TestApp {
     /// Every row of every table, as (table, [(column, value as text)]).
     pub async fn all_rows(&self) -> Vec<(String, Vec<(String, String)>)> {
         use sqlx::{Column as _, Row as _};
-        let pool = sqlx::AnyPool::connect(&self._database.url).await.unwrap();
+        let pool = self.inspector().await;
         let mut all = Vec::new();
         for table in self.table_names().await {
             let query = format!("SELECT * FROM {table}");
-            for row in sqlx::query(&query).fetch_all(&pool).await.unwrap() {
+            for row in sqlx::query(&query).fetch_all(pool).await.unwrap() {
                 let columns = row
                     .columns()
                     .iter()
@@ -283,7 +298,6 @@ impl TestApp {
                 all.push((table.clone(), columns));
             }
         }
-        pool.close().await;
         all
     }
 
@@ -377,7 +391,7 @@ pub struct Page {
 }
 
 impl Page {
-    async fn read(response: reqwest::Response) -> Self {
+    pub async fn read(response: reqwest::Response) -> Self {
         let status = response.status();
         let headers = response.headers().clone();
         let location = headers
@@ -448,6 +462,11 @@ impl Page {
 }
 
 impl Browser {
+    /// The absolute URL of one of Portico's paths.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     pub async fn get(&self, path: &str) -> Page {
         self.get_url(&format!("{}{path}", self.base)).await
     }
