@@ -19,5 +19,6 @@ mod oauth_connections;
 mod security_headers;
 mod security_input;
 mod security_isolation;
+mod security_secrets;
 mod setup;
 mod users;

@@ -148,6 +148,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             jar,
+            history: Arc::default(),
         }
     }
 
@@ -379,11 +380,15 @@ pub struct Browser {
     base: String,
     pub client: reqwest::Client,
     jar: Arc<reqwest::cookie::Jar>,
+    /// Every answer this browser received, for scans of everything a user was shown.
+    history: Arc<std::sync::Mutex<Vec<Page>>>,
 }
 
 /// A response read whole: status, Location and body.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Page {
+    /// Where it came from.
+    pub url: String,
     pub status: StatusCode,
     pub location: Option<String>,
     pub headers: reqwest::header::HeaderMap,
@@ -392,12 +397,14 @@ pub struct Page {
 
 impl Page {
     pub async fn read(response: reqwest::Response) -> Self {
+        let url = response.url().to_string();
         let status = response.status();
         let headers = response.headers().clone();
         let location = headers
             .get("location")
             .map(|value| value.to_str().unwrap().to_owned());
         Self {
+            url,
             status,
             location,
             headers,
@@ -473,7 +480,22 @@ impl Browser {
 
     /// GET of an absolute URL: Microsoft's pages, or Portico's from a Location header.
     pub async fn get_url(&self, url: &str) -> Page {
-        Page::read(self.client.get(url).send().await.unwrap()).await
+        self.keep(Page::read(self.client.get(url).send().await.unwrap()).await)
+    }
+
+    fn keep(&self, page: Page) -> Page {
+        self.history.lock().unwrap().push(page.clone());
+        page
+    }
+
+    /// Every answer Portico gave this browser so far (Microsoft's pages aside).
+    pub fn history(&self) -> Vec<Page> {
+        let history = self.history.lock().unwrap();
+        history
+            .iter()
+            .filter(|page| page.url.starts_with(&self.base))
+            .cloned()
+            .collect()
     }
 
     /// Clicks "Sign in with Microsoft" (or a link that starts it) and lets the (fake)
@@ -516,7 +538,7 @@ impl Browser {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(serde_urlencoded::to_string(fields).unwrap());
         }
-        Page::read(request.send().await.unwrap()).await
+        self.keep(Page::read(request.send().await.unwrap()).await)
     }
 
     /// Posts exactly these fields, without adding a form token.
@@ -530,7 +552,7 @@ impl Browser {
             .send()
             .await
             .unwrap();
-        Page::read(response).await
+        self.keep(Page::read(response).await)
     }
 
     /// Opens `page`, then posts `fields` to `action` with the page's form token, like

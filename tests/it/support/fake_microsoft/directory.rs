@@ -303,6 +303,9 @@ pub(crate) struct State {
     pub codes: HashMap<String, IssuedCode>,
     pub refresh_tokens: HashMap<String, UserGrant>,
     pub access_tokens: HashMap<String, AccessGrant>,
+    /// Every code and token ever issued, for tests that look for them where they must
+    /// not be.
+    pub issued: Vec<String>,
     pub keys: KeyRing,
     /// Added to the wall clock: lets tests expire codes, tokens and secrets.
     pub clock_offset: time::Duration,

@@ -171,6 +171,11 @@ impl FakeMicrosoft {
         self.shared.state().refresh_tokens.clear();
     }
 
+    /// Every authorization code, access, refresh and ID token issued so far.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.state().issued.clone()
+    }
+
     /// How many times the JWKS was fetched.
     pub fn keys_fetches(&self) -> usize {
         self.shared.state().keys_fetches
