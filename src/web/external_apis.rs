@@ -477,7 +477,7 @@ fn unreachable() -> TestOutcome {
         review: None,
         advice: Some(Advice {
             title: "Microsoft could not be reached",
-            meaning: "Portico did not get an answer from Microsoft in time.".into(),
+            meaning: "Portico did not get a usable answer from Microsoft in time.".into(),
             next_step: "Try again in a minute.".into(),
         }),
         error: None,

@@ -367,7 +367,7 @@ fn problem_page(tenant: &Tenant, problem: Problem) -> Rejected<ProblemPage> {
         }
         Problem::Unreachable => (
             "Microsoft could not be reached".into(),
-            "Portico did not get an answer from Microsoft in time. Nothing changed.".into(),
+            "Portico did not get a usable answer from Microsoft in time. Nothing changed.".into(),
             "Try again in a minute. Local accounts can still sign in with email and password.".into(),
             None,
             None,

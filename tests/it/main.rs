@@ -16,6 +16,7 @@ mod mail_servers;
 mod mailboxes;
 mod microsoft_sign_in;
 mod oauth_connections;
+mod security_faults;
 mod security_headers;
 mod security_input;
 mod security_isolation;

@@ -310,6 +310,7 @@ pub(crate) struct State {
     /// Added to the wall clock: lets tests expire codes, tokens and secrets.
     pub clock_offset: time::Duration,
     pub delay: Option<std::time::Duration>,
+    pub faults: HashMap<super::Endpoint, super::Fault>,
     pub keys_fetches: usize,
     pub token_requests: usize,
     pub discovery_fetches: usize,
