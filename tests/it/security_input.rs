@@ -39,7 +39,7 @@ crate::on_both_backends!(bodies_over_the_limit_are_refused_with_413_on_every_rou
 
 /// Cases per property: each is a real request (and a database snapshot), so few.
 /// `PROPTEST_CASES=1000` runs more, for a deeper look.
-const CASES: u32 = 48;
+const CASES: u32 = 32;
 
 /// Markup that must never reach a page unescaped.
 const MARKER: &str = "<portico-xss";
@@ -439,17 +439,18 @@ async fn every_query_and_path_parameter_takes_hostile_values_without_failing(bac
     let alpha = populate(&app, "alpha", "Alpha").await;
     let token = alpha.admin.get("/t/alpha/").await.csrf_token();
     let stranger = app.browser();
+    // One path per route (the first object of its kind), and each route's methods.
     let mut paths = Vec::new();
     let mut templates = Vec::new();
     for route in served_routes(&app) {
         if route.methods.contains("GET") {
-            for call in calls(&route, "alpha", &alpha, &token) {
-                if call.method == "GET" {
-                    paths.push(call.path);
-                }
-            }
+            paths.push(calls(&route, "alpha", &alpha, &token).remove(0).path);
         }
-        templates.push(route.path.clone());
+        let methods: Vec<&'static str> = ["GET", "POST"]
+            .into_iter()
+            .filter(|method| route.methods.contains(*method))
+            .collect();
+        templates.push((route.path.clone(), methods));
     }
     let strategy_for_queries = (0..paths.len(), query(), any::<bool>());
 
@@ -500,7 +501,8 @@ async fn every_query_and_path_parameter_takes_hostile_values_without_failing(bac
     let try_path = |index: usize, value: &[u8], signed_in: bool| {
         let browser = if signed_in { &alpha.admin } else { &stranger };
         let value = encode(value);
-        let mut path = templates[index].clone();
+        let (template, methods) = &templates[index];
+        let mut path = template.clone();
         for parameter in ["{slug}", "{id}", "{token}", "{file}"] {
             // The tenant stays Alpha half the time, so the pages behind it are reached.
             let replacement = if parameter == "{slug}" && signed_in {
@@ -510,7 +512,7 @@ async fn every_query_and_path_parameter_takes_hostile_values_without_failing(bac
             };
             path = path.replace(parameter, replacement);
         }
-        for method in ["GET", "POST"] {
+        for method in methods {
             let page = block_on(browser.request(method, &path, &[("csrf_token", &token)]));
             let status = page.status.as_u16();
             prop_assert!(
@@ -530,8 +532,9 @@ async fn every_query_and_path_parameter_takes_hostile_values_without_failing(bac
         }
         Ok(())
     };
+    // Path parameters are never shown back: the undecodable values are what matter.
     for index in 0..templates.len() {
-        for worst in worst_values() {
+        for worst in worst_values().into_iter().take(2) {
             for signed_in in [true, false] {
                 tokio::task::block_in_place(|| try_path(index, &worst, signed_in))
                     .unwrap_or_else(|failure| panic!("{failure}"));

@@ -170,12 +170,18 @@ impl TestApp {
 
     /// A user with the shared test password, as `portico user create` does.
     pub async fn create_user(&self, tenant: &Tenant, email: &str, role: Role) -> UserId {
-        let hash = self
-            .state
-            .passwords
-            .hash(SecretString::from(PASSWORD))
+        // One hash of the shared password serves every user: hashing is slow on purpose.
+        static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        let hash = HASH
+            .get_or_init(|| async {
+                self.state
+                    .passwords
+                    .hash(SecretString::from(PASSWORD))
+                    .await
+                    .unwrap()
+            })
             .await
-            .unwrap();
+            .clone();
         let user = NewUser {
             email: EmailAddress::parse(email).unwrap(),
             display_name: DisplayName::parse(email.split('@').next().unwrap()).unwrap(),
