@@ -319,11 +319,23 @@ async fn match_microsoft_identity(
                 {
                     Ok(()) => (user, Some("by its email")),
                     Err(LinkError::AlreadyLinked) => {
-                        return refuse(
-                            "user is linked to another Microsoft account",
-                            MicrosoftSignInOutcome::LinkedToAnotherUser,
+                        // The same account signing in twice at once (a double click, two
+                        // tabs) linked itself to this user meanwhile: that is no conflict.
+                        let linked = identities::linked_user(
+                            &app.db,
+                            &tenant.id,
+                            identity.tid,
+                            identity.oid,
                         )
-                        .await;
+                        .await?;
+                        if linked.as_ref() != Some(&user) {
+                            return refuse(
+                                "user is linked to another Microsoft account",
+                                MicrosoftSignInOutcome::LinkedToAnotherUser,
+                            )
+                            .await;
+                        }
+                        (user, None)
                     }
                     Err(LinkError::Database(err)) => return Err(err),
                 }

@@ -168,7 +168,19 @@ impl Microsoft {
                 .await
                 .map_err(CallError::from_reqwest)?;
             match response.status().as_u16() {
-                200 => Ok(MailboxAccess::Granted),
+                // Only the folder itself proves access: a 200 that is not one (a proxy's
+                // page, a broken answer) proves nothing.
+                200 => {
+                    let body = response.text().await.map_err(CallError::from_reqwest)?;
+                    let folder = serde_json::from_str::<serde_json::Value>(&body).ok();
+                    if folder.is_some_and(|folder| folder["id"].is_string()) {
+                        Ok(MailboxAccess::Granted)
+                    } else {
+                        Err(CallError::Unexpected(
+                            "Graph's answer is not a mail folder".into(),
+                        ))
+                    }
+                }
                 403 => Ok(MailboxAccess::Denied),
                 404 => Ok(MailboxAccess::NotFound),
                 status => Err(CallError::Unexpected(format!("Graph answered {status}"))),

@@ -2,12 +2,12 @@
 
 use std::sync::LazyLock;
 
-use axum::extract::Path;
 use axum::http::header;
 use axum::response::IntoResponse;
 use sha2::{Digest as _, Sha256};
 
 use super::error::AppError;
+use super::extract::Path;
 
 const ASSETS: &[(&str, &str, &str)] = &[
     (

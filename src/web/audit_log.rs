@@ -2,13 +2,13 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 use super::Layout;
 use super::dashboard::AuditLine;
 use super::error::AppError;
-use super::extract::AdminCtx;
+use super::extract::{AdminCtx, Query};
 use crate::app::AppState;
 use crate::store::{Page, audit};
 

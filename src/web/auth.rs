@@ -2,7 +2,6 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
@@ -10,7 +9,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::error::{AppError, Rejected, Throttled};
-use super::extract::{ClientIp, CsrfToken, PathTenant, TenantCtx};
+use super::extract::{ClientIp, CsrfToken, Form, PathTenant, TenantCtx};
 use super::observe::RequestSpan;
 use super::{Layout, session};
 use crate::accounts::{self, SignInOutcome};

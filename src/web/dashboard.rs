@@ -2,15 +2,14 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::error::{AppError, Rejected, Throttled};
 use super::external_apis::CredentialView;
-use super::extract::{ClientIp, TenantCtx};
+use super::extract::{ClientIp, Form, Query, TenantCtx};
 use super::{Layout, format_time};
 use crate::accounts::{self, CurrentPassword};
 use crate::app::AppState;

@@ -27,8 +27,15 @@ pub enum AppError {
     /// A machine endpoint (/metrics) was called without its bearer token.
     #[error("bearer token required")]
     TokenRequired,
+    /// The form, query or path could not be read into what the page expects.
+    #[error("unreadable request: {0}")]
+    Unreadable(String),
     #[error("sign-in required")]
     SignInRequired { login_path: String },
+    /// The database does not answer (down, unreachable, every connection busy). That
+    /// passes: the page says to try again, with 503 so load balancers know too.
+    #[error("the database is unavailable: {0}")]
+    DatabaseUnavailable(String),
     #[error(transparent)]
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -43,18 +50,47 @@ macro_rules! internal_from {
     )*};
 }
 
-internal_from!(
-    sqlx::Error,
-    StoreError,
-    HashError,
-    tower_sessions::session::Error,
-    crate::crypto::SealError,
-);
+internal_from!(HashError, crate::crypto::SealError);
+
+impl From<sqlx::Error> for AppError {
+    fn from(err: sqlx::Error) -> Self {
+        use sqlx::Error::{Io, PoolClosed, PoolTimedOut, Protocol, Tls, WorkerCrashed};
+        match err {
+            // Protocol: what a connection cut while it opens looks like.
+            PoolTimedOut | PoolClosed | Io(_) | Tls(_) | Protocol(_) | WorkerCrashed => {
+                Self::DatabaseUnavailable(err.to_string())
+            }
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Database(err) => err.into(),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// Sessions live in the database: a session store that fails means the database does.
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(err: tower_sessions::session::Error) -> Self {
+        use tower_sessions::session::Error::Store;
+        use tower_sessions::session_store::Error::Backend;
+        match err {
+            Store(Backend(message)) => Self::DatabaseUnavailable(message),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
 
 impl From<crate::store::SaveError> for AppError {
     fn from(err: crate::store::SaveError) -> Self {
         match err {
             crate::store::SaveError::NotFound => Self::NotFound,
+            crate::store::SaveError::Database(err) => err.into(),
             other => Self::Internal(Box::new(other)),
         }
     }
@@ -64,6 +100,7 @@ impl From<ChangeUserError> for AppError {
     fn from(err: ChangeUserError) -> Self {
         match err {
             ChangeUserError::NotFound => Self::NotFound,
+            ChangeUserError::Database(err) => err.into(),
             other => Self::Internal(Box::new(other)),
         }
     }
@@ -113,6 +150,15 @@ impl IntoResponse for AppError {
                 )
                     .into_response();
             }
+            Self::Unreadable(reason) => {
+                tracing::debug!(%reason, "request refused");
+                (
+                    StatusCode::BAD_REQUEST,
+                    "This request could not be read",
+                    "Portico could not read what your browser sent (a field twice, or text it \
+                     cannot decode). Nothing was changed. Go back, reload the page and try again.",
+                )
+            }
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Too much data",
@@ -124,6 +170,15 @@ impl IntoResponse for AppError {
                 "Too many wrong links or passwords came from your address. Wait 15 minutes, \
                  then open the link you were given again.",
             ),
+            Self::DatabaseUnavailable(reason) => {
+                tracing::warn!(%reason, "database unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Portico is unavailable for a moment",
+                    "Portico cannot reach its database right now, so nothing was changed. Try \
+                     again in a minute; if it lasts, tell your operator.",
+                )
+            }
             Self::Internal(err) => {
                 tracing::error!(error = %err, "request failed");
                 (

@@ -3,15 +3,14 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use time::Date;
 
 use super::error::{AppError, Conflict, Rejected};
-use super::extract::{AdminCtx, ClientIp, TenantCtx};
+use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::domain::{
@@ -328,7 +327,7 @@ pub async fn show(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
     Path((_, id)): Path<(String, String)>,
-    axum::extract::Query(query): axum::extract::Query<ShowQuery>,
+    Query(query): Query<ShowQuery>,
 ) -> Result<ShowPage, AppError> {
     let credential = load(&state, &ctx, &id).await?;
     let mut page = show_page(&state, &ctx, &credential);
@@ -507,7 +506,7 @@ fn unreachable() -> TestOutcome {
         review: None,
         advice: Some(Advice {
             title: "Microsoft could not be reached",
-            meaning: "Portico did not get an answer from Microsoft in time.".into(),
+            meaning: "Portico did not get a usable answer from Microsoft in time.".into(),
             next_step: "Try again in a minute.".into(),
         }),
         error: None,

@@ -2,9 +2,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tower_sessions::Session;
 
 use super::error::AppError;
@@ -33,9 +36,7 @@ impl FromRequestParts<AppState> for PathTenant {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let Path(TenantPath { slug }) = Path::from_request_parts(parts, state)
-            .await
-            .map_err(|_| AppError::NotFound)?;
+        let Path(TenantPath { slug }) = Path::from_request_parts(parts, state).await?;
         let tenant = tenants::find_by_slug(&state.db, &slug)
             .await?
             .ok_or(AppError::NotFound)?;
@@ -144,5 +145,74 @@ impl FromRequestParts<AppState> for ClientIp {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| Self(addr.ip()))
             .ok_or_else(|| AppError::Internal("server started without connect info".into()))
+    }
+}
+
+/// `axum::Form`, refusing what it cannot read (a field twice, another content type) with
+/// Portico's 400 page instead of axum's plain text, and refusing NUL characters, which no
+/// person types and PostgreSQL cannot store.
+pub struct Form<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, AppError> {
+        let is_form = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+        if !is_form {
+            return Err(AppError::Unreadable("not a form".into()));
+        }
+        let body =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => AppError::PayloadTooLarge,
+                    _ => AppError::Unreadable(rejection.body_text()),
+                })?;
+        decode(&body).map(Self)
+    }
+}
+
+/// `axum::extract::Query`, refusing as `Form` does.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, AppError> {
+        decode(parts.uri.query().unwrap_or_default().as_bytes()).map(Self)
+    }
+}
+
+fn decode<T: DeserializeOwned>(encoded: &[u8]) -> Result<T, AppError> {
+    let has_nul = url::form_urlencoded::parse(encoded)
+        .any(|(name, value)| name.contains('\0') || value.contains('\0'));
+    if has_nul {
+        return Err(AppError::Unreadable("a NUL character".into()));
+    }
+    serde_urlencoded::from_bytes(encoded).map_err(|err| AppError::Unreadable(err.to_string()))
+}
+
+/// `axum::extract::Path`: a parameter that cannot be decoded, or holds a NUL character,
+/// names nothing, so the page is not found.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let raw = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        if raw.iter().any(|(_, value)| value.contains('\0')) {
+            return Err(AppError::NotFound);
+        }
+        let axum::extract::Path(value) = axum::extract::Path::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound)?;
+        Ok(Self(value))
     }
 }

@@ -3,15 +3,14 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::error::{AppError, Conflict, Rejected};
 use super::external_apis::{self, CredentialView};
-use super::extract::{AdminCtx, ClientIp, TenantCtx};
+use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::connections;
@@ -507,7 +506,7 @@ pub async fn show(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
     Path((_, id)): Path<(String, String)>,
-    axum::extract::Query(query): axum::extract::Query<ShowQuery>,
+    Query(query): Query<ShowQuery>,
 ) -> Result<ShowPage, AppError> {
     let mailbox = load(&state, &ctx, &id).await?;
     let mut page = show_page(&state, &ctx, &mailbox).await?;

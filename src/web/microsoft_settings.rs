@@ -2,14 +2,13 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::error::{AppError, Conflict, Rejected};
-use super::extract::{AdminCtx, ClientIp, TenantCtx};
+use super::extract::{AdminCtx, ClientIp, Form, Query, TenantCtx};
 use super::microsoft_sign_in::redirect_uri;
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::AppState;

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use tower_sessions::Session;
 
 use super::Layout;
 use super::error::{AppError, BadGateway, Rejected};
-use super::extract::{ClientIp, CsrfToken, PathTenant};
+use super::extract::{ClientIp, CsrfToken, Path, PathTenant, Query};
 use super::observe::RequestSpan;
 use super::session::{self, PendingMicrosoftSignIn};
 use crate::accounts::{self, MicrosoftSignInOutcome};
@@ -390,7 +390,7 @@ fn problem_page(tenant: &Tenant, problem: Problem) -> Rejected<ProblemPage> {
         }
         Problem::Unreachable => (
             "Microsoft could not be reached".into(),
-            "Portico did not get an answer from Microsoft in time. Nothing changed.".into(),
+            "Portico did not get a usable answer from Microsoft in time. Nothing changed.".into(),
             "Try again in a minute. Local accounts can still sign in with email and password.".into(),
             None,
             None,

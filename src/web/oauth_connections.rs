@@ -3,15 +3,14 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::error::{AppError, Conflict, Rejected};
-use super::extract::{AdminCtx, ClientIp, TenantCtx};
+use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::session::{self, OAuthFlash, PendingOAuthConnection};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};

@@ -2,13 +2,14 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::Layout;
 use super::error::{AppError, Rejected};
+use super::extract::{Path, Query};
 use crate::app::AppState;
 use crate::domain::Slug;
 

@@ -6,6 +6,7 @@ use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::routing::{MethodRouter, get, post};
+use tower::util::option_layer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -24,100 +25,216 @@ use crate::store::sessions::DbSessionStore;
 /// Name of the session cookie.
 const SESSION_COOKIE: &str = "portico_session";
 
-/// Every page under `/t/{slug}/` that needs a signed-in user. The isolation tests walk this
-/// list, so a page added here is tested against other tenants from the start.
-pub fn tenant_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+/// Who may use a route. Handlers enforce it through their extractors (`TenantCtx`,
+/// `AdminCtx`); the isolation tests hold every route of the table to its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not: the front page, probes, setup, sign-in, Microsoft's
+    /// callbacks and the assets.
+    Public,
+    /// Signed-in users of the tenant in the path, admins and agents alike.
+    Member,
+    /// Admins of the tenant in the path; agents get 403.
+    Admin,
+}
+
+/// One route: its path, who may use it, and its handlers.
+pub struct Route {
+    pub path: &'static str,
+    pub access: Access,
+    pub handlers: MethodRouter<AppState>,
+}
+
+fn route(access: Access, path: &'static str, handlers: MethodRouter<AppState>) -> Route {
+    Route {
+        path,
+        access,
+        handlers,
+    }
+}
+
+/// Every route of Portico, and the router's only source of them: the security tests walk
+/// this table (and check the router holds nothing else), so a route added here is tested
+/// against other tenants, agents and signed-out clients from the start.
+pub fn routes() -> Vec<Route> {
+    use Access::{Admin, Member, Public};
     vec![
-        ("/t/{slug}/", get(dashboard::show)),
-        ("/t/{slug}/logout", post(auth::sign_out)),
-        ("/t/{slug}/profile", get(dashboard::profile)),
-        (
+        route(Public, "/", get(public::home)),
+        route(Public, "/healthz", get(public::healthz)),
+        route(Public, "/readyz", get(public::readyz)),
+        route(Public, "/setup", get(setup::show).post(setup::create)),
+        route(Public, "/static/{file}", get(assets::serve)),
+        route(Public, "/t/{slug}", get(public::tenant_root)),
+        route(
+            Public,
+            "/t/{slug}/login",
+            get(auth::show).post(auth::sign_in),
+        ),
+        route(
+            Public,
+            "/t/{slug}/auth/microsoft",
+            get(microsoft_sign_in::start),
+        ),
+        route(
+            Public,
+            "/t/{slug}/auth/microsoft/link/{token}",
+            get(microsoft_sign_in::show_link).post(microsoft_sign_in::start_link),
+        ),
+        route(
+            Public,
+            "/auth/microsoft/callback",
+            get(microsoft_sign_in::callback),
+        ),
+        route(Public, "/oauth/callback", get(oauth_connections::callback)),
+        route(Member, "/t/{slug}/", get(dashboard::show)),
+        route(Member, "/t/{slug}/logout", post(auth::sign_out)),
+        route(Member, "/t/{slug}/profile", get(dashboard::profile)),
+        route(
+            Member,
             "/t/{slug}/profile/password",
             post(dashboard::change_password),
         ),
-        ("/t/{slug}/users", get(users::list).post(users::create)),
-        ("/t/{slug}/users/new", get(users::new)),
-        ("/t/{slug}/users/{id}", get(users::show)),
-        ("/t/{slug}/users/{id}/role", post(users::change_role)),
-        ("/t/{slug}/users/{id}/status", post(users::change_status)),
-        ("/t/{slug}/users/{id}/password", post(users::reset_password)),
-        (
+        route(
+            Admin,
+            "/t/{slug}/users",
+            get(users::list).post(users::create),
+        ),
+        route(Admin, "/t/{slug}/users/new", get(users::new)),
+        route(Admin, "/t/{slug}/users/{id}", get(users::show)),
+        route(Admin, "/t/{slug}/users/{id}/role", post(users::change_role)),
+        route(
+            Admin,
+            "/t/{slug}/users/{id}/status",
+            post(users::change_status),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/users/{id}/password",
+            post(users::reset_password),
+        ),
+        route(
+            Admin,
             "/t/{slug}/users/{id}/microsoft-link",
             post(users::create_microsoft_link),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/users/{id}/microsoft-unlink",
             post(users::unlink_microsoft),
         ),
-        ("/t/{slug}/audit", get(audit_log::list)),
-        (
+        route(Admin, "/t/{slug}/audit", get(audit_log::list)),
+        route(
+            Admin,
             "/t/{slug}/external-apis",
             get(external_apis::list).post(external_apis::create),
         ),
-        ("/t/{slug}/external-apis/new", get(external_apis::new)),
-        (
+        route(
+            Admin,
+            "/t/{slug}/external-apis/new",
+            get(external_apis::new),
+        ),
+        route(
+            Admin,
             "/t/{slug}/external-apis/{id}",
             get(external_apis::show).post(external_apis::update),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/external-apis/{id}/secret",
             post(external_apis::replace_secret),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/external-apis/{id}/test",
             post(external_apis::test),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/external-apis/{id}/check-mailbox",
             post(external_apis::check_mailbox),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/external-apis/{id}/delete",
             post(external_apis::delete),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/segments",
             get(segments::list).post(segments::create),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/segments/{id}",
             get(segments::show).post(segments::update),
         ),
-        ("/t/{slug}/segments/{id}/delete", post(segments::delete)),
-        ("/t/{slug}/segments/{id}/mailboxes/new", get(mailboxes::new)),
-        ("/t/{slug}/segments/{id}/mailboxes", post(mailboxes::create)),
-        (
+        route(
+            Admin,
+            "/t/{slug}/segments/{id}/delete",
+            post(segments::delete),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/segments/{id}/mailboxes/new",
+            get(mailboxes::new),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/segments/{id}/mailboxes",
+            post(mailboxes::create),
+        ),
+        route(
+            Admin,
             "/t/{slug}/mailboxes/{id}",
             get(mailboxes::show).post(mailboxes::update),
         ),
-        ("/t/{slug}/mailboxes/{id}/test", post(mailboxes::test)),
-        ("/t/{slug}/mailboxes/{id}/move", post(mailboxes::move_to)),
-        ("/t/{slug}/mailboxes/{id}/delete", post(mailboxes::delete)),
-        (
+        route(
+            Admin,
+            "/t/{slug}/mailboxes/{id}/test",
+            post(mailboxes::test),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/mailboxes/{id}/move",
+            post(mailboxes::move_to),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/mailboxes/{id}/delete",
+            post(mailboxes::delete),
+        ),
+        route(
+            Admin,
             "/t/{slug}/oauth-connections",
             get(oauth_connections::list).post(oauth_connections::create),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/oauth-connections/new",
             get(oauth_connections::new),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/oauth-connections/{id}",
             get(oauth_connections::show).post(oauth_connections::update),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/oauth-connections/{id}/secret",
             post(oauth_connections::replace_secret),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/oauth-connections/{id}/authenticate",
             post(oauth_connections::authenticate),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/oauth-connections/{id}/delete",
             post(oauth_connections::delete),
         ),
-        (
+        route(
+            Admin,
             "/t/{slug}/settings/microsoft-sign-in",
             get(microsoft_settings::show).post(microsoft_settings::save),
         ),
@@ -133,38 +250,20 @@ pub fn router(state: AppState) -> Router {
         .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT))
         // Saving on every request is what moves the idle expiry forward.
         .with_always_save(true);
+    let https = state.config.base_url.scheme() == "https";
 
-    let tenant_pages = tenant_routes()
-        .into_iter()
-        .fold(Router::new(), |router, (path, route)| {
-            router.route(path, route)
-        });
-
-    let routes = Router::new()
-        .merge(tenant_pages)
-        .route("/", get(public::home))
-        .route("/healthz", get(public::healthz))
-        .route("/readyz", get(public::readyz))
-        .route("/setup", get(setup::show).post(setup::create))
-        .route("/t/{slug}", get(public::tenant_root))
-        .route("/t/{slug}/login", get(auth::show).post(auth::sign_in))
-        .route("/t/{slug}/auth/microsoft", get(microsoft_sign_in::start))
-        .route(
-            "/t/{slug}/auth/microsoft/link/{token}",
-            get(microsoft_sign_in::show_link).post(microsoft_sign_in::start_link),
-        )
-        .route("/auth/microsoft/callback", get(microsoft_sign_in::callback))
-        .route("/oauth/callback", get(oauth_connections::callback))
-        .route("/static/{file}", get(assets::serve));
+    let portal = routes().into_iter().fold(Router::new(), |router, route| {
+        router.route(route.path, route.handlers)
+    });
     // /metrics shares the public address only behind a token; otherwise it is served on
     // PORTICO_METRICS_BIND alone (see `metrics_router`), or not at all.
-    let routes = if state.config.metrics.token.is_some() {
-        routes.route("/metrics", get(observe::metrics))
+    let portal = if state.config.metrics.token.is_some() {
+        portal.route("/metrics", get(observe::metrics))
     } else {
-        routes
+        portal
     };
 
-    routes
+    portal
         .fallback(error::not_found)
         // Layers run outside-in from the bottom: request id, trace, error pages, body limit,
         // sessions, CSRF, then the timeout right around the handler.
@@ -191,6 +290,19 @@ pub fn router(state: AppState) -> Router {
             header::REFERRER_POLICY,
             HeaderValue::from_static("same-origin"),
         ))
+        // Pages show tenant data (and once, a one-time link): no cache keeps them. Assets
+        // set their own, long, caching.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        // Behind https, browsers are told never to try plain http for a year.
+        .layer(option_layer(https.then(|| {
+            SetResponseHeaderLayer::if_not_present(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+            )
+        })))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -4,15 +4,14 @@ use std::net::IpAddr;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::error::{AppError, Rejected};
-use super::extract::{ClientIp, CsrfToken};
+use super::extract::{ClientIp, CsrfToken, Form, Query};
 use super::{Layout, session};
 use crate::app::AppState;
 use crate::domain::{

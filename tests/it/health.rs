@@ -3,7 +3,7 @@
 use crate::on_both_backends;
 use crate::support::{Backend, TestDatabase, spawn_app, spawn_app_on};
 
-mod db_proxy;
+pub(crate) mod db_proxy;
 
 on_both_backends!(health_and_readiness_answer_while_the_database_does);
 

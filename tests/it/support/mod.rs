@@ -49,6 +49,8 @@ pub struct TestApp {
     pub microsoft: FakeMicrosoft,
     /// Dropped with the app: the SQLite directory goes with it.
     _database: TestDatabase,
+    /// A pool of the tests' own, to read what Portico stored.
+    inspector: tokio::sync::OnceCell<sqlx::AnyPool>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -129,6 +131,7 @@ pub async fn spawn_app_with(
         state,
         microsoft,
         _database: database,
+        inspector: tokio::sync::OnceCell::new(),
     }
 }
 
@@ -148,6 +151,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             jar,
+            history: Arc::default(),
         }
     }
 
@@ -169,12 +173,18 @@ impl TestApp {
 
     /// A user with the shared test password, as `portico user create` does.
     pub async fn create_user(&self, tenant: &Tenant, email: &str, role: Role) -> UserId {
-        let hash = self
-            .state
-            .passwords
-            .hash(SecretString::from(PASSWORD))
+        // One hash of the shared password serves every user: hashing is slow on purpose.
+        static HASH: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        let hash = HASH
+            .get_or_init(|| async {
+                self.state
+                    .passwords
+                    .hash(SecretString::from(PASSWORD))
+                    .await
+                    .unwrap()
+            })
             .await
-            .unwrap();
+            .clone();
         let user = NewUser {
             email: EmailAddress::parse(email).unwrap(),
             display_name: DisplayName::parse(email.split('@').next().unwrap()).unwrap(),
@@ -214,27 +224,12 @@ impl TestApp {
             .to_owned()
     }
 
-    /// Every text value stored in the tables Portico writes secrets near, for scans that
-    /// must not find a secret in plaintext. (On SQLite, also the raw database files.)
+    /// Every text value of every table, for scans that must not find a secret in
+    /// plaintext. (On SQLite, also the raw database files, WAL included.)
     pub async fn database_text(&self) -> Vec<String> {
         let mut rows = Vec::new();
-        let pool = sqlx::AnyPool::connect(&self._database.url).await.unwrap();
-        for table in [
-            "graph_credentials",
-            "microsoft_sign_in",
-            "audit_events",
-            "sessions",
-            "users",
-        ] {
-            let query = format!("SELECT * FROM {table}");
-            for row in sqlx::query(&query).fetch_all(&pool).await.unwrap() {
-                use sqlx::Row as _;
-                for index in 0..row.len() {
-                    if let Ok(Some(text)) = row.try_get::<Option<String>, _>(index) {
-                        rows.push(text);
-                    }
-                }
-            }
+        for (_, row) in self.all_rows().await {
+            rows.extend(row.into_iter().map(|(_, value)| value));
         }
         if let Some(dir) = self._database.sqlite_dir() {
             for entry in std::fs::read_dir(dir).unwrap() {
@@ -243,6 +238,107 @@ impl TestApp {
             }
         }
         rows
+    }
+
+    /// The tests' own connection to the database.
+    async fn inspector(&self) -> &sqlx::AnyPool {
+        self.inspector
+            .get_or_init(|| async {
+                sqlx::any::AnyPoolOptions::new()
+                    .max_connections(2)
+                    .connect(&self._database.url)
+                    .await
+                    .unwrap()
+            })
+            .await
+    }
+
+    /// The names of every table Portico created (sqlx's migration bookkeeping aside).
+    pub async fn table_names(&self) -> Vec<String> {
+        let pool = self.inspector().await;
+        let query = if self._database.sqlite_dir().is_some() {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        } else {
+            "SELECT table_schema || '.' || table_name FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+        };
+        let names: Vec<String> = sqlx::query_scalar::<_, String>(query)
+            .fetch_all(pool)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|name| !name.contains("_sqlx_migrations"))
+            .collect();
+        assert!(!names.is_empty(), "no tables found");
+        names
+    }
+
+    /// Every row of every table, as (table, [(column, value as text)]).
+    pub async fn all_rows(&self) -> Vec<(String, Vec<(String, String)>)> {
+        use sqlx::{Column as _, Row as _};
+        let pool = self.inspector().await;
+        let mut all = Vec::new();
+        for table in self.table_names().await {
+            let query = format!("SELECT * FROM {table}");
+            for row in sqlx::query(&query).fetch_all(pool).await.unwrap() {
+                let columns = row
+                    .columns()
+                    .iter()
+                    .map(|column| {
+                        let index = column.ordinal();
+                        let value = row
+                            .try_get::<Option<String>, _>(index)
+                            .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                            .or_else(|_| {
+                                row.try_get::<Option<i64>, _>(index)
+                                    .map(|v| v.map_or_else(|| "NULL".into(), |v| v.to_string()))
+                            })
+                            .or_else(|_| {
+                                row.try_get::<Option<Vec<u8>>, _>(index).map(|v| {
+                                    v.map_or_else(
+                                        || "NULL".into(),
+                                        |v| String::from_utf8_lossy(&v).into_owned(),
+                                    )
+                                })
+                            })
+                            .unwrap_or_else(|_| "?".into());
+                        (column.name().to_owned(), value)
+                    })
+                    .collect();
+                all.push((table.clone(), columns));
+            }
+        }
+        all
+    }
+
+    /// Everything stored about one tenant, one line per row, sorted: its `tenants` row and
+    /// every row of any table whose `tenant_id` is it. Equal snapshots mean nothing of the
+    /// tenant changed.
+    pub async fn tenant_rows(&self, tenant_id: &str) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .all_rows()
+            .await
+            .into_iter()
+            .filter(|(table, columns)| {
+                let column = if table.ends_with("tenants") {
+                    "id"
+                } else {
+                    "tenant_id"
+                };
+                columns
+                    .iter()
+                    .any(|(name, value)| name == column && value == tenant_id)
+            })
+            .map(|(table, columns)| {
+                let values: Vec<String> = columns
+                    .into_iter()
+                    .map(|(name, value)| format!("{name}={value}"))
+                    .collect();
+                format!("{table}: {}", values.join(", "))
+            })
+            .collect();
+        lines.sort();
+        lines
     }
 
     pub fn database_url(&self) -> String {
@@ -293,11 +389,15 @@ pub struct Browser {
     base: String,
     pub client: reqwest::Client,
     jar: Arc<reqwest::cookie::Jar>,
+    /// Every answer this browser received, for scans of everything a user was shown.
+    history: Arc<std::sync::Mutex<Vec<Page>>>,
 }
 
 /// A response read whole: status, Location and body.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Page {
+    /// Where it came from.
+    pub url: String,
     pub status: StatusCode,
     pub location: Option<String>,
     pub headers: reqwest::header::HeaderMap,
@@ -305,13 +405,15 @@ pub struct Page {
 }
 
 impl Page {
-    async fn read(response: reqwest::Response) -> Self {
+    pub async fn read(response: reqwest::Response) -> Self {
+        let url = response.url().to_string();
         let status = response.status();
         let headers = response.headers().clone();
         let location = headers
             .get("location")
             .map(|value| value.to_str().unwrap().to_owned());
         Self {
+            url,
             status,
             location,
             headers,
@@ -382,13 +484,33 @@ impl Page {
 }
 
 impl Browser {
+    /// The absolute URL of one of Portico's paths.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
     pub async fn get(&self, path: &str) -> Page {
         self.get_url(&format!("{}{path}", self.base)).await
     }
 
     /// GET of an absolute URL: Microsoft's pages, or Portico's from a Location header.
     pub async fn get_url(&self, url: &str) -> Page {
-        Page::read(self.client.get(url).send().await.unwrap()).await
+        self.keep(Page::read(self.client.get(url).send().await.unwrap()).await)
+    }
+
+    fn keep(&self, page: Page) -> Page {
+        self.history.lock().unwrap().push(page.clone());
+        page
+    }
+
+    /// Every answer Portico gave this browser so far (Microsoft's pages aside).
+    pub fn history(&self) -> Vec<Page> {
+        let history = self.history.lock().unwrap();
+        history
+            .iter()
+            .filter(|page| page.url.starts_with(&self.base))
+            .cloned()
+            .collect()
     }
 
     /// Clicks "Sign in with Microsoft" (or a link that starts it) and lets the (fake)
@@ -420,6 +542,20 @@ impl Browser {
         }
     }
 
+    /// Sends `method` to `path` with `fields` as a form body (none for GET and HEAD).
+    pub async fn request(&self, method: &str, path: &str, fields: &[(&str, &str)]) -> Page {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
+        if method != reqwest::Method::GET && method != reqwest::Method::HEAD {
+            request = request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(serde_urlencoded::to_string(fields).unwrap());
+        }
+        self.keep(Page::read(request.send().await.unwrap()).await)
+    }
+
     /// Posts exactly these fields, without adding a form token.
     pub async fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body = serde_urlencoded::to_string(fields).unwrap();
@@ -431,7 +567,7 @@ impl Browser {
             .send()
             .await
             .unwrap();
-        Page::read(response).await
+        self.keep(Page::read(response).await)
     }
 
     /// Opens `page`, then posts `fields` to `action` with the page's form token (and the

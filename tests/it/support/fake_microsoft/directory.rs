@@ -303,10 +303,14 @@ pub(crate) struct State {
     pub codes: HashMap<String, IssuedCode>,
     pub refresh_tokens: HashMap<String, UserGrant>,
     pub access_tokens: HashMap<String, AccessGrant>,
+    /// Every code and token ever issued, for tests that look for them where they must
+    /// not be.
+    pub issued: Vec<String>,
     pub keys: KeyRing,
     /// Added to the wall clock: lets tests expire codes, tokens and secrets.
     pub clock_offset: time::Duration,
     pub delay: Option<std::time::Duration>,
+    pub faults: HashMap<super::Endpoint, super::Fault>,
     pub keys_fetches: usize,
     pub token_requests: usize,
     pub discovery_fetches: usize,

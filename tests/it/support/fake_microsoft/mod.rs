@@ -21,17 +21,22 @@ mod seed;
 mod tests;
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State as AxumState};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 #[allow(
@@ -63,6 +68,50 @@ pub(crate) struct Shared {
     /// Stands in for `https://graph.microsoft.com`.
     graph_url: String,
     state: Mutex<State>,
+    /// Every connection is reset, new and open ones alike: Microsoft is unreachable.
+    unreachable: AtomicBool,
+    /// Requests a `Fault::Hang` holds right now.
+    held: AtomicUsize,
+    /// Wakes held requests when faults change.
+    faults_changed: Notify,
+}
+
+/// The endpoints Portico calls, each of which can be made to fail on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `.well-known/openid-configuration`.
+    Discovery,
+    /// The signing keys (JWKS).
+    Keys,
+    /// The token endpoint, every grant.
+    Token,
+    /// Microsoft Graph.
+    Graph,
+}
+
+impl Endpoint {
+    fn of(path: &str) -> Option<Self> {
+        if path.ends_with("/.well-known/openid-configuration") {
+            Some(Self::Discovery)
+        } else if path.ends_with("/discovery/v2.0/keys") {
+            Some(Self::Keys)
+        } else if path.ends_with("/oauth2/v2.0/token") {
+            Some(Self::Token)
+        } else if path.starts_with("/graph/") {
+            Some(Self::Graph)
+        } else {
+            None
+        }
+    }
+}
+
+/// How an endpoint misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Takes the request and never answers, until the fault is lifted (then it answers).
+    Hang,
+    /// Answers 200 with a body that is none of Microsoft's.
+    Garbage,
 }
 
 impl Shared {
@@ -93,8 +142,15 @@ impl FakeMicrosoft {
             login_url: format!("{base_url}/login"),
             graph_url: format!("{base_url}/graph"),
             state: Mutex::new(State::new()),
+            unreachable: AtomicBool::new(false),
+            held: AtomicUsize::new(0),
+            faults_changed: Notify::new(),
         });
         let app = router(Arc::clone(&shared));
+        let listener = FlakyListener {
+            inner: listener,
+            shared: Arc::clone(&shared),
+        };
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, app).await {
                 eprintln!("fake Microsoft stopped: {err}");
@@ -171,6 +227,11 @@ impl FakeMicrosoft {
         self.shared.state().refresh_tokens.clear();
     }
 
+    /// Every authorization code, access, refresh and ID token issued so far.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.state().issued.clone()
+    }
+
     /// How many times the JWKS was fetched.
     pub fn keys_fetches(&self) -> usize {
         self.shared.state().keys_fetches
@@ -189,6 +250,28 @@ impl FakeMicrosoft {
     /// Signs with a new key (new `kid`) from now on; the JWKS serves it and the previous one.
     pub fn rotate_signing_key(&self) {
         self.shared.state().keys.rotate();
+    }
+
+    /// Makes `endpoint` fail as `fault` says, or (`None`) work again; held requests then
+    /// get their answer.
+    pub fn set_fault(&self, endpoint: Endpoint, fault: Option<Fault>) {
+        let mut state = self.shared.state();
+        match fault {
+            Some(fault) => state.faults.insert(endpoint, fault),
+            None => state.faults.remove(&endpoint),
+        };
+        drop(state);
+        self.shared.faults_changed.notify_waiters();
+    }
+
+    /// Makes Microsoft unreachable (every connection reset), or reachable again.
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.shared.unreachable.store(unreachable, Ordering::SeqCst);
+    }
+
+    /// How many requests a `Fault::Hang` holds right now.
+    pub fn held_requests(&self) -> usize {
+        self.shared.held.load(Ordering::SeqCst)
     }
 
     /// Makes every endpoint wait `delay` before answering (`None`: answer at once).
@@ -259,7 +342,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-/// Simulates a slow Microsoft (`set_delay`), for Portico's timeout tests.
+/// Simulates a slow Microsoft (`set_delay`) and failing endpoints (`set_fault`), for
+/// Portico's timeout and fault tests.
 async fn delay(
     AxumState(shared): AxumState<Arc<Shared>>,
     request: Request,
@@ -269,7 +353,127 @@ async fn delay(
     if let Some(delay) = delay {
         tokio::time::sleep(delay).await;
     }
+    let endpoint = Endpoint::of(request.uri().path());
+    let fault = || endpoint.and_then(|endpoint| shared.state().faults.get(&endpoint).copied());
+    if fault() == Some(Fault::Hang) {
+        let _held = Held::new(&shared);
+        loop {
+            let changed = shared.faults_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if fault() != Some(Fault::Hang) {
+                break;
+            }
+            changed.await;
+        }
+    }
+    if fault() == Some(Fault::Garbage) {
+        return (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            "{\"value\": [{\"id\": \u{1}\u{2} <html>garbage",
+        )
+            .into_response();
+    }
     next.run(request).await
+}
+
+/// Counts a held request for as long as it is held (dropped when the client gives up).
+struct Held<'a>(&'a Shared);
+
+impl<'a> Held<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.held.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.held.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The fake's listener: while Microsoft is unreachable, it resets new connections, and
+/// `FlakyStream` fails the open ones.
+struct FlakyListener {
+    inner: TcpListener,
+    shared: Arc<Shared>,
+}
+
+impl axum::serve::Listener for FlakyListener {
+    type Io = FlakyStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (FlakyStream, SocketAddr) {
+        loop {
+            let Ok((stream, addr)) = self.inner.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            if self.shared.unreachable.load(Ordering::SeqCst) {
+                // Reset, not closed: what a client sees when the network refuses.
+                let _ = stream.set_zero_linger();
+                continue;
+            }
+            let shared = Arc::clone(&self.shared);
+            return (
+                FlakyStream {
+                    inner: stream,
+                    shared,
+                },
+                addr,
+            );
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+struct FlakyStream {
+    inner: TcpStream,
+    shared: Arc<Shared>,
+}
+
+impl FlakyStream {
+    fn check(&self) -> std::io::Result<()> {
+        if self.shared.unreachable.load(Ordering::SeqCst) {
+            Err(std::io::ErrorKind::ConnectionReset.into())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl AsyncRead for FlakyStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.check()?;
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for FlakyStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.check()?;
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// An unguessable opaque string, for codes, refresh tokens and the like.

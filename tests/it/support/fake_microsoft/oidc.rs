@@ -217,6 +217,7 @@ fn sign_in(
     admit(state, &app, authority, &user).map_err(refuse)?;
 
     let code = random_token();
+    state.issued.push(code.clone());
     let expires_at = state.now() + CODE_LIFETIME;
     state.codes.insert(
         code.clone(),
@@ -606,10 +607,13 @@ impl TokenRequest<'_> {
                 Some(tamper) => tamper(&mut claims),
                 None => Signing::CurrentKey,
             };
-            body["id_token"] = json!(state.keys.mint(&claims, &signing));
+            let id_token = state.keys.mint(&claims, &signing);
+            state.issued.push(id_token.clone());
+            body["id_token"] = json!(id_token);
         }
         if with_refresh_token {
             let refresh_token = random_token();
+            state.issued.push(refresh_token.clone());
             state
                 .refresh_tokens
                 .insert(refresh_token.clone(), grant.clone());
@@ -682,6 +686,7 @@ impl TokenRequest<'_> {
         delegated: bool,
     ) -> String {
         let token = state.keys.mint(claims, &Signing::CurrentKey);
+        state.issued.push(token.clone());
         let expires_at = state.now() + TOKEN_LIFETIME;
         state.access_tokens.insert(
             token.clone(),
