@@ -10,6 +10,7 @@ use crate::crypto::{HashError, PasswordHasher, constant_time_eq, random_token};
 use crate::mail::{ProbeOptions, load_pem_certificates};
 use crate::metrics::Metrics;
 use crate::microsoft::Microsoft;
+use crate::store::tenants::TenantCache;
 use crate::store::{self, Db, StoreError};
 use crate::throttle::{AddressFailures, MAX_SETUP_FAILURES_PER_ADDRESS};
 
@@ -25,6 +26,8 @@ pub struct App {
     pub mail_probe: ProbeOptions,
     pub clock: Clock,
     pub metrics: Metrics,
+    /// Tenants by slug, looked up by every tenant page.
+    pub tenants: TenantCache,
     setup_token: Mutex<Option<SecretString>>,
     /// Wrong setup links per address: the link has no tenant whose audit log could count them.
     pub setup_failures: AddressFailures,
@@ -87,6 +90,7 @@ impl App {
             mail_probe,
             clock,
             metrics,
+            tenants: TenantCache::default(),
             setup_token: Mutex::new(no_tenant_yet.then(|| SecretString::from(random_token()))),
             setup_failures: AddressFailures::new(MAX_SETUP_FAILURES_PER_ADDRESS),
         }))

@@ -89,6 +89,17 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTICO_SHUTDOWN_TIMEOUT", default_value_t = 20)]
     pub shutdown_timeout: u64,
 
+    /// The deployment's mail relay for expiry alerts of tenants that send through no mailbox
+    /// of their own: smtps://user:password@host:465, smtp://user:password@host:587?tls=required
+    /// or smtp://host:25.
+    #[arg(long, env = "PORTICO_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// The From address of mail sent through PORTICO_SMTP_URL; defaults to
+    /// portico@<the host of PORTICO_BASE_URL>.
+    #[arg(long, env = "PORTICO_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+
     #[command(flatten)]
     pub microsoft: MicrosoftArgs,
 }
@@ -127,6 +138,15 @@ pub struct Config {
     pub metrics: MetricsAccess,
     /// How long a shutdown waits for in-flight requests and background jobs.
     pub shutdown_timeout: Duration,
+    /// The deployment's mail relay (PORTICO_SMTP_URL), when there is one.
+    pub smtp_relay: Option<SmtpRelay>,
+}
+
+/// PORTICO_SMTP_URL, which may hold a password, and the address mail through it comes from.
+#[derive(Debug, Clone)]
+pub struct SmtpRelay {
+    pub url: SecretString,
+    pub from: String,
 }
 
 /// Where /metrics is served, and what it asks for. Neither set: it is not served at all.
@@ -145,6 +165,11 @@ pub enum ConfigError {
     BaseUrl,
     #[error("PORTICO_METRICS_TOKEN must be at least 16 characters (openssl rand -hex 32)")]
     MetricsToken,
+    #[error(
+        "PORTICO_SMTP_URL must look like smtps://user:password@host:465, \
+         smtp://user:password@host:587?tls=required or smtp://host:25"
+    )]
+    SmtpUrl,
     #[error("PORTICO_SECRET_KEY must be base64 of exactly 32 bytes")]
     SecretKey,
     #[error(
@@ -224,6 +249,7 @@ impl Config {
             &args.database.data_dir,
             KeyFile::CreateWhenMissing,
         )?;
+        let smtp_relay = smtp_relay(&args, &base_url)?;
         Ok(Self {
             bind: args.bind,
             base_url,
@@ -237,6 +263,7 @@ impl Config {
                 token: metrics_token,
             },
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+            smtp_relay,
         })
     }
 
@@ -253,6 +280,32 @@ impl Config {
             path_and_query
         )
     }
+}
+
+/// PORTICO_SMTP_URL (unless unset or empty), checked to name a host over smtp or smtps.
+fn smtp_relay(args: &ServeArgs, base_url: &Url) -> Result<Option<SmtpRelay>, ConfigError> {
+    let Some(raw) = args.smtp_url.as_deref().filter(|url| !url.is_empty()) else {
+        return Ok(None);
+    };
+    let url = Url::parse(raw).map_err(|_| ConfigError::SmtpUrl)?;
+    if !matches!(url.scheme(), "smtp" | "smtps") || url.host_str().is_none() {
+        return Err(ConfigError::SmtpUrl);
+    }
+    let from = args
+        .smtp_from
+        .clone()
+        .filter(|from| !from.is_empty())
+        .unwrap_or_else(|| {
+            let domain = match base_url.host() {
+                Some(url::Host::Domain(domain)) => domain,
+                _ => "localhost",
+            };
+            format!("Portico <portico@{domain}>")
+        });
+    Ok(Some(SmtpRelay {
+        url: SecretString::from(raw.to_owned()),
+        from,
+    }))
 }
 
 /// Creates the data directory when needed, so a fresh checkout runs without setup.

@@ -1,70 +1,86 @@
 //! Background jobs of a serving instance. Each runs on its own interval and stops only
-//! between runs, so a shutdown never leaves a renewal half done.
+//! between runs, so a shutdown never leaves a renewal half done. With several instances on
+//! one database, each interval's run happens on one of them (see `run_if_due`).
 
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::metrics::Job;
+use crate::store::job_runs;
 use crate::store::sessions::DbSessionStore;
+
+/// Every background job.
+const JOBS: [Job; 3] = [Job::SessionCleanup, Job::OAuthRenewal, Job::ExpiryAlerts];
+
+/// How often a job runs, across all instances.
+fn interval(job: Job) -> Duration {
+    match job {
+        Job::SessionCleanup => Duration::from_secs(15 * 60),
+        Job::OAuthRenewal | Job::ExpiryAlerts => Duration::from_secs(60),
+    }
+}
+
+/// A run claims the job until this long before its next interval ends, so that the next
+/// tick of whichever instance comes first finds it due again.
+const CLAIM_MARGIN: Duration = Duration::from_secs(5);
+
+async fn work(app: &App, job: Job) -> Result<(), String> {
+    match job {
+        Job::SessionCleanup => DbSessionStore::new(app.db.clone())
+            .delete_expired()
+            .await
+            .map(drop)
+            .map_err(|err| err.to_string()),
+        Job::OAuthRenewal => crate::connections::renew_due(app)
+            .await
+            .map(drop)
+            .map_err(|err| err.to_string()),
+        Job::ExpiryAlerts => crate::alerts::run(app)
+            .await
+            .map(drop)
+            .map_err(|err| err.to_string()),
+    }
+}
+
+/// Runs `job` here, unless another instance on the database already ran it within its
+/// interval; true when it ran (failed or not: failures are logged and counted).
+pub async fn run_if_due(app: &App, job: Job) -> Result<bool, sqlx::Error> {
+    let now = app.clock.now().unix_timestamp();
+    let claimed_for = interval(job).saturating_sub(CLAIM_MARGIN).as_secs();
+    let next_run_at = now.saturating_add(i64::try_from(claimed_for).unwrap_or(i64::MAX));
+    if !job_runs::claim(&app.db, job.label(), now, next_run_at).await? {
+        return Ok(false);
+    }
+    let result = work(app, job).await;
+    if let Err(err) = &result {
+        tracing::warn!(job = job.label(), error = %err, "background job failed");
+    }
+    app.metrics.job_run(job, result.is_err());
+    Ok(true)
+}
 
 /// Starts every background job; each ends at its next safe point after `stop` is cancelled.
 pub fn spawn(state: &AppState, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
-    vec![
-        spawn_job(
-            state,
-            stop,
-            Job::SessionCleanup,
-            Duration::from_secs(15 * 60),
-            |state| async move {
-                DbSessionStore::new(state.db.clone())
-                    .delete_expired()
-                    .await
-                    .map(drop)
-                    .map_err(|err| err.to_string())
-            },
-        ),
-        spawn_job(
-            state,
-            stop,
-            Job::OAuthRenewal,
-            Duration::from_secs(60),
-            |state| async move {
-                crate::connections::renew_due(&state)
-                    .await
-                    .map(drop)
-                    .map_err(|err| err.to_string())
-            },
-        ),
-    ]
+    JOBS.into_iter()
+        .map(|job| spawn_job(state, stop, job))
+        .collect()
 }
 
-fn spawn_job<F, Fut>(
-    state: &AppState,
-    stop: &CancellationToken,
-    job: Job,
-    every: Duration,
-    run: F,
-) -> JoinHandle<()>
-where
-    F: Fn(AppState) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), String>> + Send,
-{
+fn spawn_job(state: &AppState, stop: &CancellationToken, job: Job) -> JoinHandle<()> {
     let (state, stop) = (state.clone(), stop.clone());
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(every);
+        let mut ticks = tokio::time::interval(interval(job));
         loop {
             tokio::select! {
                 () = stop.cancelled() => break,
                 _ = ticks.tick() => {}
             }
-            let result = run(state.clone()).await;
-            if let Err(err) = &result {
-                tracing::warn!(job = job.label(), error = %err, "background job failed");
+            if let Err(err) = run_if_due(&state, job).await {
+                tracing::warn!(job = job.label(), error = %err, "background job not started");
             }
-            state.metrics.job_run(job, result.is_err());
         }
         tracing::debug!(job = job.label(), "background job stopped");
     })

@@ -2,13 +2,16 @@
 //! Microsoft 365.
 
 pub mod accounts;
+pub mod alerts;
 pub mod app;
+pub mod certificates;
 pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod crypto;
 pub mod doctor;
 pub mod domain;
+pub mod expiry;
 pub mod jobs;
 pub mod key_rotation;
 pub mod mail;

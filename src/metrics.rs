@@ -75,6 +75,7 @@ pub enum CallOutcome {
 pub enum Job {
     SessionCleanup,
     OAuthRenewal,
+    ExpiryAlerts,
 }
 
 impl SignInMethod {
@@ -124,6 +125,7 @@ impl Job {
         match self {
             Self::SessionCleanup => "session_cleanup",
             Self::OAuthRenewal => "oauth_renewal",
+            Self::ExpiryAlerts => "expiry_alerts",
         }
     }
 }
@@ -195,7 +197,8 @@ impl Metrics {
             )?,
             credentials: gauge(
                 "graph_client_secrets",
-                "Graph client secrets that have expired, or expire within 30 days.",
+                "Graph credentials (client secrets and certificates) that have expired, or expire \
+                 within 30 days.",
                 &["state"],
             )?,
             db_connections: gauge(

@@ -26,6 +26,10 @@ pub enum AuditAction {
     GraphCredentialCreated,
     GraphCredentialChanged,
     GraphCredentialSecretReplaced,
+    /// A certificate generated to replace the credential's secret or certificate.
+    GraphCredentialCertificateCreated,
+    /// The credential signs with its new certificate from now on.
+    GraphCredentialCertificateSwitched,
     GraphCredentialDeleted,
     SegmentCreated,
     SegmentChanged,
@@ -40,6 +44,11 @@ pub enum AuditAction {
     OAuthConnectionAuthenticated,
     OAuthConnectionNeedsReauthentication,
     OAuthConnectionDeleted,
+    ExpiryAlertSettingsChanged,
+    /// Portico told the tenant's recipients that something expires or fails.
+    ExpiryAlertSent,
+    /// An expiry alert could not be sent (its first failure; retries are only logged).
+    ExpiryAlertFailed,
 }
 
 impl AuditAction {
@@ -66,6 +75,8 @@ impl AuditAction {
             Self::GraphCredentialCreated => "graph_credential.created",
             Self::GraphCredentialChanged => "graph_credential.changed",
             Self::GraphCredentialSecretReplaced => "graph_credential.secret_replaced",
+            Self::GraphCredentialCertificateCreated => "graph_credential.certificate_created",
+            Self::GraphCredentialCertificateSwitched => "graph_credential.certificate_switched",
             Self::GraphCredentialDeleted => "graph_credential.deleted",
             Self::SegmentCreated => "segment.created",
             Self::SegmentChanged => "segment.changed",
@@ -80,6 +91,9 @@ impl AuditAction {
             Self::OAuthConnectionAuthenticated => "oauth_connection.authenticated",
             Self::OAuthConnectionNeedsReauthentication => "oauth_connection.needs_reauthentication",
             Self::OAuthConnectionDeleted => "oauth_connection.deleted",
+            Self::ExpiryAlertSettingsChanged => "settings.expiry_alerts_changed",
+            Self::ExpiryAlertSent => "expiry_alert.sent",
+            Self::ExpiryAlertFailed => "expiry_alert.failed",
         }
     }
 }

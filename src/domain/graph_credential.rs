@@ -17,6 +17,54 @@ impl CredentialName {
     }
 }
 
+/// How a credential proves itself to Microsoft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A client secret the admin copied from Azure.
+    ClientSecret,
+    /// A certificate Portico generated; the admin uploads it to Azure. Microsoft's advice for
+    /// app-only access: nothing secret is ever copied by hand.
+    Certificate,
+}
+
+impl AuthMethod {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "client_secret" => Ok(Self::ClientSecret),
+            "certificate" => Ok(Self::Certificate),
+            _ => Err("Choose a client secret or a certificate.".into()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecret => "client_secret",
+            Self::Certificate => "certificate",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientSecret => "Client secret",
+            Self::Certificate => "Certificate",
+        }
+    }
+}
+
+/// How long a certificate Portico generates is valid, in months: what the form offers.
+pub const CERTIFICATE_VALIDITY_MONTHS: [u32; 3] = [6, 12, 24];
+
+/// The validity the admin chose for a new certificate, as a duration (a month counts 30
+/// days, so 12 months are 360 days: the certificate ends before the anniversary, never after).
+pub fn parse_certificate_validity(raw: &str) -> Result<time::Duration, String> {
+    raw.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|months| CERTIFICATE_VALIDITY_MONTHS.contains(months))
+        .map(|months| time::Duration::days(30 * i64::from(months)))
+        .ok_or_else(|| "Choose how long the certificate is valid.".into())
+}
+
 /// "Secret expires on", as the Azure portal shows it when the secret is made.
 pub fn parse_expiry_date(raw: &str) -> Result<Date, String> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
@@ -30,8 +78,13 @@ pub const EXPIRY_WARNING_DAYS: i64 = 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiryStatus {
     Valid,
-    ExpiresSoon { days_left: i64 },
+    ExpiresSoon {
+        days_left: i64,
+    },
     Expired,
+    /// Stopped working before its date: Microsoft refused it (a connection that needs
+    /// re-authentication).
+    Failed,
 }
 
 impl ExpiryStatus {
@@ -58,6 +111,7 @@ impl ExpiryStatus {
             Self::ExpiresSoon { days_left: 1 } => "Expires tomorrow".into(),
             Self::ExpiresSoon { days_left } => format!("Expires in {days_left} days"),
             Self::Expired => "Expired".into(),
+            Self::Failed => "Failing".into(),
         }
     }
 
@@ -66,7 +120,7 @@ impl ExpiryStatus {
         match self {
             Self::Valid => "ok",
             Self::ExpiresSoon { .. } => "warn",
-            Self::Expired => "danger",
+            Self::Expired | Self::Failed => "danger",
         }
     }
 }
@@ -155,5 +209,24 @@ mod tests {
         );
         assert_eq!(parse_expiry_date("2027-05-31"), Ok(date!(2027 - 05 - 31)));
         assert!(parse_expiry_date("31/05/2027").is_err());
+    }
+
+    #[test]
+    fn auth_methods_and_certificate_validity_are_checked() {
+        assert_eq!(
+            AuthMethod::parse("certificate"),
+            Ok(AuthMethod::Certificate)
+        );
+        assert_eq!(
+            AuthMethod::parse(AuthMethod::ClientSecret.as_str()),
+            Ok(AuthMethod::ClientSecret)
+        );
+        assert!(AuthMethod::parse("password").is_err());
+        assert_eq!(
+            parse_certificate_validity("12"),
+            Ok(time::Duration::days(360))
+        );
+        assert!(parse_certificate_validity("120").is_err());
+        assert!(parse_certificate_validity("").is_err());
     }
 }

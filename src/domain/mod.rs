@@ -1,6 +1,7 @@
 //! Plain types and rules. Raw form input becomes one of these through `parse`, so code past
 //! the handlers only ever holds valid values.
 
+mod alert;
 mod audit;
 mod fields;
 mod graph_credential;
@@ -10,11 +11,12 @@ mod oauth;
 mod tenant;
 mod user;
 
+pub use alert::{MAX_ALERT_RECIPIENTS, parse_alert_recipients};
 pub use audit::AuditAction;
 pub use fields::{FieldErrors, parse_name};
 pub use graph_credential::{
-    CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus, REQUIRED_ROLES, RoleReview,
-    parse_expiry_date,
+    AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus,
+    REQUIRED_ROLES, RoleReview, parse_certificate_validity, parse_expiry_date,
 };
 pub use mailbox::{Direction, MailProtocol, Security, parse_host, parse_port};
 pub use microsoft::{

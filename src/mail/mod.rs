@@ -3,11 +3,13 @@
 //! server said.
 //!
 //! The three line protocols are written by hand (a few commands each) rather than pulled in
-//! as three client crates; TLS, base64 and PEM come from crates.
+//! as three client crates; TLS, base64 and PEM come from crates. Sending mail (expiry
+//! alerts, `outgoing`) is lettre's.
 
 mod connection;
 mod imap;
 mod oauth;
+pub mod outgoing;
 mod pop3;
 mod smtp;
 

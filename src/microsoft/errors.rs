@@ -147,6 +147,21 @@ fn advice(code: Option<u32>, error: &str, context: &AdviceContext<'_>) -> Advice
             "The redirect URI is registered under the Web platform, which requires a client secret, and Portico has none for this app.".into(),
             format!("Either enter a client secret in Portico, or register {} under “Mobile and desktop applications” in Azure instead of Web.", context.redirect_uri),
         ),
+        (Some(700027), _) => (
+            "Certificate not accepted",
+            "Microsoft could not check Portico's signed request against a certificate of the app: the certificate was not uploaded to this app in Azure, a different one was, or it has expired there.".into(),
+            "Download the certificate from this page (.cer) and upload it in Azure under App registrations → the app → Certificates & secrets → Certificates → Upload certificate. The Thumbprint Azure then lists must match the one Portico shows.".into(),
+        ),
+        (Some(700024), _) => (
+            "Signed request outside its valid time",
+            "Microsoft found the time in Portico's signed request wrong: the clock of the server Portico runs on is off by more than a few minutes.".into(),
+            "Ask your operator to synchronize the server's clock (NTP), then test again.".into(),
+        ),
+        (Some(700023), _) => (
+            "Signed request addressed elsewhere",
+            "Portico's signed request named another token endpoint than the one it was sent to, which happens when the cloud chosen does not match the app's.".into(),
+            "Check the Cloud setting against where the app is registered in Azure.".into(),
+        ),
         (Some(90002), _) => (
             "Directory not found",
             "Microsoft has no directory with this Directory (tenant) ID or domain.".into(),
@@ -260,6 +275,16 @@ mod tests {
             advice(Some(7000215), "invalid_client", &context)
                 .next_step
                 .contains("Value, not its Secret ID")
+        );
+        assert!(
+            advice(Some(700027), "invalid_client", &context)
+                .next_step
+                .contains("Upload certificate")
+        );
+        assert!(
+            advice(Some(700024), "invalid_client", &context)
+                .meaning
+                .contains("clock")
         );
     }
 }

@@ -12,6 +12,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use super::{CallError, Microsoft, MicrosoftError, observed};
+use crate::certificates::{self, CertificateInfo};
 use crate::domain::{ClientId, Cloud};
 use crate::metrics::MicrosoftCall;
 
@@ -20,13 +21,54 @@ const RENEW_BEFORE_EXPIRY: Duration = Duration::minutes(5);
 
 /// An Azure app's application credentials.
 pub struct AppCredentials<'a> {
-    /// Names the cache entry: a credential id plus something that changes with the secret.
+    /// Names the cache entry: a credential id plus something that changes with the secret
+    /// or certificate.
     pub cache_key: String,
     pub client_id: ClientId,
     pub directory_id: Uuid,
     pub cloud: Cloud,
-    pub client_secret: &'a SecretString,
+    pub proof: ClientProof<'a>,
 }
+
+/// How the app proves itself at the token endpoint.
+pub enum ClientProof<'a> {
+    Secret(&'a SecretString),
+    /// A client assertion signed with the private key of this certificate.
+    Certificate {
+        private_key: &'a SecretString,
+        certificate: &'a CertificateInfo,
+    },
+}
+
+/// The form fields that prove the client: its secret, or a fresh signed assertion.
+fn client_proof_fields(
+    proof: &ClientProof<'_>,
+    client_id: &str,
+    token_url: &str,
+    now: OffsetDateTime,
+) -> Result<Vec<(&'static str, SecretString)>, CallError> {
+    Ok(match proof {
+        ClientProof::Secret(secret) => vec![("client_secret", (*secret).clone())],
+        ClientProof::Certificate {
+            private_key,
+            certificate,
+        } => {
+            let assertion =
+                certificates::client_assertion(private_key, certificate, client_id, token_url, now)
+                    .map_err(|e| CallError::Unexpected(e.to_string()))?;
+            vec![
+                (
+                    "client_assertion_type",
+                    SecretString::from(CLIENT_ASSERTION_TYPE),
+                ),
+                ("client_assertion", assertion),
+            ]
+        }
+    })
+}
+
+/// RFC 7523's name for a JWT that authenticates the client.
+const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// An app-only access token and the application permissions it carries.
 #[derive(Clone)]
@@ -117,12 +159,17 @@ impl Microsoft {
         );
         let scope = format!("{}/.default", self.graph_base(credentials.cloud));
         let client_id = credentials.client_id.to_string();
-        let form = [
+        let proof = client_proof_fields(&credentials.proof, &client_id, &url, now)?;
+        let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_id", client_id.as_str()),
-            ("client_secret", credentials.client_secret.expose_secret()),
             ("scope", scope.as_str()),
         ];
+        form.extend(
+            proof
+                .iter()
+                .map(|(name, value)| (*name, value.expose_secret())),
+        );
         let response = self
             .http
             .post(url)

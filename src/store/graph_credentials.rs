@@ -1,4 +1,5 @@
-//! The tenant's Microsoft Graph credentials (External APIs).
+//! The tenant's Microsoft Graph credentials (External APIs), and the certificates of those
+//! that authenticate with one.
 
 use sqlx::FromRow;
 use time::{Date, OffsetDateTime};
@@ -6,7 +7,7 @@ use uuid::Uuid;
 
 use super::tenants::TenantId;
 use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version, unix_now};
-use crate::domain::{ClientId, Cloud, CredentialName};
+use crate::domain::{AuthMethod, ClientId, Cloud, CredentialName};
 
 #[derive(Debug, Clone)]
 pub struct GraphCredential {
@@ -16,12 +17,43 @@ pub struct GraphCredential {
     pub directory: String,
     pub directory_id: Uuid,
     pub cloud: Cloud,
-    pub client_secret_sealed: String,
-    pub secret_expires_on: Date,
-    pub secret_replaced_at: OffsetDateTime,
+    pub authentication: Authentication,
     pub last_test: Option<TestResult>,
     /// Grows with every save; edit forms carry it (see `saved_at_version`).
     pub version: i64,
+}
+
+/// How a credential proves itself to Microsoft, and until when it can.
+#[derive(Debug, Clone)]
+pub enum Authentication {
+    ClientSecret {
+        sealed: String,
+        expires_on: Date,
+        replaced_at: OffsetDateTime,
+    },
+    /// The current certificate: its thumbprint and end of validity.
+    Certificate {
+        thumbprint: String,
+        not_after: OffsetDateTime,
+    },
+}
+
+impl GraphCredential {
+    pub fn auth_method(&self) -> AuthMethod {
+        match self.authentication {
+            Authentication::ClientSecret { .. } => AuthMethod::ClientSecret,
+            Authentication::Certificate { .. } => AuthMethod::Certificate,
+        }
+    }
+
+    /// The last day the credential works: its secret's expiry date, or the day its
+    /// certificate ends (UTC).
+    pub fn expires_on(&self) -> Date {
+        match &self.authentication {
+            Authentication::ClientSecret { expires_on, .. } => *expires_on,
+            Authentication::Certificate { not_after, .. } => not_after.date(),
+        }
+    }
 }
 
 /// The outcome of the last "Test connection".
@@ -49,8 +81,21 @@ pub fn secret_context(tenant: &TenantId, credential_id: &str) -> String {
     )
 }
 
+/// What the sealed private key of a certificate is bound to.
+pub fn private_key_context(tenant: &TenantId, certificate_id: &str) -> String {
+    format!(
+        "graph-credential/private-key/{}/{certificate_id}",
+        tenant.as_str()
+    )
+}
+
 /// A new credential's id, known before saving so its secret can be sealed to it.
 pub fn new_credential_id() -> String {
+    new_id()
+}
+
+/// A new certificate's id, known before saving so its private key can be sealed to it.
+pub fn new_certificate_id() -> String {
     new_id()
 }
 
@@ -62,9 +107,12 @@ struct Row {
     directory: String,
     directory_id: String,
     cloud: String,
-    client_secret_sealed: String,
-    secret_expires_on: String,
-    secret_replaced_at: i64,
+    auth_method: String,
+    client_secret_sealed: Option<String>,
+    secret_expires_on: Option<String>,
+    secret_replaced_at: Option<i64>,
+    certificate_thumbprint: Option<String>,
+    certificate_not_after: Option<i64>,
     last_test_at: Option<i64>,
     last_test_ok: Option<i64>,
     last_test_summary: Option<String>,
@@ -76,13 +124,42 @@ impl TryFrom<Row> for GraphCredential {
 
     fn try_from(row: Row) -> Result<Self, Self::Error> {
         let corrupt = |m: String| sqlx::Error::Decode(m.into());
+        let authentication = match AuthMethod::parse(&row.auth_method).map_err(corrupt)? {
+            AuthMethod::ClientSecret => {
+                let (Some(sealed), Some(expires_on), Some(replaced_at)) = (
+                    row.client_secret_sealed,
+                    row.secret_expires_on,
+                    row.secret_replaced_at,
+                ) else {
+                    return Err(corrupt(
+                        "a client-secret credential without a secret".into(),
+                    ));
+                };
+                Authentication::ClientSecret {
+                    sealed,
+                    expires_on: crate::domain::parse_expiry_date(&expires_on).map_err(corrupt)?,
+                    replaced_at: from_unix(replaced_at),
+                }
+            }
+            AuthMethod::Certificate => {
+                let (Some(thumbprint), Some(not_after)) =
+                    (row.certificate_thumbprint, row.certificate_not_after)
+                else {
+                    return Err(corrupt(
+                        "a certificate credential without a certificate".into(),
+                    ));
+                };
+                Authentication::Certificate {
+                    thumbprint,
+                    not_after: from_unix(not_after),
+                }
+            }
+        };
         Ok(Self {
             client_id: ClientId::parse(&row.client_id).map_err(corrupt)?,
             directory_id: Uuid::try_parse(&row.directory_id).map_err(|e| corrupt(e.to_string()))?,
             cloud: Cloud::parse(&row.cloud).map_err(corrupt)?,
-            secret_expires_on: crate::domain::parse_expiry_date(&row.secret_expires_on)
-                .map_err(corrupt)?,
-            secret_replaced_at: from_unix(row.secret_replaced_at),
+            authentication,
             last_test: row.last_test_at.map(|at| TestResult {
                 at: from_unix(at),
                 ok: row.last_test_ok == Some(1),
@@ -91,14 +168,19 @@ impl TryFrom<Row> for GraphCredential {
             id: row.id,
             name: row.name,
             directory: row.directory,
-            client_secret_sealed: row.client_secret_sealed,
             version: row.version,
         })
     }
 }
 
-const COLUMNS: &str = "id, name, client_id, directory, directory_id, cloud, client_secret_sealed, \
-     secret_expires_on, secret_replaced_at, last_test_at, last_test_ok, last_test_summary, version";
+/// The credential's columns, with its current certificate's (`certificate` joined).
+const COLUMNS: &str = "g.id, g.name, g.client_id, g.directory, g.directory_id, g.cloud, \
+     g.auth_method, g.client_secret_sealed, g.secret_expires_on, g.secret_replaced_at, \
+     c.thumbprint AS certificate_thumbprint, c.not_after AS certificate_not_after, \
+     g.last_test_at, g.last_test_ok, g.last_test_summary, g.version";
+
+const FROM: &str = "graph_credentials g LEFT JOIN graph_credential_certificates c \
+     ON c.credential_id = g.id AND c.slot = 'current'";
 
 fn date_text(date: Date) -> String {
     format!(
@@ -111,26 +193,9 @@ fn date_text(date: Date) -> String {
 
 pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<GraphCredential>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM graph_credentials WHERE tenant_id = $1 ORDER BY LOWER(name)"
+        "SELECT {COLUMNS} FROM {FROM} WHERE g.tenant_id = $1 ORDER BY LOWER(g.name)"
     ))
     .bind(tenant.as_str())
-    .fetch_all(db.pool())
-    .await?;
-    rows.into_iter().map(GraphCredential::try_from).collect()
-}
-
-/// Credentials whose secret expires on or before `last_day`, soonest first.
-pub async fn expiring(
-    db: &Db,
-    tenant: &TenantId,
-    last_day: Date,
-) -> Result<Vec<GraphCredential>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM graph_credentials WHERE tenant_id = $1 AND secret_expires_on <= $2 \
-         ORDER BY secret_expires_on"
-    ))
-    .bind(tenant.as_str())
-    .bind(date_text(last_day))
     .fetch_all(db.pool())
     .await?;
     rows.into_iter().map(GraphCredential::try_from).collect()
@@ -145,21 +210,31 @@ pub struct ExpiryCounts {
     pub expiring: i64,
 }
 
-/// Counts for the operator's metrics: no tenant is named, only totals.
+/// Counts for the operator's metrics: no tenant is named, only totals. A certificate counts
+/// by the day (UTC) it ends, like a secret.
 pub async fn count_by_expiry(
     db: &Db,
     today: Date,
     last_day: Date,
 ) -> Result<ExpiryCounts, sqlx::Error> {
+    let start_of = |day: Date| day.midnight().assume_utc().unix_timestamp();
     let (expired, expiring): (i64, i64) = sqlx::query_as(
-        "SELECT \
-           CAST(COALESCE(SUM(CASE WHEN secret_expires_on < $1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
-           CAST(COALESCE(SUM(CASE WHEN secret_expires_on >= $1 AND secret_expires_on <= $2 \
-                THEN 1 ELSE 0 END), 0) AS BIGINT) \
-         FROM graph_credentials",
+        "SELECT CAST(COALESCE(SUM(expired), 0) AS BIGINT), \
+                CAST(COALESCE(SUM(expiring), 0) AS BIGINT) FROM ( \
+           SELECT CASE WHEN secret_expires_on < $1 THEN 1 ELSE 0 END AS expired, \
+                  CASE WHEN secret_expires_on >= $1 AND secret_expires_on <= $2 \
+                       THEN 1 ELSE 0 END AS expiring \
+           FROM graph_credentials WHERE auth_method = 'client_secret' \
+           UNION ALL \
+           SELECT CASE WHEN not_after < $3 THEN 1 ELSE 0 END, \
+                  CASE WHEN not_after >= $3 AND not_after < $4 THEN 1 ELSE 0 END \
+           FROM graph_credential_certificates WHERE slot = 'current' \
+         ) counted",
     )
     .bind(date_text(today))
     .bind(date_text(last_day))
+    .bind(start_of(today))
+    .bind(start_of(last_day.next_day().unwrap_or(last_day)))
     .fetch_one(db.pool())
     .await?;
     Ok(ExpiryCounts { expired, expiring })
@@ -171,7 +246,7 @@ pub async fn get(
     id: &str,
 ) -> Result<Option<GraphCredential>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM graph_credentials WHERE tenant_id = $1 AND id = $2"
+        "SELECT {COLUMNS} FROM {FROM} WHERE g.tenant_id = $1 AND g.id = $2"
     ))
     .bind(tenant.as_str())
     .bind(id)
@@ -238,7 +313,8 @@ pub async fn update(
     saved_at_version(db, "graph_credentials", tenant, id, updated.rows_affected()).await
 }
 
-/// Replaces the secret of the credential as loaded at `version`; `Stale` if it moved on since.
+/// Replaces the secret of the client-secret credential as loaded at `version`; `Stale` if
+/// it moved on since.
 pub async fn replace_secret(
     db: &Db,
     tenant: &TenantId,
@@ -252,7 +328,7 @@ pub async fn replace_secret(
         "UPDATE graph_credentials SET client_secret_sealed = $1, secret_expires_on = $2, \
          secret_replaced_at = $3, last_test_at = NULL, last_test_ok = NULL, \
          last_test_summary = NULL, updated_at = $3, version = version + 1 \
-         WHERE tenant_id = $4 AND id = $5 AND version = $6",
+         WHERE tenant_id = $4 AND id = $5 AND version = $6 AND auth_method = 'client_secret'",
     )
     .bind(sealed_secret)
     .bind(date_text(secret_expires_on))
@@ -296,4 +372,221 @@ pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveErro
         .await
         .map_err(save_error)?;
     found(deleted.rows_affected())
+}
+
+/// Which certificate of a credential: the one in use, or the one waiting to replace it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Current,
+    Next,
+}
+
+impl Slot {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Current => "current",
+            Self::Next => "next",
+        }
+    }
+}
+
+/// A certificate as stored: public, but for its sealed private key.
+#[derive(Debug, Clone, FromRow)]
+pub struct StoredCertificate {
+    pub id: String,
+    pub private_key_sealed: String,
+    pub certificate_pem: String,
+    pub thumbprint: String,
+    not_before: i64,
+    not_after: i64,
+}
+
+impl StoredCertificate {
+    pub fn not_before(&self) -> OffsetDateTime {
+        from_unix(self.not_before)
+    }
+
+    pub fn not_after(&self) -> OffsetDateTime {
+        from_unix(self.not_after)
+    }
+}
+
+/// A certificate to store: Portico generated it, and sealed its private key to `id`.
+pub struct NewCertificate<'a> {
+    pub id: &'a str,
+    pub private_key_sealed: &'a str,
+    pub certificate_pem: &'a str,
+    pub thumbprint: String,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+async fn insert_certificate(
+    connection: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    credential_id: &str,
+    slot: Slot,
+    certificate: &NewCertificate<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO graph_credential_certificates (id, tenant_id, credential_id, slot, \
+         private_key_sealed, certificate_pem, thumbprint, not_before, not_after, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(certificate.id)
+    .bind(tenant.as_str())
+    .bind(credential_id)
+    .bind(slot.as_str())
+    .bind(certificate.private_key_sealed)
+    .bind(certificate.certificate_pem)
+    .bind(&certificate.thumbprint)
+    .bind(certificate.not_before.unix_timestamp())
+    .bind(certificate.not_after.unix_timestamp())
+    .bind(unix_now())
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Creates a credential that authenticates with `certificate`, both or neither.
+pub async fn create_with_certificate(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    fields: &CredentialFields,
+    certificate: &NewCertificate<'_>,
+) -> Result<(), SaveError> {
+    let now = unix_now();
+    let mut tx = db.pool().begin().await?;
+    sqlx::query(
+        "INSERT INTO graph_credentials (id, tenant_id, name, client_id, directory, directory_id, \
+         cloud, auth_method, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'certificate', $8, $8)",
+    )
+    .bind(id)
+    .bind(tenant.as_str())
+    .bind(fields.name.as_str())
+    .bind(fields.client_id.to_string())
+    .bind(&fields.directory)
+    .bind(fields.directory_id.hyphenated().to_string())
+    .bind(fields.cloud.as_str())
+    .bind(now)
+    .execute(&mut *tx)
+    .await
+    .map_err(save_error)?;
+    insert_certificate(&mut tx, tenant, id, Slot::Current, certificate).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One certificate of a credential of the tenant.
+pub async fn certificate(
+    db: &Db,
+    tenant: &TenantId,
+    credential_id: &str,
+    slot: Slot,
+) -> Result<Option<StoredCertificate>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, private_key_sealed, certificate_pem, thumbprint, not_before, not_after \
+         FROM graph_credential_certificates \
+         WHERE tenant_id = $1 AND credential_id = $2 AND slot = $3",
+    )
+    .bind(tenant.as_str())
+    .bind(credential_id)
+    .bind(slot.as_str())
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// Moves the credential from `version` to the next one inside `tx`: `Stale` if someone
+/// saved it since the admin's page was loaded.
+async fn bump_version(
+    db: &Db,
+    tx: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    id: &str,
+    version: i64,
+    also_set: &str,
+) -> Result<(), SaveError> {
+    let updated = sqlx::query(&format!(
+        "UPDATE graph_credentials SET {also_set} updated_at = $1, version = version + 1 \
+         WHERE tenant_id = $2 AND id = $3 AND version = $4"
+    ))
+    .bind(unix_now())
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(version)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 1 {
+        return Ok(());
+    }
+    saved_at_version(db, "graph_credentials", tenant, id, 0).await
+}
+
+/// Stores the certificate that is to replace the current one (or, for a client-secret
+/// credential, the secret), replacing a previous one not switched to yet. The credential
+/// keeps working as before until [`switch_to_next_certificate`].
+pub async fn add_next_certificate(
+    db: &Db,
+    tenant: &TenantId,
+    credential_id: &str,
+    version: i64,
+    certificate: &NewCertificate<'_>,
+) -> Result<(), SaveError> {
+    let mut tx = db.pool().begin().await?;
+    bump_version(db, &mut tx, tenant, credential_id, version, "").await?;
+    sqlx::query(
+        "DELETE FROM graph_credential_certificates \
+         WHERE tenant_id = $1 AND credential_id = $2 AND slot = 'next'",
+    )
+    .bind(tenant.as_str())
+    .bind(credential_id)
+    .execute(&mut *tx)
+    .await?;
+    insert_certificate(&mut tx, tenant, credential_id, Slot::Next, certificate).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Makes the next certificate the one Portico signs with, drops the one it replaces (or
+/// the client secret) and forgets the last test: all at once, or nothing.
+pub async fn switch_to_next_certificate(
+    db: &Db,
+    tenant: &TenantId,
+    credential_id: &str,
+    version: i64,
+) -> Result<(), SaveError> {
+    let mut tx = db.pool().begin().await?;
+    bump_version(
+        db,
+        &mut tx,
+        tenant,
+        credential_id,
+        version,
+        "auth_method = 'certificate', client_secret_sealed = NULL, secret_expires_on = NULL, \
+         secret_replaced_at = NULL, last_test_at = NULL, last_test_ok = NULL, \
+         last_test_summary = NULL,",
+    )
+    .await?;
+    sqlx::query(
+        "DELETE FROM graph_credential_certificates \
+         WHERE tenant_id = $1 AND credential_id = $2 AND slot = 'current'",
+    )
+    .bind(tenant.as_str())
+    .bind(credential_id)
+    .execute(&mut *tx)
+    .await?;
+    let switched = sqlx::query(
+        "UPDATE graph_credential_certificates SET slot = 'current' \
+         WHERE tenant_id = $1 AND credential_id = $2 AND slot = 'next'",
+    )
+    .bind(tenant.as_str())
+    .bind(credential_id)
+    .execute(&mut *tx)
+    .await?;
+    // Without a next certificate there is nothing to switch to: roll everything back.
+    found(switched.rows_affected())?;
+    tx.commit().await?;
+    Ok(())
 }

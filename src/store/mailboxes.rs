@@ -271,6 +271,63 @@ pub async fn create(
     Ok(())
 }
 
+/// Creates many mailboxes of one segment in one transaction, a few rows per statement:
+/// imports, and the benchmark's million rows (`bench/run`), take seconds, not the minutes
+/// one commit per row would.
+pub async fn create_many(
+    db: &Db,
+    tenant: &TenantId,
+    segment_id: &str,
+    mailboxes: &[(String, MailboxFields)],
+) -> Result<(), sqlx::Error> {
+    const COLUMNS: usize = 17;
+    /// Not more: SQLite looks each `$n` up by name in a list, so binding one statement
+    /// takes time in the square of its parameters.
+    const ROWS_PER_STATEMENT: usize = 20;
+    let now = unix_now();
+    let mut tx = db.pool().begin().await?;
+    for chunk in mailboxes.chunks(ROWS_PER_STATEMENT) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let first = row * COLUMNS;
+                let placeholders: Vec<String> =
+                    (1..=COLUMNS).map(|n| format!("${}", first + n)).collect();
+                format!("({})", placeholders.join(", "))
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO mailboxes (id, tenant_id, segment_id, name, email, direction, protocol, \
+             graph_credential_id, host, port, security, username, password_sealed, enabled, \
+             oauth_connection_id, created_at, updated_at) VALUES {}",
+            values.join(", ")
+        );
+        let mut insert = sqlx::query(&sql);
+        for (id, fields) in chunk {
+            let columns = ConnectionColumns::from(&fields.connection);
+            insert = insert
+                .bind(id)
+                .bind(tenant.as_str())
+                .bind(segment_id)
+                .bind(&fields.name)
+                .bind(&fields.email)
+                .bind(fields.direction.as_str())
+                .bind(fields.protocol.as_str())
+                .bind(columns.graph_credential_id)
+                .bind(columns.host)
+                .bind(columns.port)
+                .bind(columns.security)
+                .bind(columns.username)
+                .bind(columns.password_sealed)
+                .bind(i64::from(fields.enabled))
+                .bind(columns.oauth_connection_id)
+                .bind(now)
+                .bind(now);
+        }
+        insert.execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}
+
 /// Saves the settings of the mailbox as loaded at `version` (`Stale` if it moved on since).
 /// Moving to Graph clears every server column, the stored password included, so no stale
 /// secret stays behind.
@@ -421,4 +478,19 @@ pub async fn oauth_connection_usage(
         usage.entry(connection).or_default().push(email);
     }
     Ok(usage)
+}
+
+/// The tenant's SMTP mailboxes that send mail (outgoing, or both ways), enabled, by name:
+/// what expiry alerts may go out through. (id, name, address)
+pub async fn sending_smtp(
+    db: &Db,
+    tenant: &TenantId,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, email FROM mailboxes WHERE tenant_id = $1 AND protocol = 'smtp' \
+         AND direction IN ('outgoing', 'both') AND enabled = 1 ORDER BY LOWER(name), id",
+    )
+    .bind(tenant.as_str())
+    .fetch_all(db.pool())
+    .await
 }

@@ -38,7 +38,7 @@ fn connection_access_token(tenant: &TenantId, id: &str) -> String {
 }
 
 /// All of them. A new sealed column belongs here, or a key rotation would leave it behind.
-pub const SEALED_COLUMNS: [SealedColumn; 6] = [
+pub const SEALED_COLUMNS: [SealedColumn; 7] = [
     SealedColumn {
         table: "microsoft_sign_in",
         column: "client_secret_sealed",
@@ -50,6 +50,12 @@ pub const SEALED_COLUMNS: [SealedColumn; 6] = [
         column: "client_secret_sealed",
         key_column: "id",
         context: graph_credentials::secret_context,
+    },
+    SealedColumn {
+        table: "graph_credential_certificates",
+        column: "private_key_sealed",
+        key_column: "id",
+        context: graph_credentials::private_key_context,
     },
     SealedColumn {
         table: "mailboxes",

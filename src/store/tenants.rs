@@ -1,3 +1,6 @@
+use std::collections::HashMap;
+use std::sync::RwLock;
+
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
@@ -66,6 +69,31 @@ pub async fn find_by_slug(db: &Db, slug: &str) -> Result<Option<Tenant>, sqlx::E
             .fetch_optional(db.pool())
             .await?;
     Ok(row.map(Tenant::from))
+}
+
+/// Tenants by slug, as found. Once created a tenant never changes and never goes (nothing
+/// renames or deletes one), so a tenant found once is as good as the database's answer, and
+/// every page saves a query. Misses are not kept: a tenant created by another instance is
+/// found at once. Should tenants ever become editable, this cache must go.
+#[derive(Debug, Default)]
+pub struct TenantCache(RwLock<HashMap<String, Tenant>>);
+
+impl TenantCache {
+    pub async fn find_by_slug(&self, db: &Db, slug: &str) -> Result<Option<Tenant>, sqlx::Error> {
+        let cached = self
+            .0
+            .read()
+            .ok()
+            .and_then(|tenants| tenants.get(slug).cloned());
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let found = find_by_slug(db, slug).await?;
+        if let (Some(tenant), Ok(mut tenants)) = (&found, self.0.write()) {
+            tenants.insert(slug.to_owned(), tenant.clone());
+        }
+        Ok(found)
+    }
 }
 
 /// The tenant a server-side record (a pending sign-in, say) points at.

@@ -8,15 +8,13 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::error::{AppError, Rejected, Throttled};
-use super::external_apis::CredentialView;
 use super::extract::{ClientIp, Form, Query, TenantCtx};
 use super::{Layout, format_time};
 use crate::accounts::{self, CurrentPassword};
 use crate::app::AppState;
-use crate::domain::OAuthStatus;
-use crate::domain::{AuditAction, EXPIRY_WARNING_DAYS, FieldErrors, NewPassword, Role};
-use crate::store::{Page, audit, graph_credentials, oauth_connections, users};
-use time::Duration;
+use crate::domain::{AuditAction, FieldErrors, NewPassword, Role};
+use crate::expiry::{self, Expiring};
+use crate::store::{Page, audit, users};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "dashboard.html")]
@@ -28,10 +26,9 @@ pub struct DashboardPage {
     active_admins: i64,
     active_agents: i64,
     recent: Vec<AuditLine>,
-    /// Graph credentials whose secret expires within 30 days or has expired.
-    expiring: Vec<CredentialView>,
-    /// OAuth connections whose user must sign in again: (id, name, reason).
-    needs_reauthentication: Vec<(String, String, String)>,
+    /// What expires within 30 days, has expired or fails: secrets, certificates and
+    /// OAuth connections, failing ones first.
+    attention: Vec<Expiring>,
 }
 
 /// An audit entry as the pages show it.
@@ -62,23 +59,12 @@ pub async fn show(
     ctx: TenantCtx,
 ) -> Result<DashboardPage, AppError> {
     let (mut active_admins, mut active_agents, mut recent) = (0, 0, Vec::new());
-    let mut expiring = Vec::new();
-    let mut needs_reauthentication = Vec::new();
+    let mut attention = Vec::new();
     if ctx.is_admin() {
-        needs_reauthentication = oauth_connections::list(&state.db, &ctx.tenant.id)
+        attention = expiry::of_tenant(&state, &ctx.tenant.id)
             .await?
             .into_iter()
-            .filter(|connection| connection.status == OAuthStatus::NeedsReauthentication)
-            .map(|connection| {
-                let reason = connection.status_reason.unwrap_or_default();
-                (connection.id, connection.name, reason)
-            })
-            .collect();
-        let warn_until = state.clock.now().date() + Duration::days(EXPIRY_WARNING_DAYS);
-        expiring = graph_credentials::expiring(&state.db, &ctx.tenant.id, warn_until)
-            .await?
-            .iter()
-            .map(|credential| CredentialView::new(credential, &state))
+            .filter(Expiring::needs_attention)
             .collect();
         for (role, count) in users::count_active_by_role(&state.db, &ctx.tenant.id).await? {
             match role {
@@ -97,8 +83,7 @@ pub async fn show(
         active_admins,
         active_agents,
         recent,
-        expiring,
-        needs_reauthentication,
+        attention,
     })
 }
 

@@ -50,7 +50,11 @@ macro_rules! internal_from {
     )*};
 }
 
-internal_from!(HashError, crate::crypto::SealError);
+internal_from!(
+    HashError,
+    crate::crypto::SealError,
+    crate::certificates::CertificateError,
+);
 
 impl From<sqlx::Error> for AppError {
     fn from(err: sqlx::Error) -> Self {

@@ -4,24 +4,28 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use time::Date;
+use time::{Date, Duration, OffsetDateTime};
 
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
+use crate::certificates::{self, CertificateInfo, GeneratedCertificate};
 use crate::domain::{
-    AuditAction, ClientId, Cloud, CredentialName, DirectoryId, ExpiryStatus, FieldErrors,
-    REQUIRED_ROLES, RoleReview, parse_expiry_date,
+    AuditAction, AuthMethod, CERTIFICATE_VALIDITY_MONTHS, ClientId, Cloud, CredentialName,
+    DirectoryId, ExpiryStatus, FieldErrors, REQUIRED_ROLES, RoleReview, parse_certificate_validity,
+    parse_expiry_date,
 };
 use crate::microsoft::errors::AdviceContext;
-use crate::microsoft::graph::{AppCredentials, MailboxAccess};
+use crate::microsoft::graph::{AppCredentials, ClientProof, MailboxAccess};
 use crate::microsoft::{Advice, CallError, MicrosoftError};
 use crate::store::graph_credentials::{
-    self, CredentialFields, GraphCredential, new_credential_id, secret_context,
+    self, Authentication, CredentialFields, GraphCredential, NewCertificate, Slot,
+    StoredCertificate, new_certificate_id, new_credential_id, private_key_context, secret_context,
 };
 use crate::store::{SaveError, mailboxes};
 
@@ -33,9 +37,14 @@ pub struct CredentialView {
     pub directory: String,
     pub directory_id: String,
     pub cloud: &'static str,
+    pub auth_method: AuthMethod,
+    /// The last day it works: the secret's expiry date, or the certificate's end.
     pub expires_on: String,
     pub expiry: ExpiryStatus,
-    pub secret_replaced_at: String,
+    /// Client secrets only.
+    pub secret_replaced_at: Option<String>,
+    /// Certificates only: the current certificate's thumbprint, as Azure lists it.
+    pub thumbprint: Option<String>,
     pub last_test: Option<(bool, String, String)>,
     /// How many Graph mailboxes use it (known on the list page).
     pub mailbox_count: i64,
@@ -50,9 +59,17 @@ impl CredentialView {
             directory: credential.directory.clone(),
             directory_id: credential.directory_id.hyphenated().to_string(),
             cloud: credential.cloud.label(),
-            expires_on: credential.secret_expires_on.to_string(),
-            expiry: ExpiryStatus::of(credential.secret_expires_on, app.clock.now()),
-            secret_replaced_at: format_time(credential.secret_replaced_at),
+            auth_method: credential.auth_method(),
+            expires_on: credential.expires_on().to_string(),
+            expiry: ExpiryStatus::of(credential.expires_on(), app.clock.now()),
+            secret_replaced_at: match &credential.authentication {
+                Authentication::ClientSecret { replaced_at, .. } => Some(format_time(*replaced_at)),
+                Authentication::Certificate { .. } => None,
+            },
+            thumbprint: match &credential.authentication {
+                Authentication::ClientSecret { .. } => None,
+                Authentication::Certificate { thumbprint, .. } => Some(thumbprint.clone()),
+            },
             last_test: credential
                 .last_test
                 .as_ref()
@@ -104,6 +121,12 @@ pub struct CredentialForm {
     secret_expires_on: String,
     #[serde(default)]
     client_secret: Option<SecretString>,
+    /// `client_secret` or `certificate`.
+    #[serde(default)]
+    auth_method: String,
+    /// How many months a certificate Portico generates is valid.
+    #[serde(default)]
+    valid_months: String,
     /// The credential's version when the form was loaded.
     #[serde(default)]
     version: i64,
@@ -126,6 +149,7 @@ pub struct NewPage {
     form: CredentialForm,
     errors: FieldErrors,
     clouds: Vec<(&'static str, &'static str)>,
+    validity_months: [u32; 3],
 }
 
 fn clouds() -> Vec<(&'static str, &'static str)> {
@@ -139,12 +163,18 @@ fn new_page(ctx: &TenantCtx, form: CredentialForm, errors: FieldErrors) -> NewPa
         form: form.without_secret(),
         errors,
         clouds: clouds(),
+        validity_months: CERTIFICATE_VALIDITY_MONTHS,
     }
 }
+
+/// Certificates Portico generates are valid this long unless the admin chooses otherwise.
+const DEFAULT_VALIDITY_MONTHS: &str = "12";
 
 pub async fn new(AdminCtx(ctx): AdminCtx) -> NewPage {
     let form = CredentialForm {
         cloud: Cloud::Global.as_str().into(),
+        auth_method: AuthMethod::Certificate.as_str().into(),
+        valid_months: DEFAULT_VALIDITY_MONTHS.into(),
         ..CredentialForm::default()
     };
     new_page(&ctx, form, FieldErrors::new())
@@ -223,20 +253,63 @@ pub async fn create(
     Form(mut form): Form<CredentialForm>,
 ) -> Result<Response, AppError> {
     let mut errors = FieldErrors::new();
-    let secret = parse_secret(&mut form, &mut errors);
+    // A form without the choice (a page from before certificates) adds a client secret.
+    let method = if form.auth_method.is_empty() {
+        Some(AuthMethod::ClientSecret)
+    } else {
+        errors.check("auth_method", AuthMethod::parse(&form.auth_method))
+    };
+    let (secret, validity) = match method {
+        Some(AuthMethod::ClientSecret) => (parse_secret(&mut form, &mut errors), None),
+        Some(AuthMethod::Certificate) => (
+            None,
+            errors.check(
+                "valid_months",
+                parse_certificate_validity(&form.valid_months),
+            ),
+        ),
+        None => (None, None),
+    };
     let fields = parse_fields(&state, &form, &mut errors).await;
-    let (Some(fields), Some((secret, expires_on)), true) = (fields, secret, errors.is_empty())
-    else {
+    let Some(fields) = fields.filter(|_| errors.is_empty()) else {
         return Ok(Rejected(new_page(&ctx, form, errors)).into_response());
     };
     let id = new_credential_id();
-    let sealed = state
-        .config
-        .secret_key
-        .seal(&secret, &secret_context(&ctx.tenant.id, &id));
-    match graph_credentials::create(&state.db, &ctx.tenant.id, &id, &fields, &sealed, expires_on)
-        .await
-    {
+    let (saved, detail) = match (secret, validity) {
+        (Some((secret, expires_on)), _) => {
+            let sealed = state
+                .config
+                .secret_key
+                .seal(&secret, &secret_context(&ctx.tenant.id, &id));
+            let saved = graph_credentials::create(
+                &state.db,
+                &ctx.tenant.id,
+                &id,
+                &fields,
+                &sealed,
+                expires_on,
+            )
+            .await;
+            (saved, format!("client secret expires on {expires_on}"))
+        }
+        (None, Some(valid_for)) => {
+            let generated = generate_certificate(&state, &fields.name, valid_for).await?;
+            let detail = certificate_detail(&generated.certificate);
+            let certificate_id = new_certificate_id();
+            let sealed = seal_private_key(&state, &ctx, &certificate_id, &generated);
+            let saved = graph_credentials::create_with_certificate(
+                &state.db,
+                &ctx.tenant.id,
+                &id,
+                &fields,
+                &new_certificate(&certificate_id, &sealed, &generated.certificate),
+            )
+            .await;
+            (saved, detail)
+        }
+        (None, None) => return Ok(Rejected(new_page(&ctx, form, errors)).into_response()),
+    };
+    match saved {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
             let errors = FieldErrors::single("name", "Another credential has this name.");
@@ -245,7 +318,7 @@ pub async fn create(
         Err(other) => return Err(other.into()),
     }
     let detail = format!(
-        "Application (client) ID {}, Directory (tenant) ID {}, {}, secret expires on {expires_on}",
+        "Application (client) ID {}, Directory (tenant) ID {}, {}, {detail}",
         fields.client_id,
         fields.directory,
         fields.cloud.label()
@@ -261,6 +334,52 @@ pub async fn create(
     Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}"))).into_response())
 }
 
+/// A new key pair and certificate for the credential named `name`, valid from now.
+async fn generate_certificate(
+    state: &App,
+    name: &CredentialName,
+    valid_for: Duration,
+) -> Result<GeneratedCertificate, AppError> {
+    let common_name = format!("Portico {}", name.as_str());
+    Ok(certificates::generate_in_background(common_name, state.clock.now(), valid_for).await?)
+}
+
+fn seal_private_key(
+    state: &App,
+    ctx: &TenantCtx,
+    certificate_id: &str,
+    generated: &GeneratedCertificate,
+) -> String {
+    state.config.secret_key.seal(
+        &generated.private_key,
+        &private_key_context(&ctx.tenant.id, certificate_id),
+    )
+}
+
+fn new_certificate<'a>(
+    id: &'a str,
+    private_key_sealed: &'a str,
+    certificate: &'a CertificateInfo,
+) -> NewCertificate<'a> {
+    NewCertificate {
+        id,
+        private_key_sealed,
+        certificate_pem: certificate.pem(),
+        thumbprint: certificate.thumbprint(),
+        not_before: certificate.not_before,
+        not_after: certificate.not_after,
+    }
+}
+
+/// What the audit log says about a certificate: never its key, only what Azure shows.
+fn certificate_detail(certificate: &CertificateInfo) -> String {
+    format!(
+        "certificate {} valid until {}",
+        certificate.thumbprint(),
+        format_time(certificate.not_after)
+    )
+}
+
 /// The result panel of "Test connection".
 pub struct TestOutcome {
     ok: bool,
@@ -269,18 +388,44 @@ pub struct TestOutcome {
     error: Option<MicrosoftError>,
 }
 
+/// A certificate as the page shows it, to compare with Azure's list.
+pub struct CertificateView {
+    pub thumbprint: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub expiry: ExpiryStatus,
+}
+
+impl CertificateView {
+    fn new(certificate: &StoredCertificate, now: OffsetDateTime) -> Self {
+        Self {
+            thumbprint: certificate.thumbprint.clone(),
+            not_before: format_time(certificate.not_before()),
+            not_after: format_time(certificate.not_after()),
+            expiry: ExpiryStatus::of(certificate.not_after().date(), now),
+        }
+    }
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "external_apis/show.html")]
 pub struct ShowPage {
     layout: Layout,
     slug: String,
     credential: CredentialView,
+    /// The certificate Portico signs with (certificate credentials).
+    certificate: Option<CertificateView>,
+    /// A renewal waiting for the admin to switch to it.
+    next_certificate: Option<CertificateView>,
     form: CredentialForm,
     errors: FieldErrors,
     clouds: Vec<(&'static str, &'static str)>,
+    validity_months: [u32; 3],
     required_roles: [&'static str; 2],
     notice: Option<&'static str>,
     test: Option<TestOutcome>,
+    /// Why switching to the next certificate was refused.
+    switch_test: Option<TestOutcome>,
     mailbox: String,
     mailbox_result: Option<(MailboxAccess, String)>,
     /// The mailboxes that keep this credential from being deleted.
@@ -293,11 +438,23 @@ async fn load(state: &App, ctx: &TenantCtx, id: &str) -> Result<GraphCredential,
         .ok_or(AppError::NotFound)
 }
 
-fn show_page(state: &App, ctx: &TenantCtx, credential: &GraphCredential) -> ShowPage {
-    ShowPage {
+async fn show_page(
+    state: &App,
+    ctx: &TenantCtx,
+    credential: &GraphCredential,
+) -> Result<ShowPage, AppError> {
+    let now = state.clock.now();
+    let view = |slot| async move {
+        let stored =
+            graph_credentials::certificate(&state.db, &ctx.tenant.id, &credential.id, slot).await?;
+        Ok::<_, AppError>(stored.map(|certificate| CertificateView::new(&certificate, now)))
+    };
+    Ok(ShowPage {
         layout: ctx.layout(credential.name.clone(), "external-apis"),
         slug: ctx.tenant.slug.clone(),
         credential: CredentialView::new(credential, state),
+        certificate: view(Slot::Current).await?,
+        next_certificate: view(Slot::Next).await?,
         form: CredentialForm {
             name: credential.name.clone(),
             client_id: credential.client_id.to_string(),
@@ -305,17 +462,21 @@ fn show_page(state: &App, ctx: &TenantCtx, credential: &GraphCredential) -> Show
             cloud: credential.cloud.as_str().into(),
             secret_expires_on: String::new(),
             client_secret: None,
+            auth_method: credential.auth_method().as_str().into(),
+            valid_months: DEFAULT_VALIDITY_MONTHS.into(),
             version: credential.version,
         },
         errors: FieldErrors::new(),
         clouds: clouds(),
+        validity_months: CERTIFICATE_VALIDITY_MONTHS,
         required_roles: REQUIRED_ROLES,
         notice: None,
         test: None,
+        switch_test: None,
         mailbox: String::new(),
         mailbox_result: None,
         in_use_by: Vec::new(),
-    }
+    })
 }
 
 #[derive(Deserialize)]
@@ -330,10 +491,16 @@ pub async fn show(
     Query(query): Query<ShowQuery>,
 ) -> Result<ShowPage, AppError> {
     let credential = load(&state, &ctx, &id).await?;
-    let mut page = show_page(&state, &ctx, &credential);
+    let mut page = show_page(&state, &ctx, &credential).await?;
     page.notice = match query.done.as_deref() {
         Some("saved") => Some("Saved."),
         Some("secret") => Some("Secret replaced. Test the connection to check it."),
+        Some("renewed") => Some(
+            "A new certificate is ready. Upload it to the app in Azure, then switch to it below.",
+        ),
+        Some("switched") => Some(
+            "Portico now signs with the new certificate. Once nothing else uses the old one, remove it from the app in Azure.",
+        ),
         _ => None,
     };
     Ok(page)
@@ -349,26 +516,23 @@ pub async fn update(
     let credential = load(&state, &ctx, &id).await?;
     let mut errors = FieldErrors::new();
     let fields = parse_fields(&state, &form, &mut errors).await;
-    let rejected = |errors: FieldErrors, form: CredentialForm| {
-        let mut page = show_page(&state, &ctx, &credential);
+    let Some(fields) = fields.filter(|_| errors.is_empty()) else {
+        let mut page = show_page(&state, &ctx, &credential).await?;
         page.form = form.without_secret();
         page.errors = errors;
-        Rejected(page).into_response()
-    };
-    let Some(fields) = fields.filter(|_| errors.is_empty()) else {
-        return Ok(rejected(errors, form));
+        return Ok(Rejected(page).into_response());
     };
     match graph_credentials::update(&state.db, &ctx.tenant.id, &id, form.version, &fields).await {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
-            return Ok(rejected(
-                FieldErrors::single("name", "Another credential has this name."),
-                form,
-            ));
+            let mut page = show_page(&state, &ctx, &credential).await?;
+            page.form = form.without_secret();
+            page.errors = FieldErrors::single("name", "Another credential has this name.");
+            return Ok(Rejected(page).into_response());
         }
         Err(SaveError::Stale) => {
             let current = load(&state, &ctx, &id).await?;
-            let mut page = show_page(&state, &ctx, &current);
+            let mut page = show_page(&state, &ctx, &current).await?;
             page.form = CredentialForm {
                 version: current.version,
                 ..form.without_secret()
@@ -405,9 +569,13 @@ pub async fn replace_secret(
     Form(mut form): Form<CredentialForm>,
 ) -> Result<Response, AppError> {
     let credential = load(&state, &ctx, &id).await?;
+    if credential.auth_method() != AuthMethod::ClientSecret {
+        // The page offers no secret to replace; a certificate is renewed instead.
+        return Err(AppError::NotFound);
+    }
     let mut errors = FieldErrors::new();
     let Some((secret, expires_on)) = parse_secret(&mut form, &mut errors) else {
-        let mut page = show_page(&state, &ctx, &credential);
+        let mut page = show_page(&state, &ctx, &credential).await?;
         page.form.secret_expires_on = form.secret_expires_on;
         page.form.version = form.version;
         page.errors = errors;
@@ -430,7 +598,7 @@ pub async fn replace_secret(
         Ok(()) => {}
         Err(SaveError::Stale) => {
             let current = load(&state, &ctx, &id).await?;
-            let mut page = show_page(&state, &ctx, &current);
+            let mut page = show_page(&state, &ctx, &current).await?;
             page.form.secret_expires_on = form.secret_expires_on;
             page.errors = changed_meanwhile("this credential");
             return Ok(Conflict(page).into_response());
@@ -451,33 +619,299 @@ pub async fn replace_secret(
     Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=secret"))).into_response())
 }
 
-pub(super) fn app_credentials<'a>(
-    credential: &GraphCredential,
-    secret: &'a SecretString,
-) -> AppCredentials<'a> {
-    AppCredentials {
-        // The replacement time changes with the secret, so an old token is never reused.
-        cache_key: format!(
-            "{}/{}",
-            credential.id,
-            credential.secret_replaced_at.unix_timestamp()
+#[derive(Deserialize)]
+pub struct RenewForm {
+    #[serde(default)]
+    valid_months: String,
+    #[serde(default)]
+    version: i64,
+}
+
+/// "Renew certificate" (or, for a client-secret credential, "Use a certificate instead"):
+/// generates the next certificate while the current secret or certificate keeps working,
+/// so the admin can upload it to Azure before Portico switches.
+pub async fn renew_certificate(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<RenewForm>,
+) -> Result<Response, AppError> {
+    let credential = load(&state, &ctx, &id).await?;
+    let valid_for = match parse_certificate_validity(&form.valid_months) {
+        Ok(valid_for) => valid_for,
+        Err(message) => {
+            let mut page = show_page(&state, &ctx, &credential).await?;
+            page.errors = FieldErrors::single("valid_months", message);
+            return Ok(Rejected(page).into_response());
+        }
+    };
+    let name = CredentialName::parse(&credential.name).map_err(|_| AppError::NotFound)?;
+    let generated = generate_certificate(&state, &name, valid_for).await?;
+    let certificate_id = new_certificate_id();
+    let sealed = seal_private_key(&state, &ctx, &certificate_id, &generated);
+    let next = new_certificate(&certificate_id, &sealed, &generated.certificate);
+    match graph_credentials::add_next_certificate(
+        &state.db,
+        &ctx.tenant.id,
+        &id,
+        form.version,
+        &next,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(SaveError::Stale) => {
+            let current = load(&state, &ctx, &id).await?;
+            let mut page = show_page(&state, &ctx, &current).await?;
+            page.errors = changed_meanwhile("this credential");
+            return Ok(Conflict(page).into_response());
+        }
+        Err(other) => return Err(other.into()),
+    }
+    let detail = format!("new {}", certificate_detail(&generated.certificate));
+    ctx.audit(
+        &state,
+        AuditAction::GraphCredentialCertificateCreated,
+        &credential.name,
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=renewed"))).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct VersionForm {
+    #[serde(default)]
+    version: i64,
+}
+
+/// "Switch to the new certificate": first asks Microsoft for a token with it, so a
+/// certificate not yet uploaded to Azure never replaces one that works; then switches.
+pub async fn switch_certificate(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Path((_, id)): Path<(String, String)>,
+    Form(form): Form<VersionForm>,
+) -> Result<Response, AppError> {
+    let credential = load(&state, &ctx, &id).await?;
+    let next = graph_credentials::certificate(&state.db, &ctx.tenant.id, &id, Slot::Next)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if form.version != credential.version {
+        let mut page = show_page(&state, &ctx, &credential).await?;
+        page.errors = changed_meanwhile("this credential");
+        return Ok(Conflict(page).into_response());
+    }
+    let proof = OpenedProof::certificate(&state, &ctx, &credential.id, &next)?;
+    let tried = state
+        .microsoft
+        .app_token(&proof.credentials(&credential), state.clock.now())
+        .await;
+    let refusal = match tried {
+        Ok(_) => None,
+        Err(CallError::Microsoft(error)) => Some(explain(&state, &credential, *error)),
+        Err(error) => {
+            tracing::warn!(error = %error, "checking the new certificate could not reach Microsoft");
+            Some(unreachable())
+        }
+    };
+    if let Some(outcome) = refusal {
+        let mut page = show_page(&state, &ctx, &credential).await?;
+        page.switch_test = Some(outcome);
+        return Ok(Rejected(page).into_response());
+    }
+    match graph_credentials::switch_to_next_certificate(
+        &state.db,
+        &ctx.tenant.id,
+        &id,
+        form.version,
+    )
+    .await
+    {
+        Ok(()) => {}
+        Err(SaveError::Stale) => {
+            let current = load(&state, &ctx, &id).await?;
+            let mut page = show_page(&state, &ctx, &current).await?;
+            page.errors = changed_meanwhile("this credential");
+            return Ok(Conflict(page).into_response());
+        }
+        Err(other) => return Err(other.into()),
+    }
+    // Tokens of the replaced secret or certificate go; the next use fetches a fresh one.
+    state.microsoft.forget_tokens(&id);
+    let replaced = match &credential.authentication {
+        Authentication::ClientSecret { .. } => "the client secret".to_owned(),
+        Authentication::Certificate { thumbprint, .. } => format!("certificate {thumbprint}"),
+    };
+    let detail = format!(
+        "now signs with certificate {} valid until {}, replacing {replaced}",
+        next.thumbprint,
+        format_time(next.not_after())
+    );
+    ctx.audit(
+        &state,
+        AuditAction::GraphCredentialCertificateSwitched,
+        &credential.name,
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=switched"))).into_response())
+}
+
+/// A certificate file to download: `current.cer`, `current.pem`, `next.cer` or `next.pem`.
+/// Only the certificate, which is public; its private key never leaves Portico.
+pub async fn download_certificate(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    Path((_, id, file)): Path<(String, String, String)>,
+) -> Result<Response, AppError> {
+    let (slot, format) = match file.as_str() {
+        "current.cer" => (Slot::Current, "cer"),
+        "current.pem" => (Slot::Current, "pem"),
+        "next.cer" => (Slot::Next, "cer"),
+        "next.pem" => (Slot::Next, "pem"),
+        _ => return Err(AppError::NotFound),
+    };
+    let credential = load(&state, &ctx, &id).await?;
+    let stored = graph_credentials::certificate(&state.db, &ctx.tenant.id, &id, slot)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let certificate = CertificateInfo::read(&stored.certificate_pem)?;
+    let file_name = format!(
+        "{}-{}.{format}",
+        file_name_part(&credential.name),
+        &stored.thumbprint[..8]
+    );
+    let disposition = format!("attachment; filename=\"{file_name}\"");
+    let (content_type, body) = match format {
+        "cer" => ("application/pkix-cert", certificate.der().to_vec()),
+        _ => (
+            "application/x-pem-file",
+            certificate.pem().as_bytes().to_vec(),
         ),
-        client_id: credential.client_id,
-        directory_id: credential.directory_id,
-        cloud: credential.cloud,
-        client_secret: secret,
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type.to_owned()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// A credential's name as a safe file name: letters, digits and dashes.
+fn file_name_part(name: &str) -> String {
+    let part: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let part = part.trim_matches('-');
+    if part.is_empty() {
+        "portico".into()
+    } else {
+        part.to_owned()
     }
 }
 
-pub(super) fn open_secret(
+/// What proves a credential to Microsoft, opened from storage for one use.
+pub(super) enum OpenedProof {
+    Secret {
+        secret: SecretString,
+        cache_key: String,
+    },
+    Certificate {
+        private_key: SecretString,
+        certificate: CertificateInfo,
+        cache_key: String,
+    },
+}
+
+impl OpenedProof {
+    fn certificate(
+        state: &App,
+        ctx: &TenantCtx,
+        credential_id: &str,
+        stored: &StoredCertificate,
+    ) -> Result<Self, AppError> {
+        let private_key = state.config.secret_key.open(
+            &stored.private_key_sealed,
+            &private_key_context(&ctx.tenant.id, &stored.id),
+        )?;
+        Ok(Self::Certificate {
+            private_key,
+            certificate: CertificateInfo::read(&stored.certificate_pem)?,
+            // A token obtained with another certificate is never reused.
+            cache_key: format!("{credential_id}/{}", stored.thumbprint),
+        })
+    }
+
+    pub(super) fn credentials(&self, credential: &GraphCredential) -> AppCredentials<'_> {
+        let (cache_key, proof) = match self {
+            Self::Secret { secret, cache_key } => (cache_key, ClientProof::Secret(secret)),
+            Self::Certificate {
+                private_key,
+                certificate,
+                cache_key,
+            } => (
+                cache_key,
+                ClientProof::Certificate {
+                    private_key,
+                    certificate,
+                },
+            ),
+        };
+        AppCredentials {
+            cache_key: cache_key.clone(),
+            client_id: credential.client_id,
+            directory_id: credential.directory_id,
+            cloud: credential.cloud,
+            proof,
+        }
+    }
+}
+
+/// Opens what the credential proves itself with now: its secret or current certificate.
+pub(super) async fn open_proof(
     state: &App,
     ctx: &TenantCtx,
     credential: &GraphCredential,
-) -> Result<SecretString, AppError> {
-    Ok(state.config.secret_key.open(
-        &credential.client_secret_sealed,
-        &secret_context(&ctx.tenant.id, &credential.id),
-    )?)
+) -> Result<OpenedProof, AppError> {
+    match &credential.authentication {
+        Authentication::ClientSecret {
+            sealed,
+            replaced_at,
+            ..
+        } => Ok(OpenedProof::Secret {
+            secret: state
+                .config
+                .secret_key
+                .open(sealed, &secret_context(&ctx.tenant.id, &credential.id))?,
+            // The replacement time changes with the secret, so an old token is never reused.
+            cache_key: format!("{}/{}", credential.id, replaced_at.unix_timestamp()),
+        }),
+        Authentication::Certificate { .. } => {
+            let stored = graph_credentials::certificate(
+                &state.db,
+                &ctx.tenant.id,
+                &credential.id,
+                Slot::Current,
+            )
+            .await?
+            .ok_or(AppError::NotFound)?;
+            OpenedProof::certificate(state, ctx, &credential.id, &stored)
+        }
+    }
 }
 
 fn explain(state: &App, credential: &GraphCredential, error: MicrosoftError) -> TestOutcome {
@@ -520,11 +954,11 @@ pub async fn test(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<ShowPage, AppError> {
     let credential = load(&state, &ctx, &id).await?;
-    let secret = open_secret(&state, &ctx, &credential)?;
+    let proof = open_proof(&state, &ctx, &credential).await?;
     let now = state.clock.now();
     let outcome = match state
         .microsoft
-        .app_token(&app_credentials(&credential, &secret), now)
+        .app_token(&proof.credentials(&credential), now)
         .await
     {
         Ok(token) => {
@@ -545,7 +979,7 @@ pub async fn test(
     let summary = test_summary(&outcome);
     graph_credentials::record_test(&state.db, &ctx.tenant.id, &id, outcome.ok, &summary).await?;
     let credential = load(&state, &ctx, &id).await?;
-    let mut page = show_page(&state, &ctx, &credential);
+    let mut page = show_page(&state, &ctx, &credential).await?;
     page.test = Some(outcome);
     Ok(page)
 }
@@ -577,7 +1011,7 @@ pub async fn check_mailbox(
     Form(form): Form<MailboxForm>,
 ) -> Result<Response, AppError> {
     let credential = load(&state, &ctx, &id).await?;
-    let mut page = show_page(&state, &ctx, &credential);
+    let mut page = show_page(&state, &ctx, &credential).await?;
     page.mailbox = form.mailbox.clone();
     let mailbox = match crate::domain::EmailAddress::parse(&form.mailbox) {
         Ok(mailbox) => mailbox,
@@ -586,15 +1020,11 @@ pub async fn check_mailbox(
             return Ok(Rejected(page).into_response());
         }
     };
-    let secret = open_secret(&state, &ctx, &credential)?;
+    let proof = open_proof(&state, &ctx, &credential).await?;
     let now = state.clock.now();
     match state
         .microsoft
-        .check_mailbox(
-            &app_credentials(&credential, &secret),
-            mailbox.as_str(),
-            now,
-        )
+        .check_mailbox(&proof.credentials(&credential), mailbox.as_str(), now)
         .await
     {
         Ok(access) => page.mailbox_result = Some((access, mailbox.to_string())),
@@ -618,7 +1048,7 @@ pub async fn delete(
     match graph_credentials::delete(&state.db, &ctx.tenant.id, &id).await {
         Ok(()) => {}
         Err(SaveError::InUse) => {
-            let mut page = show_page(&state, &ctx, &credential);
+            let mut page = show_page(&state, &ctx, &credential).await?;
             page.in_use_by = mailboxes::using_credential(&state.db, &ctx.tenant.id, &id).await?;
             return Ok(Rejected(page).into_response());
         }

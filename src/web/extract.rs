@@ -15,7 +15,7 @@ use super::observe::RequestSpan;
 use super::session;
 use crate::app::AppState;
 use crate::domain::{Role, UserStatus};
-use crate::store::tenants::{self, Tenant};
+use crate::store::tenants::Tenant;
 use crate::store::users::{self, User};
 
 #[derive(Deserialize)]
@@ -37,7 +37,9 @@ impl FromRequestParts<AppState> for PathTenant {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let Path(TenantPath { slug }) = Path::from_request_parts(parts, state).await?;
-        let tenant = tenants::find_by_slug(&state.db, &slug)
+        let tenant = state
+            .tenants
+            .find_by_slug(&state.db, &slug)
             .await?
             .ok_or(AppError::NotFound)?;
         RequestSpan::of(parts).record_tenant(&tenant.slug);
@@ -82,6 +84,7 @@ impl FromRequestParts<AppState> for TenantCtx {
             return Err(sign_in_required());
         };
         RequestSpan::of(parts).record_user(user.id.as_str());
+        session::keep_alive(&session, state.clock.now()).await?;
         let csrf_token = session::csrf_token(&session).await?;
         Ok(Self {
             tenant,
@@ -115,7 +118,9 @@ impl FromRequestParts<AppState> for CsrfToken {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let session = session_of(parts, state).await?;
-        Ok(Self(session::csrf_token(&session).await?))
+        let token = session::csrf_token(&session).await?;
+        session::keep_alive(&session, state.clock.now()).await?;
+        Ok(Self(token))
     }
 }
 

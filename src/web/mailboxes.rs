@@ -658,8 +658,8 @@ async fn test_graph(
     let credential = graph_credentials::get(&state.db, &ctx.tenant.id, credential_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let secret = external_apis::open_secret(state, ctx, &credential)?;
-    let credentials = external_apis::app_credentials(&credential, &secret);
+    let proof = external_apis::open_proof(state, ctx, &credential).await?;
+    let credentials = proof.credentials(&credential);
     let checked = state
         .microsoft
         .check_mailbox(&credentials, &mailbox.email, state.clock.now())

@@ -6,6 +6,7 @@ mod auth;
 mod csrf;
 mod dashboard;
 mod error;
+mod expiring;
 mod external_apis;
 mod extract;
 mod mailboxes;
@@ -45,8 +46,8 @@ pub struct Nav {
     pub tenant_name: String,
     pub user_name: String,
     pub is_admin: bool,
-    /// Which item is highlighted: "dashboard", "users", "external-apis", "settings", "audit"
-    /// or "profile".
+    /// Which item is highlighted: "dashboard", "users", "external-apis", "expiring",
+    /// "settings", "audit" or "profile".
     pub section: &'static str,
 }
 

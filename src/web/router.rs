@@ -16,8 +16,9 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use super::{
-    assets, audit_log, auth, csrf, dashboard, error, external_apis, mailboxes, microsoft_settings,
-    microsoft_sign_in, oauth_connections, observe, public, segments, session, setup, users,
+    assets, audit_log, auth, csrf, dashboard, error, expiring, external_apis, mailboxes,
+    microsoft_settings, microsoft_sign_in, oauth_connections, observe, public, segments, session,
+    setup, users,
 };
 use crate::app::AppState;
 use crate::store::sessions::DbSessionStore;
@@ -123,6 +124,12 @@ pub fn routes() -> Vec<Route> {
             post(users::unlink_microsoft),
         ),
         route(Admin, "/t/{slug}/audit", get(audit_log::list)),
+        route(Admin, "/t/{slug}/expiring", get(expiring::show)),
+        route(
+            Admin,
+            "/t/{slug}/expiring/alerts",
+            post(expiring::save_alerts),
+        ),
         route(
             Admin,
             "/t/{slug}/external-apis",
@@ -147,6 +154,21 @@ pub fn routes() -> Vec<Route> {
             Admin,
             "/t/{slug}/external-apis/{id}/test",
             post(external_apis::test),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/external-apis/{id}/certificate/renew",
+            post(external_apis::renew_certificate),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/external-apis/{id}/certificate/switch",
+            post(external_apis::switch_certificate),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/external-apis/{id}/certificate/{file}",
+            get(external_apis::download_certificate),
         ),
         route(
             Admin,
@@ -247,9 +269,9 @@ pub fn router(state: AppState) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.config.secure_cookies())
-        .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT))
-        // Saving on every request is what moves the idle expiry forward.
-        .with_always_save(true);
+        // Saved when changed: `session::keep_alive` changes it once a minute while in use,
+        // which moves the idle expiry forward without a write on every request.
+        .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT));
     let https = state.config.base_url.scheme() == "https";
 
     let portal = routes().into_iter().fold(Router::new(), |router, route| {

@@ -22,6 +22,13 @@ pub const IDLE_TIMEOUT: Duration = Duration::hours(2);
 /// ...and this long after sign-in, however busy.
 pub const ABSOLUTE_TIMEOUT: Duration = Duration::hours(12);
 
+const ACTIVE_AT_KEY: &str = "active_at";
+/// How long a session's stored idle deadline may lag behind its last request. Moving it on
+/// every request would write the session row on every page view; this way a page view only
+/// reads it, and the idle timeout enforced lies between `IDLE_TIMEOUT` less this and
+/// `IDLE_TIMEOUT`, never beyond.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::minutes(1);
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SignedIn {
     pub tenant_id: String,
@@ -163,6 +170,21 @@ pub async fn take_oauth_flash(
         }
         _ => Ok(None),
     }
+}
+
+/// Moves the session's idle deadline forward when it was last moved `KEEP_ALIVE_INTERVAL`
+/// or longer ago: the change makes the session layer save the record, with a new expiry
+/// and cookie.
+pub async fn keep_alive(
+    session: &Session,
+    now: OffsetDateTime,
+) -> Result<(), tower_sessions::session::Error> {
+    let now = now.unix_timestamp();
+    let active_at: Option<i64> = session.get(ACTIVE_AT_KEY).await?;
+    if active_at.is_none_or(|at| now - at >= KEEP_ALIVE_INTERVAL.whole_seconds()) {
+        session.insert(ACTIVE_AT_KEY, now).await?;
+    }
+    Ok(())
 }
 
 /// The session's form token, made on first use.

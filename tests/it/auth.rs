@@ -13,6 +13,7 @@ on_both_backends!(
     pages_need_a_signed_in_user,
     post_without_form_token_is_refused_and_changes_nothing,
     post_from_another_origin_is_refused,
+    pages_move_the_idle_deadline_at_most_once_a_minute,
 );
 
 async fn sign_in_lands_on_the_dashboard_under_a_new_session_id(backend: Backend) {
@@ -246,4 +247,33 @@ async fn post_from_another_origin_is_refused(backend: Backend) {
         .get("/t/acme/users")
         .await
         .assert_lacks("mallory@acme.test");
+}
+
+/// A page view reads the session and writes nothing; once a minute has passed since the
+/// session last moved its idle deadline, the next page moves it (a write, and a cookie
+/// with the full idle time again).
+async fn pages_move_the_idle_deadline_at_most_once_a_minute(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, admin) = app.tenant_with_admin("acme").await;
+    let set_cookie = |page: &crate::support::Page| {
+        page.headers
+            .get("set-cookie")
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    let cost = async || {
+        let before = app.state.db.queries_started();
+        let page = admin.get("/t/acme/profile").await;
+        page.assert_status(200);
+        (app.state.db.queries_started() - before, set_cookie(&page))
+    };
+    let (quiet, cookie) = cost().await;
+    assert_eq!(cookie, None);
+    assert_eq!(cost().await, (quiet, None));
+
+    app.state.clock.advance(time::Duration::seconds(61));
+    let (touched, cookie) = cost().await;
+    assert_eq!(touched, quiet + 1, "the session is saved once");
+    let cookie = cookie.unwrap_or_else(|| panic!("the cookie is not sent again"));
+    assert!(cookie.contains("Max-Age=7200"), "{cookie}");
+    assert_eq!(cost().await, (quiet, None));
 }

@@ -78,12 +78,26 @@ async fn stored_secrets(app: &TestApp, keys: &Keyring) -> Vec<(String, String, S
         ));
     }
     for credential in graph_credentials::list(db, &tenant.id).await.unwrap() {
-        let context = graph_credentials::secret_context(&tenant.id, &credential.id);
-        found.push(open(
-            "graph secret",
-            credential.client_secret_sealed,
-            context,
-        ));
+        match credential.authentication {
+            graph_credentials::Authentication::ClientSecret { sealed, .. } => {
+                let context = graph_credentials::secret_context(&tenant.id, &credential.id);
+                found.push(open("graph secret", sealed, context));
+            }
+            graph_credentials::Authentication::Certificate { .. } => {
+                let current = graph_credentials::Slot::Current;
+                let certificate =
+                    graph_credentials::certificate(db, &tenant.id, &credential.id, current)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                let context = graph_credentials::private_key_context(&tenant.id, &certificate.id);
+                found.push(open(
+                    "graph private key",
+                    certificate.private_key_sealed,
+                    context,
+                ));
+            }
+        }
     }
     for segment in segments::list(db, &tenant.id).await.unwrap() {
         let page = Page::new(None, 100);
@@ -149,7 +163,7 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
 
     // One secret of every kind, sealed with the old key: an authenticated OAuth connection
     // (client secret, refresh and access token), Sign in with Microsoft, a Graph
-    // credential and a mailbox password.
+    // credential with a secret and one with a certificate, and a mailbox password.
     let (admin, page) = connection(&app).await;
     let callback = authorize(&admin, &page).await;
     follow(&admin, &callback)
@@ -185,10 +199,31 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
         )
         .await
         .assert_status(303);
+    admin
+        .submit(
+            "/t/acme/external-apis/new",
+            "/t/acme/external-apis",
+            &[
+                ("name", "Mail app with a certificate"),
+                ("client_id", &GRAPH_APP.to_string()),
+                ("directory", &CONTOSO.to_string()),
+                ("cloud", "global"),
+                ("auth_method", "certificate"),
+                ("valid_months", "12"),
+            ],
+        )
+        .await
+        .assert_status(303);
     mailboxes_with_passwords(&admin, &["imap-rotation-canary"]).await;
     let before = stored_secrets(&app, &Keyring::from(old.clone())).await;
     let opened_before_rotation = admin.get(settings).await;
-    assert_eq!(before.len(), 6, "{before:?}");
+    assert_eq!(before.len(), 7, "{before:?}");
+    assert!(
+        before
+            .iter()
+            .any(|(what, _, key)| what == "graph private key"
+                && key.starts_with("-----BEGIN PRIVATE KEY-----"))
+    );
     let old_prefix = Keyring::from(old.clone()).current_prefix();
     assert!(
         before

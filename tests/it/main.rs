@@ -11,7 +11,9 @@ mod support;
 
 mod assets;
 mod auth;
+mod certificates;
 mod concurrency;
+mod expiring;
 mod external_apis;
 mod health;
 mod key_rotation;
@@ -20,6 +22,7 @@ mod mailboxes;
 mod microsoft_sign_in;
 mod oauth_connections;
 mod operations;
+mod scale_out;
 mod security_faults;
 mod security_headers;
 mod security_input;

@@ -133,7 +133,8 @@ describe("Portico in a browser", () => {
     await admin.getByLabel("Name", { exact: true }).fill("Contoso mail");
     await admin.getByLabel("Application (client) ID").fill(MAIL_APP);
     await admin.getByLabel("Directory (tenant) ID").fill("contoso.onmicrosoft.com");
-    await admin.getByLabel("Client secret").fill("mail-dev-secret");
+    await admin.getByRole("radio", { name: /^Client secret/ }).check();
+    await admin.getByLabel("Client secret", { exact: true }).fill("mail-dev-secret");
     await admin.getByLabel("Secret expires on").fill(inDays(12));
     await admin.getByRole("button", { name: "Save credential" }).click();
     await admin.getByRole("heading", { name: "Contoso mail", level: 1 }).waitFor();

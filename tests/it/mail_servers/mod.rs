@@ -1,6 +1,7 @@
 //! The mail "Test connection" engine (`portico::mail`) against real IMAP, POP3 and SMTP
-//! servers on loopback.
+//! servers on loopback, and expiry alerts received by the real SMTP server.
 
+mod alerts;
 mod mailbox_page;
 mod oauth;
 mod probe;

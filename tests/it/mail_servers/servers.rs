@@ -54,6 +54,8 @@ pub struct MailServers {
     pub ca: CertificateDer<'static>,
     /// The same CA as a PEM file, for Portico's PORTICO_MAIL_CA_FILE.
     pub ca_file: std::path::PathBuf,
+    /// Where the SMTP server writes every message it accepts (see `received_by`).
+    outbox: PathBuf,
     _dovecot: Child,
     _smtp: Child,
 }
@@ -77,7 +79,9 @@ impl MailServers {
         let ca = write_certificates(&dir);
         let [imap, imaps, pop3, pop3s] = free_ports();
         let dovecot = start_dovecot(&dir, imap, imaps, pop3, pop3s);
-        let (smtp, ports) = start_smtp(&dir);
+        let outbox = dir.join("outbox");
+        fs::create_dir(&outbox).unwrap();
+        let (smtp, ports) = start_smtp(&dir, &outbox);
         let smtp_port = |name: &str| {
             ports
                 .iter()
@@ -96,9 +100,33 @@ impl MailServers {
             smtp_plain: smtp_port("PLAIN"),
             ca,
             ca_file: dir.join("ca.pem"),
+            outbox,
             _dovecot: dovecot,
             _smtp: smtp,
         }
+    }
+}
+
+impl MailServers {
+    /// Every message the SMTP server accepted for `address` so far, as received (headers and
+    /// body), after a first `X-Envelope-To:` line.
+    pub fn received_by(&self, address: &str) -> Vec<String> {
+        let mut messages: Vec<String> = fs::read_dir(&self.outbox)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+            .map(|path| fs::read_to_string(path).unwrap())
+            .filter(|message| {
+                message.lines().next().is_some_and(|envelope| {
+                    envelope
+                        .trim_start_matches("X-Envelope-To: ")
+                        .split(',')
+                        .any(|to| to.eq_ignore_ascii_case(address))
+                })
+            })
+            .collect();
+        messages.sort();
+        messages
     }
 }
 
@@ -266,7 +294,7 @@ fn dovecot_binary() -> PathBuf {
 }
 
 /// Starts smtp_server.py and returns it with the ports it printed, by name.
-fn start_smtp(dir: &Path) -> (Child, Vec<(String, u16)>) {
+fn start_smtp(dir: &Path, outbox: &Path) -> (Child, Vec<(String, u16)>) {
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/it/mail_servers/smtp_server.py"
@@ -277,6 +305,7 @@ fn start_smtp(dir: &Path) -> (Child, Vec<(String, u16)>) {
         .arg(dir.join("server.pem"))
         .arg(dir.join("server.key"))
         .args([USER, PASSWORD])
+        .arg(outbox)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(fs::File::create(&stderr_path).unwrap())

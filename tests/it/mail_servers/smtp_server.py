@@ -1,6 +1,6 @@
 """A real SMTP submission server for Portico's mail tests, built on aiosmtpd.
 
-Usage: smtp_server.py CERT_PEM KEY_PEM USER PASSWORD
+Usage: smtp_server.py CERT_PEM KEY_PEM USER PASSWORD OUTBOX_DIR
 
 Listens on 127.0.0.1 with ports the system picks, and prints them once ready:
 
@@ -11,13 +11,18 @@ Listens on 127.0.0.1 with ports the system picks, and prints them once ready:
 - TLS_LOGIN_ONLY: as TLS, but offering only AUTH LOGIN.
 - PLAIN: no TLS at all, so no STARTTLS and no AUTH.
 
+Every message accepted is written to OUTBOX_DIR as one file: a first line
+`X-Envelope-To: <recipients, comma-separated>`, then the message as received.
+
 Runs until its standard input closes, which happens when the test process exits, however
 it exits: the test binary keeps the servers for its whole run and cannot stop them itself.
 """
 
 import asyncio
+import os
 import ssl
 import sys
+import uuid
 
 try:
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
@@ -25,11 +30,23 @@ except ImportError:
     sys.exit("aiosmtpd is not installed: run `python3 -m pip install aiosmtpd`.")
 
 
-class AcceptNothing:
-    """The tests only sign in; aiosmtpd's defaults answer everything else."""
+class Record:
+    """Keeps every message for the tests to read (Portico's expiry alerts)."""
+
+    def __init__(self, outbox):
+        self.outbox = outbox
+
+    async def handle_DATA(self, server, session, envelope):
+        path = os.path.join(self.outbox, f"{uuid.uuid4()}.eml")
+        with open(path + ".part", "wb") as file:
+            file.write(f"X-Envelope-To: {','.join(envelope.rcpt_tos)}\r\n".encode())
+            file.write(envelope.original_content or envelope.content)
+        # Renamed once whole, so a reader never sees half a message.
+        os.rename(path + ".part", path)
+        return "250 Message accepted for delivery"
 
 
-async def serve(cert, key, user, password):
+async def serve(cert, key, user, password, outbox):
     loop = asyncio.get_running_loop()
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -41,7 +58,7 @@ async def serve(cert, key, user, password):
 
     def session(**settings):
         return lambda: SMTP(
-            AcceptNothing(),
+            Record(outbox),
             hostname="localhost",
             authenticator=authenticator,
             loop=loop,
@@ -74,4 +91,4 @@ async def serve(cert, key, user, password):
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(*sys.argv[1:5]))
+    asyncio.run(serve(*sys.argv[1:6]))

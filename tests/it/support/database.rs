@@ -35,6 +35,14 @@ impl TestDatabase {
         self._dir.as_ref().map(tempfile::TempDir::path)
     }
 
+    /// The same database again, for a second Portico instance; the first handle keeps it.
+    pub fn shared(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            _dir: None,
+        }
+    }
+
     /// The SQLite database `portico.db` already in `dir` (a restored backup, say).
     pub fn sqlite_in(dir: tempfile::TempDir) -> Self {
         Self {

@@ -118,6 +118,7 @@ pub async fn spawn_app_with(
         },
         metrics: MetricsAccess::default(),
         shutdown_timeout: std::time::Duration::from_secs(5),
+        smtp_relay: None,
     };
     configure(&mut config);
     let state = App::start(config).await.unwrap();
@@ -487,6 +488,17 @@ impl Browser {
     /// The absolute URL of one of Portico's paths.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// This browser, cookies and all, talking to another instance (as through a load
+    /// balancer).
+    pub fn at(&self, other: &TestApp) -> Browser {
+        Browser {
+            base: format!("http://{}", other.address),
+            client: self.client.clone(),
+            jar: self.jar.clone(),
+            history: self.history.clone(),
+        }
     }
 
     pub async fn get(&self, path: &str) -> Page {

@@ -43,6 +43,10 @@ pub struct FakeApp {
     /// Application permissions granted with admin consent, e.g. `Mail.ReadWrite`.
     #[serde(default)]
     pub application_roles: Vec<String>,
+    /// Certificates uploaded under "Certificates & secrets", as PEM: the app may prove
+    /// itself with assertions signed by their private keys.
+    #[serde(default)]
+    pub certificates: Vec<String>,
 }
 
 fn default_app_name() -> String {
@@ -62,6 +66,7 @@ impl FakeApp {
             public_client_redirect_uris: Vec::new(),
             secrets: Vec::new(),
             application_roles: Vec::new(),
+            certificates: Vec::new(),
         }
     }
 
@@ -102,6 +107,12 @@ impl FakeApp {
             value: value.to_owned(),
             expires_at,
         });
+        self
+    }
+
+    /// Uploads a certificate (PEM).
+    pub fn certificate(mut self, pem: &str) -> Self {
+        self.certificates.push(pem.to_owned());
         self
     }
 
@@ -306,6 +317,8 @@ pub(crate) struct State {
     /// Every code and token ever issued, for tests that look for them where they must
     /// not be.
     pub issued: Vec<String>,
+    /// The `jti` of every client assertion accepted and not yet expired, with its `exp`.
+    pub used_assertions: HashMap<String, i64>,
     pub keys: KeyRing,
     /// Added to the wall clock: lets tests expire codes, tokens and secrets.
     pub clock_offset: time::Duration,

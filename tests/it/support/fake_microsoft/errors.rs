@@ -253,6 +253,73 @@ pub(crate) fn secret_expired(client_id: &str) -> AadError {
     )
 }
 
+pub(crate) fn certificate_not_registered(thumbprint: &str, client_id: &str) -> AadError {
+    aad(
+        "invalid_client",
+        700027,
+        format!(
+            "The certificate with identifier used to sign the client assertion is not registered \
+             on application. [Reason - The key was not found., Thumbprint of key used by client: \
+             '{thumbprint}', Please visit the Azure Portal, Graph Explorer or directly use MS \
+             Graph to see configured keys for app Id '{client_id}'.]"
+        ),
+    )
+}
+
+pub(crate) fn certificate_expired(thumbprint: &str, client_id: &str) -> AadError {
+    aad(
+        "invalid_client",
+        700027,
+        format!(
+            "The certificate with identifier used to sign the client assertion is expired on \
+             application. [Reason - The key used is expired., Thumbprint of key used by client: \
+             '{thumbprint}', app Id '{client_id}'.]"
+        ),
+    )
+}
+
+pub(crate) fn assertion_signature_invalid() -> AadError {
+    aad(
+        "invalid_client",
+        700027,
+        "Client assertion failed signature validation.",
+    )
+}
+
+pub(crate) fn assertion_audience(audience: &str) -> AadError {
+    aad(
+        "invalid_client",
+        700023,
+        format!(
+            "Client assertion audience claim does not match Realm issuer. Audience in the \
+             assertion: '{audience}'. Review the documentation at \
+             https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
+        ),
+    )
+}
+
+pub(crate) fn assertion_time(now: i64, not_before: i64, expires: i64) -> AadError {
+    aad(
+        "invalid_client",
+        700024,
+        format!(
+            "Client assertion is not within its valid time range. Current time: {now}, assertion \
+             valid from {not_before}, expiry time of assertion {expires}. Review the \
+             documentation at \
+             https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
+        ),
+    )
+}
+
+/// Entra documents no code of its own for these; the fake answers its generic one.
+pub(crate) fn assertion_invalid(reason: &str) -> AadError {
+    aad(
+        "invalid_client",
+        70002,
+        format!("Error validating credentials. {reason}"),
+    )
+}
+
 pub(crate) fn public_client_with_secret() -> AadError {
     aad(
         "invalid_client",

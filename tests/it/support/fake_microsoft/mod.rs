@@ -11,6 +11,7 @@
     reason = "each test binary and the example use a different part of this API"
 )]
 
+mod assertions;
 mod directory;
 mod errors;
 mod graph;
@@ -61,8 +62,10 @@ pub struct FakeMicrosoft {
 
 /// What the request handlers share.
 pub(crate) struct Shared {
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or the URL of a proxy in front of it.
     base_url: String,
+    /// Where it listens: `http://127.0.0.1:PORT`.
+    listen_url: String,
     /// Stands in for `https://login.microsoftonline.com`.
     login_url: String,
     /// Stands in for `https://graph.microsoft.com`.
@@ -135,12 +138,23 @@ impl FakeMicrosoft {
 
     /// Starts a fake on `addr` (the example uses it for a fixed port).
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeMicrosoft> {
+        Self::start_behind(addr, None).await
+    }
+
+    /// Starts a fake on `addr` that calls itself `public_url` in its documents, redirects
+    /// and tokens: for a proxy in front of it (the benchmark's, which times the fake).
+    pub async fn start_behind(
+        addr: SocketAddr,
+        public_url: Option<&str>,
+    ) -> std::io::Result<FakeMicrosoft> {
         let listener = TcpListener::bind(addr).await?;
-        let base_url = format!("http://{}", listener.local_addr()?);
+        let listen_url = format!("http://{}", listener.local_addr()?);
+        let base_url = public_url.map_or_else(|| listen_url.clone(), str::to_owned);
         let shared = Arc::new(Shared {
-            base_url: base_url.clone(),
+            listen_url,
             login_url: format!("{base_url}/login"),
             graph_url: format!("{base_url}/graph"),
+            base_url,
             state: Mutex::new(State::new()),
             unreachable: AtomicBool::new(false),
             held: AtomicUsize::new(0),
@@ -159,9 +173,14 @@ impl FakeMicrosoft {
         Ok(FakeMicrosoft { shared })
     }
 
-    /// Where the fake listens, `http://127.0.0.1:PORT`.
+    /// Where the fake is reached, `http://127.0.0.1:PORT` (or its proxy's URL).
     pub fn base_url(&self) -> String {
         self.shared.base_url.clone()
+    }
+
+    /// Where the fake listens, `http://127.0.0.1:PORT`, proxy or not.
+    pub fn listen_url(&self) -> String {
+        self.shared.listen_url.clone()
     }
 
     /// Use in place of `https://login.microsoftonline.com`.
@@ -192,6 +211,24 @@ impl FakeMicrosoft {
         let mut state = self.shared.state();
         state.apps.retain(|a| a.client_id != app.client_id);
         state.apps.push(app);
+    }
+
+    /// Uploads a certificate (PEM) to the app `client_id`, as an admin does under
+    /// "Certificates & secrets".
+    pub fn upload_certificate(&self, client_id: Uuid, pem: &str) {
+        let mut state = self.shared.state();
+        if let Some(app) = state.apps.iter_mut().find(|a| a.client_id == client_id) {
+            app.certificates.push(pem.to_owned());
+        }
+    }
+
+    /// Deletes an uploaded certificate from the app `client_id`.
+    pub fn remove_certificate(&self, client_id: Uuid, pem: &str) {
+        let mut state = self.shared.state();
+        if let Some(app) = state.apps.iter_mut().find(|a| a.client_id == client_id) {
+            app.certificates
+                .retain(|uploaded| uploaded.trim() != pem.trim());
+        }
     }
 
     /// Adds (or replaces, by UPN) a user.

@@ -23,7 +23,7 @@ use super::directory::{
 };
 use super::errors::{self, AadError, escape_html};
 use super::keys::Signing;
-use super::{Shared, random_token};
+use super::{Shared, assertions, random_token};
 
 /// How long an authorization code can be redeemed, as in Entra.
 const CODE_LIFETIME: time::Duration = time::Duration::minutes(10);
@@ -462,21 +462,40 @@ impl TokenRequest<'_> {
         }
     }
 
-    /// Client authentication: confidential clients prove themselves with a secret, public
-    /// clients must not send one.
+    /// Client authentication: confidential clients prove themselves with a secret or a
+    /// client assertion, public clients must send neither.
     fn authenticate(
         &self,
+        state: &mut State,
         app: &FakeApp,
         confidential: bool,
-        now: OffsetDateTime,
     ) -> Result<(), AadError> {
+        let now = state.now();
         let offered = self.offered_secret();
+        let assertion = self.form.get("client_assertion");
         let client_id = app.client_id.to_string();
         if !confidential {
-            return match offered {
-                Some(_) => Err(errors::public_client_with_secret()),
-                None => Ok(()),
+            return match (offered, assertion) {
+                (None, None) => Ok(()),
+                _ => Err(errors::public_client_with_secret()),
             };
+        }
+        if let Some(assertion) = assertion {
+            if self.form.get("client_assertion_type").map(String::as_str)
+                != Some(assertions::ASSERTION_TYPE)
+            {
+                return Err(errors::assertion_invalid(
+                    "client_assertion_type must be urn:ietf:params:oauth:client-assertion-type:jwt-bearer.",
+                ));
+            }
+            let mut audiences = vec![format!(
+                "{}/{}/oauth2/v2.0/token",
+                self.shared.login_url, self.segment
+            )];
+            if let Ok(Authority::Directory(id)) = state.resolve_authority(self.segment) {
+                audiences.push(format!("{}/{id}/oauth2/v2.0/token", self.shared.login_url));
+            }
+            return assertions::verify(assertion, app, &audiences, now, &mut state.used_assertions);
         }
         let offered = offered.ok_or_else(errors::secret_missing)?;
         match app.secrets.iter().find(|s| s.value == offered) {
@@ -495,7 +514,7 @@ impl TokenRequest<'_> {
                 .public_client_redirect_uris
                 .iter()
                 .any(|u| u == redirect_uri);
-        self.authenticate(app, confidential, now)?;
+        self.authenticate(state, app, confidential)?;
 
         let issued = state
             .codes
@@ -545,14 +564,13 @@ impl TokenRequest<'_> {
     }
 
     fn refresh(&self, state: &mut State, app: &FakeApp) -> Result<Value, AadError> {
-        let now = state.now();
         let grant = state
             .refresh_tokens
             .get(self.field("refresh_token")?)
             .filter(|grant| grant.client_id == app.client_id)
             .cloned()
             .ok_or_else(errors::invalid_grant)?;
-        self.authenticate(app, grant.confidential, now)?;
+        self.authenticate(state, app, grant.confidential)?;
         Ok(self.user_tokens(state, app, &grant, None, true))
     }
 
@@ -632,7 +650,7 @@ impl TokenRequest<'_> {
         let Authority::Directory(tenant_id) = authority else {
             return Err(errors::no_tenant());
         };
-        self.authenticate(app, true, state.now())?;
+        self.authenticate(state, app, true)?;
         let scope = self.field("scope")?;
         let resource = scope
             .strip_suffix("/.default")

@@ -787,3 +787,98 @@ async fn a_seed_file_builds_a_world() {
     .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Client assertions: a JWT signed by the private key of an uploaded certificate, with
+/// everything Entra checks made wrong once.
+#[tokio::test]
+async fn client_assertions_are_checked_like_entra_and_used_once() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use secrecy::ExposeSecret as _;
+
+    let fake = world().await;
+    let now = OffsetDateTime::now_utc();
+    let year = time::Duration::days(365);
+    let uploaded = portico::certificates::generate("Uploaded", now, year).unwrap();
+    let stranger = portico::certificates::generate("Never uploaded", now, year).unwrap();
+    fake.upload_certificate(MAILER, uploaded.certificate.pem());
+    let endpoint = format!("{}/{CONTOSO}/oauth2/v2.0/token", fake.login_url());
+
+    // An assertion about MAILER naming `named`'s certificate, signed by `signer`'s key.
+    let assertion = |named: &portico::certificates::GeneratedCertificate,
+                     signer: &portico::certificates::GeneratedCertificate,
+                     claims: Value| {
+        let mut header = Header::new(Algorithm::RS256);
+        header.x5t_s256 = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(named.certificate.der())));
+        let key = EncodingKey::from_rsa_pem(signer.private_key.expose_secret().as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let claims = |aud: &str, exp: OffsetDateTime, jti: &str| {
+        json!({
+            "aud": aud, "iss": MAILER.to_string(), "sub": MAILER.to_string(), "jti": jti,
+            "nbf": (exp - time::Duration::minutes(10)).unix_timestamp(),
+            "exp": exp.unix_timestamp(),
+        })
+    };
+    let present = |jwt: String| {
+        let fake = fake.clone();
+        async move {
+            let scope = format!("{}/.default", fake.graph_url());
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_id", "66666666-7777-4888-8999-aaaaaaaaaaaa"),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", jwt.as_str()),
+                ("scope", scope.as_str()),
+            ];
+            token(&fake, &CONTOSO.to_string(), &form).await
+        }
+    };
+    let code = |body: &Value| body["error_codes"][0].as_u64().unwrap_or(0);
+    let soon = now + time::Duration::minutes(5);
+
+    let good = assertion(&uploaded, &uploaded, claims(&endpoint, soon, "first"));
+    let (status, body) = present(good.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        jwt_part(body["access_token"].as_str().unwrap(), 1)["roles"],
+        json!(["Mail.ReadWrite", "Mail.Send"])
+    );
+
+    let cases = [
+        // The same assertion again.
+        (good, 70002),
+        (
+            assertion(
+                &uploaded,
+                &uploaded,
+                claims("https://elsewhere/token", soon, "aud"),
+            ),
+            700023,
+        ),
+        (
+            assertion(
+                &uploaded,
+                &uploaded,
+                claims(&endpoint, now - time::Duration::minutes(20), "old"),
+            ),
+            700024,
+        ),
+        (
+            assertion(&stranger, &stranger, claims(&endpoint, soon, "unknown")),
+            700027,
+        ),
+        // The uploaded certificate named, another key signing.
+        (
+            assertion(&uploaded, &stranger, claims(&endpoint, soon, "forged")),
+            700027,
+        ),
+    ];
+    for (jwt, expected) in cases {
+        let (status, body) = present(jwt).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(code(&body), expected, "{body}");
+    }
+}

@@ -1,0 +1,377 @@
+//! Expiry alerts: tell a tenant's chosen recipients 30, 7 and 1 days before a secret,
+//! certificate or OAuth connection stops working, when it has expired, and when a
+//! connection starts failing. A background job plans due alerts as rows (once per
+//! threshold, by a unique constraint), then claims and sends them one by one: an alert
+//! survives restarts, and of several instances only the one holding its claim sends it.
+
+use time::Duration;
+
+use crate::app::App;
+use crate::connections;
+use crate::domain::{AuditAction, ExpiryStatus, MailProtocol};
+use crate::expiry;
+use crate::mail::outgoing::{self, OutgoingMessage, Route};
+use crate::mail::{Credential, ServerSettings};
+use crate::store::audit::{self, NewAuditEvent};
+use crate::store::expiry_alerts::{self, Alert, PlannedAlert};
+use crate::store::mailboxes::{self, password_context};
+use crate::store::tenants::{self, TenantId};
+
+/// How long one instance holds an alert while sending it.
+const SENDING_LEASE: Duration = Duration::minutes(5);
+/// Alerts handled per run; the rest wait for the next minute.
+const BATCH: i64 = 50;
+
+/// When an alert is due, from the least to the most urgent. Stored by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Threshold {
+    ThirtyDays,
+    SevenDays,
+    OneDay,
+    Expired,
+    Failing,
+}
+
+impl Threshold {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ThirtyDays => "30_days",
+            Self::SevenDays => "7_days",
+            Self::OneDay => "1_day",
+            Self::Expired => "expired",
+            Self::Failing => "failing",
+        }
+    }
+
+    pub fn parse(stored: &str) -> Option<Self> {
+        [
+            Self::ThirtyDays,
+            Self::SevenDays,
+            Self::OneDay,
+            Self::Expired,
+            Self::Failing,
+        ]
+        .into_iter()
+        .find(|threshold| threshold.as_str() == stored)
+    }
+
+    /// The most urgent threshold `status` has reached, if any: a thing first seen 5 days
+    /// before its end gets the 7-day alert, not the 30-day one as well.
+    pub fn reached(status: ExpiryStatus) -> Option<Self> {
+        match status {
+            ExpiryStatus::Valid => None,
+            ExpiryStatus::ExpiresSoon { days_left } if days_left <= 1 => Some(Self::OneDay),
+            ExpiryStatus::ExpiresSoon { days_left } if days_left <= 7 => Some(Self::SevenDays),
+            ExpiryStatus::ExpiresSoon { .. } => Some(Self::ThirtyDays),
+            ExpiryStatus::Expired => Some(Self::Expired),
+            ExpiryStatus::Failed => Some(Self::Failing),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AlertRun {
+    pub planned: usize,
+    pub sent: usize,
+    pub failed: usize,
+}
+
+/// One run of the job: plan what is due, then send what this instance can claim.
+pub async fn run(app: &App) -> Result<AlertRun, AlertError> {
+    let planned = plan(app).await?;
+    let (sent, failed) = deliver(app).await?;
+    Ok(AlertRun {
+        planned,
+        sent,
+        failed,
+    })
+}
+
+/// Adds a row for every threshold reached by something of a tenant with recipients.
+async fn plan(app: &App) -> Result<usize, AlertError> {
+    let now = app.clock.now().unix_timestamp();
+    let mut planned = 0;
+    for tenant in expiry_alerts::tenants_with_recipients(&app.db).await? {
+        for item in expiry::of_tenant(app, &tenant).await? {
+            let Some(threshold) = Threshold::reached(item.status) else {
+                continue;
+            };
+            let alert = PlannedAlert {
+                kind: item.kind.as_str(),
+                subject_id: &item.id,
+                instance: &item.instance,
+                threshold: threshold.as_str(),
+                subject_name: &item.name,
+                ends_on: item.ends_on.map(|day| day.to_string()),
+            };
+            if expiry_alerts::plan(&app.db, &tenant, &alert, now).await? {
+                planned += 1;
+            }
+        }
+    }
+    Ok(planned)
+}
+
+/// Sends the due alerts this instance wins the claim of: (sent, failed).
+async fn deliver(app: &App) -> Result<(usize, usize), AlertError> {
+    let (mut sent, mut failed) = (0, 0);
+    let now = app.clock.now();
+    for alert in expiry_alerts::due(&app.db, now.unix_timestamp(), BATCH).await? {
+        let until = (now + SENDING_LEASE).unix_timestamp();
+        let Some(lease) =
+            expiry_alerts::claim(&app.db, &alert, now.unix_timestamp(), until).await?
+        else {
+            continue;
+        };
+        match send_one(app, &alert).await? {
+            Ok(how) => {
+                let at = app.clock.now().unix_timestamp();
+                if expiry_alerts::mark_sent(&app.db, &alert.id, &lease, at).await? {
+                    record(app, &alert, AuditAction::ExpiryAlertSent, &how).await?;
+                    sent += 1;
+                }
+            }
+            Err(reason) => {
+                tracing::warn!(alert = %alert.id, error = %reason, "an expiry alert was not sent");
+                // 1, 2, 4 … 64 minutes, then every 64: a relay that is down heals by itself.
+                let backoff = Duration::minutes(1 << (alert.attempts).clamp(0, 6));
+                let retry_at = (app.clock.now() + backoff).unix_timestamp();
+                expiry_alerts::release(&app.db, &alert.id, &lease, retry_at, &reason).await?;
+                // The first failure is recorded; the retries are only logged.
+                if alert.attempts == 0 {
+                    record(app, &alert, AuditAction::ExpiryAlertFailed, &reason).await?;
+                }
+                failed += 1;
+            }
+        }
+    }
+    Ok((sent, failed))
+}
+
+async fn record(
+    app: &App,
+    alert: &Alert,
+    action: AuditAction,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    let detail = format!("{}: {detail}", headline(alert));
+    audit::record(
+        &app.db,
+        &alert.tenant(),
+        NewAuditEvent {
+            action,
+            actor_user_id: None,
+            actor: "Portico",
+            target: &alert.subject_name,
+            detail: &detail,
+            ip: None,
+        },
+    )
+    .await
+}
+
+/// Sends one alert; the outer error is the database's, the inner one why mail failed.
+/// On success, says to whom and how, for the audit log.
+async fn send_one(app: &App, alert: &Alert) -> Result<Result<String, String>, AlertError> {
+    let tenant_id = alert.tenant();
+    let Some(tenant) = tenants::find_by_id(&app.db, tenant_id.as_str()).await? else {
+        return Ok(Err("the tenant no longer exists".into()));
+    };
+    let settings = expiry_alerts::settings(&app.db, &tenant_id).await?;
+    if settings.recipients.is_empty() {
+        return Ok(Err("nobody is listed to receive expiry alerts".into()));
+    }
+    let body = body(app, &tenant.slug, &tenant.name, alert);
+    let subject = format!("Portico: {}", headline(alert));
+    let recipients = settings.recipients.join(", ");
+    let sent = match &settings.sender_mailbox_id {
+        Some(mailbox_id) => {
+            send_through_mailbox(
+                app,
+                &tenant_id,
+                mailbox_id,
+                &settings.recipients,
+                &subject,
+                body,
+            )
+            .await?
+        }
+        None => match &app.config.smtp_relay {
+            None => Err(
+                "no mailbox is chosen to send alerts and PORTICO_SMTP_URL is not set".to_owned(),
+            ),
+            Some(relay) => {
+                let message = OutgoingMessage {
+                    from: &relay.from,
+                    to: &settings.recipients,
+                    subject: &subject,
+                    body,
+                };
+                outgoing::send(Route::Relay(&relay.url), &message, &app.mail_probe)
+                    .await
+                    .map(|()| "the deployment's mail relay".to_owned())
+                    .map_err(|e| e.to_string())
+            }
+        },
+    };
+    Ok(sent.map(|how| format!("told {recipients} through {how}")))
+}
+
+/// Sends through the tenant's SMTP mailbox, signed in with its password or OAuth token.
+async fn send_through_mailbox(
+    app: &App,
+    tenant: &TenantId,
+    mailbox_id: &str,
+    to: &[String],
+    subject: &str,
+    body: String,
+) -> Result<Result<String, String>, AlertError> {
+    let Some(mailbox) = mailboxes::get(&app.db, tenant, mailbox_id).await? else {
+        return Ok(Err(
+            "the mailbox chosen to send alerts no longer exists".into()
+        ));
+    };
+    let Some(server) = mailbox
+        .server
+        .as_ref()
+        .filter(|_| mailbox.protocol == MailProtocol::Smtp)
+    else {
+        return Ok(Err(format!("{} is not an SMTP mailbox", mailbox.name)));
+    };
+    let secret = match (&server.oauth_connection_id, &server.password_sealed) {
+        (Some(connection_id), _) => {
+            match connections::access_token(app, tenant, connection_id).await? {
+                Ok(token) => SenderSecret::Token(token),
+                Err(reason) => return Ok(Err(reason)),
+            }
+        }
+        (None, Some(sealed)) => match app
+            .config
+            .secret_key
+            .open(sealed, &password_context(tenant, &mailbox.id))
+        {
+            Ok(password) => SenderSecret::Password(password),
+            Err(err) => return Ok(Err(format!("the mailbox's password cannot be read: {err}"))),
+        },
+        (None, None) => return Ok(Err(format!("{} has no password stored", mailbox.name))),
+    };
+    let settings = ServerSettings {
+        protocol: MailProtocol::Smtp,
+        host: &server.host,
+        port: server.port,
+        security: server.security,
+        username: &server.username,
+        credential: match &secret {
+            SenderSecret::Password(password) => Credential::Password(password),
+            SenderSecret::Token(token) => Credential::OAuthToken(token),
+        },
+    };
+    let message = OutgoingMessage {
+        from: &mailbox.email,
+        to,
+        subject,
+        body,
+    };
+    Ok(
+        outgoing::send(Route::Mailbox(settings), &message, &app.mail_probe)
+            .await
+            .map(|()| format!("the mailbox {} ({})", mailbox.name, mailbox.email))
+            .map_err(|e| format!("through {}: {e}", mailbox.name)),
+    )
+}
+
+enum SenderSecret {
+    Password(secrecy::SecretString),
+    Token(secrecy::SecretString),
+}
+
+fn kind_of(alert: &Alert) -> &'static str {
+    match alert.kind.as_str() {
+        "certificate" => "The certificate of the Graph credential",
+        "client_secret" => "The client secret of the Graph credential",
+        _ => "The OAuth connection",
+    }
+}
+
+/// One line: what happens to what, and when.
+pub fn headline(alert: &Alert) -> String {
+    let ends_on = alert.ends_on.as_deref().unwrap_or_default();
+    let when = match Threshold::parse(&alert.threshold) {
+        Some(Threshold::ThirtyDays) => format!("expires within 30 days, on {ends_on}"),
+        Some(Threshold::SevenDays) => format!("expires within 7 days, on {ends_on}"),
+        Some(Threshold::OneDay) => format!("expires by tomorrow, on {ends_on}"),
+        Some(Threshold::Expired) => format!("expired on {ends_on}"),
+        Some(Threshold::Failing) | None => "fails: Microsoft refused it".to_owned(),
+    };
+    format!("{} {} {when}", kind_of(alert), alert.subject_name)
+}
+
+fn body(app: &App, slug: &str, tenant_name: &str, alert: &Alert) -> String {
+    let item_page = match alert.kind.as_str() {
+        "oauth_connection" => format!("/t/{slug}/oauth-connections/{}", alert.subject_id),
+        _ => format!("/t/{slug}/external-apis/{}", alert.subject_id),
+    };
+    let what_to_do = match alert.kind.as_str() {
+        "certificate" => {
+            "Open it, choose Renew certificate, upload the new certificate to the app in Azure \
+             (Certificates & secrets), then switch to it."
+        }
+        "client_secret" => {
+            "In Azure, add a new client secret to the app (Certificates & secrets), then open it \
+             and replace the secret, or move it to a certificate."
+        }
+        _ => "Open it and choose Authenticate, then sign in as the mailbox's user.",
+    };
+    format!(
+        "{}.\n\nIn {tenant_name}: {}\n{what_to_do}\n\nEvery expiry date: {}\n\n\
+         You receive this because an admin of {tenant_name} listed you for Portico's expiry \
+         alerts.\n",
+        headline(alert),
+        app.config.public_url(&item_page),
+        app.config.public_url(&format!("/t/{slug}/expiring")),
+    )
+}
+
+/// The label of an alert's state, for the Expiring page.
+pub fn state_label(alert: &Alert) -> String {
+    match (alert.status.as_str(), &alert.last_error) {
+        ("sent", _) => "Sent".into(),
+        (_, Some(error)) => format!("Not sent yet ({} tries): {error}", alert.attempts),
+        _ => "Waiting to be sent".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_most_urgent_threshold_reached_is_due() {
+        let soon = |days_left| ExpiryStatus::ExpiresSoon { days_left };
+        assert_eq!(Threshold::reached(ExpiryStatus::Valid), None);
+        assert_eq!(Threshold::reached(soon(30)), Some(Threshold::ThirtyDays));
+        assert_eq!(Threshold::reached(soon(8)), Some(Threshold::ThirtyDays));
+        assert_eq!(Threshold::reached(soon(7)), Some(Threshold::SevenDays));
+        assert_eq!(Threshold::reached(soon(2)), Some(Threshold::SevenDays));
+        assert_eq!(Threshold::reached(soon(1)), Some(Threshold::OneDay));
+        assert_eq!(Threshold::reached(soon(0)), Some(Threshold::OneDay));
+        assert_eq!(
+            Threshold::reached(ExpiryStatus::Expired),
+            Some(Threshold::Expired)
+        );
+        assert_eq!(
+            Threshold::reached(ExpiryStatus::Failed),
+            Some(Threshold::Failing)
+        );
+        for threshold in [Threshold::ThirtyDays, Threshold::Failing] {
+            assert_eq!(Threshold::parse(threshold.as_str()), Some(threshold));
+        }
+    }
+}

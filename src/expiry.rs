@@ -1,0 +1,155 @@
+//! What stops working when, in a tenant: Graph client secrets (their "Secret expires on"),
+//! certificates (their end of validity) and delegated OAuth connections, whose refresh
+//! token Microsoft ends after 90 days unused, so Portico counts from the last successful
+//! renewal. One list feeds the dashboard banner, the Expiring page and the alerts.
+
+use time::{Date, Duration, OffsetDateTime};
+
+use crate::app::App;
+use crate::domain::{ExpiryStatus, OAuthStatus};
+use crate::store::graph_credentials::{self, Authentication, GraphCredential};
+use crate::store::oauth_connections::{self, OAuthConnection};
+use crate::store::tenants::TenantId;
+
+/// How long Microsoft keeps a refresh token that is not used (Entra's inactivity limit).
+pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::days(90);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiringKind {
+    ClientSecret,
+    Certificate,
+    OAuthConnection,
+}
+
+impl ExpiringKind {
+    /// Stored in alert rows: never change a released name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecret => "client_secret",
+            Self::Certificate => "certificate",
+            Self::OAuthConnection => "oauth_connection",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientSecret => "Client secret",
+            Self::Certificate => "Certificate",
+            Self::OAuthConnection => "OAuth connection",
+        }
+    }
+}
+
+/// One thing that stops, or stopped, working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiring {
+    pub kind: ExpiringKind,
+    /// The Graph credential's or connection's id.
+    pub id: String,
+    pub name: String,
+    /// The last day it works; `None` for a connection that already fails.
+    pub ends_on: Option<Date>,
+    pub status: ExpiryStatus,
+    /// Why it fails, when it does.
+    pub reason: Option<String>,
+    /// Names this expiry: it changes when the secret, certificate or consent is renewed,
+    /// so alerts about the old one are never taken for the new one.
+    pub instance: String,
+}
+
+impl Expiring {
+    /// The page of the thing, under the tenant's path.
+    pub fn page(&self) -> String {
+        match self.kind {
+            ExpiringKind::ClientSecret | ExpiringKind::Certificate => {
+                format!("/external-apis/{}", self.id)
+            }
+            ExpiringKind::OAuthConnection => format!("/oauth-connections/{}", self.id),
+        }
+    }
+
+    /// Within the warning window, expired or failing: the dashboard shows it.
+    pub fn needs_attention(&self) -> bool {
+        self.status.needs_attention()
+    }
+}
+
+fn of_credential(credential: &GraphCredential, now: OffsetDateTime) -> Expiring {
+    let (kind, instance) = match &credential.authentication {
+        Authentication::ClientSecret { replaced_at, .. } => (
+            ExpiringKind::ClientSecret,
+            replaced_at.unix_timestamp().to_string(),
+        ),
+        Authentication::Certificate { thumbprint, .. } => {
+            (ExpiringKind::Certificate, thumbprint.clone())
+        }
+    };
+    Expiring {
+        kind,
+        id: credential.id.clone(),
+        name: credential.name.clone(),
+        ends_on: Some(credential.expires_on()),
+        status: ExpiryStatus::of(credential.expires_on(), now),
+        reason: None,
+        instance,
+    }
+}
+
+fn of_connection(connection: &OAuthConnection, now: OffsetDateTime) -> Option<Expiring> {
+    let consented = connection.authenticated_at?.unix_timestamp().to_string();
+    let (ends_on, status, reason) = match connection.status {
+        OAuthStatus::NotAuthenticated => return None,
+        OAuthStatus::NeedsReauthentication => (
+            None,
+            ExpiryStatus::Failed,
+            Some(
+                connection
+                    .status_reason
+                    .clone()
+                    .unwrap_or_else(|| "Microsoft refused its token.".into()),
+            ),
+        ),
+        OAuthStatus::Authenticated => {
+            let renewed = connection.renewed_at.or(connection.authenticated_at)?;
+            let ends_on = (renewed + REFRESH_TOKEN_LIFETIME).date();
+            (Some(ends_on), ExpiryStatus::of(ends_on, now), None)
+        }
+    };
+    Some(Expiring {
+        kind: ExpiringKind::OAuthConnection,
+        id: connection.id.clone(),
+        name: connection.name.clone(),
+        ends_on,
+        status,
+        reason,
+        instance: consented,
+    })
+}
+
+/// Everything of the tenant that expires, failing ones first, then soonest first.
+pub fn collect(
+    credentials: &[GraphCredential],
+    connections: &[OAuthConnection],
+    now: OffsetDateTime,
+) -> Vec<Expiring> {
+    let mut all: Vec<Expiring> = credentials
+        .iter()
+        .map(|credential| of_credential(credential, now))
+        .chain(
+            connections
+                .iter()
+                .filter_map(|connection| of_connection(connection, now)),
+        )
+        .collect();
+    all.sort_by(|a, b| {
+        (a.ends_on.is_some(), a.ends_on, &a.name).cmp(&(b.ends_on.is_some(), b.ends_on, &b.name))
+    });
+    all
+}
+
+/// The tenant's expiring things as of the app's clock.
+pub async fn of_tenant(app: &App, tenant: &TenantId) -> Result<Vec<Expiring>, sqlx::Error> {
+    let credentials = graph_credentials::list(&app.db, tenant).await?;
+    let connections = oauth_connections::list(&app.db, tenant).await?;
+    Ok(collect(&credentials, &connections, app.clock.now()))
+}
