@@ -8,6 +8,7 @@ pub mod certificates;
 pub mod clock;
 pub mod config;
 pub mod connections;
+pub mod credentials;
 pub mod crypto;
 pub mod doctor;
 pub mod domain;

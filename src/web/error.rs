@@ -110,6 +110,18 @@ impl From<ChangeUserError> for AppError {
     }
 }
 
+impl From<crate::credentials::OpenError> for AppError {
+    fn from(err: crate::credentials::OpenError) -> Self {
+        use crate::credentials::OpenError;
+        match err {
+            // A certificate credential always has a current certificate; one without is gone.
+            OpenError::NoCertificate => Self::NotFound,
+            OpenError::Database(err) => err.into(),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
 /// What the page should say; attached to the response so `render_error_pages`, which knows
 /// the request id, draws it.
 #[derive(Debug, Clone)]

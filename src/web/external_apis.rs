@@ -15,13 +15,14 @@ use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::certificates::{self, CertificateInfo, GeneratedCertificate};
+use crate::credentials::{self, OpenedProof};
 use crate::domain::{
     AuditAction, AuthMethod, CERTIFICATE_VALIDITY_MONTHS, ClientId, Cloud, CredentialName,
     DirectoryId, ExpiryStatus, FieldErrors, REQUIRED_ROLES, RoleReview, parse_certificate_validity,
     parse_expiry_date,
 };
 use crate::microsoft::errors::AdviceContext;
-use crate::microsoft::graph::{AppCredentials, ClientProof, MailboxAccess};
+use crate::microsoft::graph::MailboxAccess;
 use crate::microsoft::{Advice, CallError, MicrosoftError};
 use crate::store::graph_credentials::{
     self, Authentication, CredentialFields, GraphCredential, NewCertificate, Slot,
@@ -705,7 +706,7 @@ pub async fn switch_certificate(
         page.errors = changed_meanwhile("this credential");
         return Ok(Conflict(page).into_response());
     }
-    let proof = OpenedProof::certificate(&state, &ctx, &credential.id, &next)?;
+    let proof = OpenedProof::certificate(&state, &ctx.tenant.id, &credential.id, &next)?;
     let tried = state
         .microsoft
         .app_token(&proof.credentials(&credential), state.clock.now())
@@ -824,96 +825,6 @@ fn file_name_part(name: &str) -> String {
     }
 }
 
-/// What proves a credential to Microsoft, opened from storage for one use.
-pub(super) enum OpenedProof {
-    Secret {
-        secret: SecretString,
-        cache_key: String,
-    },
-    Certificate {
-        private_key: SecretString,
-        certificate: CertificateInfo,
-        cache_key: String,
-    },
-}
-
-impl OpenedProof {
-    fn certificate(
-        state: &App,
-        ctx: &TenantCtx,
-        credential_id: &str,
-        stored: &StoredCertificate,
-    ) -> Result<Self, AppError> {
-        let private_key = state.config.secret_key.open(
-            &stored.private_key_sealed,
-            &private_key_context(&ctx.tenant.id, &stored.id),
-        )?;
-        Ok(Self::Certificate {
-            private_key,
-            certificate: CertificateInfo::read(&stored.certificate_pem)?,
-            // A token obtained with another certificate is never reused.
-            cache_key: format!("{credential_id}/{}", stored.thumbprint),
-        })
-    }
-
-    pub(super) fn credentials(&self, credential: &GraphCredential) -> AppCredentials<'_> {
-        let (cache_key, proof) = match self {
-            Self::Secret { secret, cache_key } => (cache_key, ClientProof::Secret(secret)),
-            Self::Certificate {
-                private_key,
-                certificate,
-                cache_key,
-            } => (
-                cache_key,
-                ClientProof::Certificate {
-                    private_key,
-                    certificate,
-                },
-            ),
-        };
-        AppCredentials {
-            cache_key: cache_key.clone(),
-            client_id: credential.client_id,
-            directory_id: credential.directory_id,
-            cloud: credential.cloud,
-            proof,
-        }
-    }
-}
-
-/// Opens what the credential proves itself with now: its secret or current certificate.
-pub(super) async fn open_proof(
-    state: &App,
-    ctx: &TenantCtx,
-    credential: &GraphCredential,
-) -> Result<OpenedProof, AppError> {
-    match &credential.authentication {
-        Authentication::ClientSecret {
-            sealed,
-            replaced_at,
-            ..
-        } => Ok(OpenedProof::Secret {
-            secret: state
-                .config
-                .secret_key
-                .open(sealed, &secret_context(&ctx.tenant.id, &credential.id))?,
-            // The replacement time changes with the secret, so an old token is never reused.
-            cache_key: format!("{}/{}", credential.id, replaced_at.unix_timestamp()),
-        }),
-        Authentication::Certificate { .. } => {
-            let stored = graph_credentials::certificate(
-                &state.db,
-                &ctx.tenant.id,
-                &credential.id,
-                Slot::Current,
-            )
-            .await?
-            .ok_or(AppError::NotFound)?;
-            OpenedProof::certificate(state, ctx, &credential.id, &stored)
-        }
-    }
-}
-
 fn explain(state: &App, credential: &GraphCredential, error: MicrosoftError) -> TestOutcome {
     let consent_url = format!(
         "{}/{}/adminconsent?client_id={}",
@@ -954,7 +865,7 @@ pub async fn test(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<ShowPage, AppError> {
     let credential = load(&state, &ctx, &id).await?;
-    let proof = open_proof(&state, &ctx, &credential).await?;
+    let proof = credentials::open(&state, &ctx.tenant.id, &credential).await?;
     let now = state.clock.now();
     let outcome = match state
         .microsoft
@@ -1020,7 +931,7 @@ pub async fn check_mailbox(
             return Ok(Rejected(page).into_response());
         }
     };
-    let proof = open_proof(&state, &ctx, &credential).await?;
+    let proof = credentials::open(&state, &ctx.tenant.id, &credential).await?;
     let now = state.clock.now();
     match state
         .microsoft

@@ -9,11 +9,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::error::{AppError, Conflict, Rejected};
-use super::external_apis::{self, CredentialView};
+use super::external_apis::CredentialView;
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::connections;
+use crate::credentials;
 use crate::domain::{
     AuditAction, Direction, EmailAddress, FieldErrors, MailProtocol, OAuthStatus, Security,
     parse_host, parse_name, parse_port,
@@ -658,7 +659,7 @@ async fn test_graph(
     let credential = graph_credentials::get(&state.db, &ctx.tenant.id, credential_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let proof = external_apis::open_proof(state, ctx, &credential).await?;
+    let proof = credentials::open(state, &ctx.tenant.id, &credential).await?;
     let credentials = proof.credentials(&credential);
     let checked = state
         .microsoft
