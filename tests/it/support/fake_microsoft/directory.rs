@@ -208,7 +208,7 @@ impl FakeUser {
     }
 }
 
-/// What Graph answers an app that reads a mailbox.
+/// What Graph answers an app that reads a mailbox or sends mail as it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum MailboxAccess {
     /// 200 with the folder.
@@ -217,6 +217,23 @@ pub enum MailboxAccess {
     Denied,
     /// 404: no such mailbox; the default for any address not set.
     NotFound,
+}
+
+/// A message Graph accepted to send (`sendMail`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMail {
+    /// The app whose token sent it.
+    pub app_id: Uuid,
+    /// The mailbox it was sent as, lowercase.
+    pub mailbox: String,
+    /// The `toRecipients` addresses.
+    pub to: Vec<String>,
+    pub subject: String,
+    /// `Text` or `HTML`.
+    pub content_type: String,
+    pub body: String,
+    /// Graph's default is true.
+    pub save_to_sent_items: bool,
 }
 
 /// A directory (Azure tenant).
@@ -314,6 +331,8 @@ pub(crate) struct State {
     pub codes: HashMap<String, IssuedCode>,
     pub refresh_tokens: HashMap<String, UserGrant>,
     pub access_tokens: HashMap<String, AccessGrant>,
+    /// Every message `sendMail` accepted, oldest first.
+    pub sent_mail: Vec<SentMail>,
     /// Every code and token ever issued, for tests that look for them where they must
     /// not be.
     pub issued: Vec<String>,

@@ -1,9 +1,11 @@
 //! The slice of Microsoft Graph Portico uses: reading a mailbox's inbox folder with an app-only
-//! token (the check that mailbox credentials work), and the organization.
+//! token (the check that mailbox credentials work), sending mail as a mailbox (expiry
+//! alerts), and the organization.
 
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, State as AxumState};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -17,12 +19,14 @@ use time::macros::format_description;
 use uuid::Uuid;
 
 use super::Shared;
-use super::directory::{AccessGrant, MailboxAccess, State};
+use super::directory::{AccessGrant, MailboxAccess, SentMail, State};
 
 /// Graph's own application ID, named in its `WWW-Authenticate` challenge.
 const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 /// Application permissions that let an app read a mailbox's folders.
 const MAIL_READ_ROLES: [&str; 3] = ["Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite"];
+/// The application permission that lets an app send mail as any mailbox it may reach.
+const MAIL_SEND_ROLE: &str = "Mail.Send";
 /// Application permissions that let an app read the organization.
 const ORGANIZATION_READ_ROLES: [&str; 4] = [
     "Organization.Read.All",
@@ -141,6 +145,93 @@ pub(crate) async fn user_resource(
             graph_error(StatusCode::NOT_FOUND, "ErrorInvalidUser", &message, now)
         }
     }
+}
+
+/// `POST {graph}/v1.0/users/{address}/{path}`; only `sendMail` exists here. Like Graph, it
+/// needs an app-only token with `Mail.Send`, a mailbox the app may reach (an application
+/// access policy may leave it out), and a JSON message with at least one recipient; it
+/// answers 202 with no body and keeps the message for `FakeMicrosoft::sent_mail`.
+pub(crate) async fn user_action(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    Path((address, path)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut state = shared.state();
+    let now = state.now();
+    let grant = match authenticate(&state, &headers) {
+        Ok(grant) => grant,
+        Err(message) => return unauthorized(&shared, message, now),
+    };
+    if !path.eq_ignore_ascii_case("sendMail") {
+        let segment = path.split('/').next().unwrap_or_default();
+        let message = format!("Resource not found for the segment '{segment}'.");
+        return graph_error(StatusCode::BAD_REQUEST, "BadRequest", &message, now);
+    }
+    // Portico sends app-only. A user's token would send only as that user (or with Send As
+    // rights), which the fake does not model: it is refused.
+    if grant.delegated || !has_any_role(&grant, &[MAIL_SEND_ROLE]) {
+        let message = "Access is denied. Check credentials and try again.";
+        return graph_error(StatusCode::FORBIDDEN, "ErrorAccessDenied", message, now);
+    }
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        let message = "Unable to read JSON request payload. Please ensure Content-Type header \
+                       is set and payload is of valid JSON format.";
+        return graph_error(StatusCode::BAD_REQUEST, "BadRequest", message, now);
+    };
+    let Some(mail) = request.get("message").filter(|m| m.is_object()) else {
+        let message = "The value of the parameter 'Message' is empty.";
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidParameter",
+            message,
+            now,
+        );
+    };
+    let to: Vec<String> = mail["toRecipients"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|recipient| {
+            recipient["emailAddress"]["address"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    if to.is_empty() || to.iter().any(|address| !address.contains('@')) {
+        let message = "At least one recipient isn't valid., A message can't be sent because it \
+                       contains no recipients.";
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRecipients",
+            message,
+            now,
+        );
+    }
+    match state.mailbox_access(grant.app_id, &address) {
+        MailboxAccess::Granted => {}
+        MailboxAccess::Denied => {
+            let message = "Access to OData is disabled: [RAOP] : Blocked by tenant configured \
+                           AppOnly AccessPolicy settings.";
+            return graph_error(StatusCode::FORBIDDEN, "ErrorAccessDenied", message, now);
+        }
+        MailboxAccess::NotFound => {
+            let message = format!("The requested user '{address}' is invalid.");
+            return graph_error(StatusCode::NOT_FOUND, "ErrorInvalidUser", &message, now);
+        }
+    }
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    state.sent_mail.push(SentMail {
+        app_id: grant.app_id,
+        mailbox: address.to_ascii_lowercase(),
+        to,
+        subject: text(&mail["subject"]),
+        content_type: text(&mail["body"]["contentType"]),
+        body: text(&mail["body"]["content"]),
+        save_to_sent_items: request["saveToSentItems"].as_bool().unwrap_or(true),
+    });
+    StatusCode::ACCEPTED.into_response()
 }
 
 /// The inbox folder resource; its ids are stable per mailbox.

@@ -44,7 +44,7 @@ use uuid::Uuid;
     unused_imports,
     reason = "each test binary and the example use a different part of this API"
 )]
-pub use directory::{CONSUMERS_TENANT, FakeApp, FakeSecret, FakeUser, MailboxAccess};
+pub use directory::{CONSUMERS_TENANT, FakeApp, FakeSecret, FakeUser, MailboxAccess, SentMail};
 pub use keys::Signing;
 #[allow(
     unused_imports,
@@ -348,7 +348,13 @@ impl FakeMicrosoft {
         ))
     }
 
-    /// What Graph answers app `client_id` reading `mailbox` (default: `NotFound`).
+    /// Every message Graph accepted to send (`sendMail`), oldest first.
+    pub fn sent_mail(&self) -> Vec<SentMail> {
+        self.shared.state().sent_mail.clone()
+    }
+
+    /// What Graph answers app `client_id` reading `mailbox` or sending as it (default:
+    /// `NotFound`).
     pub fn set_mailbox_access(&self, client_id: Uuid, mailbox: &str, access: MailboxAccess) {
         self.shared
             .state()
@@ -373,7 +379,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/graph/v1.0/organization", get(graph::organization))
         .route(
             "/graph/v1.0/users/{user}/{*path}",
-            get(graph::user_resource),
+            get(graph::user_resource).post(graph::user_action),
         )
         .layer(middleware::from_fn_with_state(Arc::clone(&shared), delay))
         .with_state(shared)

@@ -698,6 +698,120 @@ async fn an_app_without_mail_permission_is_denied_by_graph() {
     );
 }
 
+async fn send_mail(
+    fake: &FakeMicrosoft,
+    token: &str,
+    mailbox: &str,
+    body: &Value,
+) -> (StatusCode, String) {
+    let url = format!("{}/v1.0/users/{mailbox}/sendMail", fake.graph_url());
+    let response = http()
+        .post(url)
+        .bearer_auth(token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+fn graph_code(body: &str) -> String {
+    let body: Value = serde_json::from_str(body).unwrap();
+    body["error"]["code"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn graph_sends_mail_as_the_mailboxes_an_app_with_mail_send_may_reach() {
+    let fake = world().await;
+    fake.set_mailbox_access(MAILER, "support@contoso.com", MailboxAccess::Granted);
+    fake.set_mailbox_access(MAILER, "ceo@contoso.com", MailboxAccess::Denied);
+    let (_, body) = app_token(&fake, "contoso.com", MAILER_SECRET).await;
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let message = json!({
+        "message": {
+            "subject": "Expiring",
+            "body": { "contentType": "Text", "content": "The secret expires." },
+            "toRecipients": [
+                { "emailAddress": { "address": "it@acme.test" } },
+                { "emailAddress": { "address": "ops@acme.test" } },
+            ],
+        },
+        "saveToSentItems": false,
+    });
+
+    let (status, answer) = send_mail(&fake, &token, "support%40contoso.com", &message).await;
+    assert_eq!((status, answer.as_str()), (StatusCode::ACCEPTED, ""));
+    assert_eq!(
+        fake.sent_mail(),
+        vec![SentMail {
+            app_id: MAILER,
+            mailbox: "support@contoso.com".into(),
+            to: vec!["it@acme.test".into(), "ops@acme.test".into()],
+            subject: "Expiring".into(),
+            content_type: "Text".into(),
+            body: "The secret expires.".into(),
+            save_to_sent_items: false,
+        }]
+    );
+
+    let refusals = [
+        (
+            "ceo@contoso.com",
+            &message,
+            StatusCode::FORBIDDEN,
+            "ErrorAccessDenied",
+        ),
+        (
+            "nobody@contoso.com",
+            &message,
+            StatusCode::NOT_FOUND,
+            "ErrorInvalidUser",
+        ),
+        (
+            "support@contoso.com",
+            &json!({ "message": { "subject": "x", "toRecipients": [] } }),
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRecipients",
+        ),
+        (
+            "support@contoso.com",
+            &json!({ "saveToSentItems": false }),
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidParameter",
+        ),
+    ];
+    for (mailbox, body, status, code) in refusals {
+        let (got, answer) = send_mail(&fake, &token, mailbox, body).await;
+        assert_eq!(
+            (got, graph_code(&answer).as_str()),
+            (status, code),
+            "{mailbox}: {answer}"
+        );
+    }
+    let (status, answer) = send_mail(&fake, "not-a-token", "support@contoso.com", &message).await;
+    assert_eq!(
+        (status, graph_code(&answer).as_str()),
+        (StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken")
+    );
+
+    // Without Mail.Send, even a mailbox the app may read refuses.
+    let in_a_year = OffsetDateTime::now_utc() + time::Duration::days(365);
+    fake.add_app(
+        FakeApp::new(MAILER, CONTOSO)
+            .secret(MAILER_SECRET, in_a_year)
+            .application_role("Mail.ReadWrite"),
+    );
+    let (_, body) = app_token(&fake, "contoso.com", MAILER_SECRET).await;
+    let reader = body["access_token"].as_str().unwrap();
+    let (status, answer) = send_mail(&fake, reader, "support@contoso.com", &message).await;
+    assert_eq!(
+        (status, graph_code(&answer).as_str()),
+        (StatusCode::FORBIDDEN, "ErrorAccessDenied")
+    );
+    assert!(answer.contains("Access is denied. Check credentials and try again."));
+    assert_eq!(fake.sent_mail().len(), 1);
+}
+
 #[tokio::test]
 async fn rotation_publishes_the_new_key_beside_the_previous_one() {
     let fake = world().await;
