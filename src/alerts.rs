@@ -3,18 +3,25 @@
 //! connection starts failing. A background job plans due alerts as rows (once per
 //! threshold, by a unique constraint), then claims and sends them one by one: an alert
 //! survives restarts, and of several instances only the one holding its claim sends it.
+//! They go out through the tenant's chosen mailbox (SMTP, or Microsoft Graph's sendMail with
+//! the mailbox's credential), or through the deployment's relay (PORTICO_SMTP_URL).
 
 use time::Duration;
 
 use crate::app::App;
 use crate::connections;
-use crate::domain::{AuditAction, ExpiryStatus, MailProtocol};
+use crate::credentials::{self, OpenError};
+use crate::domain::{AuditAction, ExpiryStatus, MailProtocol, sending_route};
 use crate::expiry;
 use crate::mail::outgoing::{self, OutgoingMessage, Route};
 use crate::mail::{Credential, ServerSettings};
+use crate::microsoft::CallError;
+use crate::microsoft::errors::AdviceContext;
+use crate::microsoft::graph::GraphMessage;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::expiry_alerts::{self, Alert, PlannedAlert};
-use crate::store::mailboxes::{self, password_context};
+use crate::store::graph_credentials;
+use crate::store::mailboxes::{self, Mailbox, Server, password_context};
 use crate::store::tenants::{self, TenantId};
 
 /// How long one instance holds an alert while sending it.
@@ -224,7 +231,7 @@ async fn send_one(app: &App, alert: &Alert) -> Result<Result<String, String>, Al
     Ok(sent.map(|how| format!("told {recipients} through {how}")))
 }
 
-/// Sends through the tenant's SMTP mailbox, signed in with its password or OAuth token.
+/// Sends through one of the tenant's mailboxes: SMTP, or Microsoft Graph.
 async fn send_through_mailbox(
     app: &App,
     tenant: &TenantId,
@@ -238,13 +245,97 @@ async fn send_through_mailbox(
             "the mailbox chosen to send alerts no longer exists".into()
         ));
     };
-    let Some(server) = mailbox
-        .server
-        .as_ref()
-        .filter(|_| mailbox.protocol == MailProtocol::Smtp)
-    else {
-        return Ok(Err(format!("{} is not an SMTP mailbox", mailbox.name)));
+    match (
+        mailbox.protocol,
+        &mailbox.graph_credential_id,
+        &mailbox.server,
+    ) {
+        (MailProtocol::Graph, Some(credential_id), _) => {
+            send_with_graph(app, tenant, &mailbox, credential_id, to, subject, &body).await
+        }
+        (MailProtocol::Smtp, _, Some(server)) => {
+            send_with_smtp(app, tenant, &mailbox, server, to, subject, body).await
+        }
+        _ => Ok(Err(format!(
+            "{} is neither an SMTP nor a Microsoft Graph mailbox",
+            mailbox.name
+        ))),
+    }
+}
+
+/// Sends as a Graph mailbox (`sendMail`) with an app-only token of its credential.
+async fn send_with_graph(
+    app: &App,
+    tenant: &TenantId,
+    mailbox: &Mailbox,
+    credential_id: &str,
+    to: &[String],
+    subject: &str,
+    body: &str,
+) -> Result<Result<String, String>, AlertError> {
+    let Some(credential) = graph_credentials::get(&app.db, tenant, credential_id).await? else {
+        return Ok(Err(format!(
+            "the Graph credential of {} no longer exists",
+            mailbox.name
+        )));
     };
+    let proof = match credentials::open(app, tenant, &credential).await {
+        Ok(proof) => proof,
+        Err(OpenError::Database(err)) => return Err(err.into()),
+        Err(err) => {
+            return Ok(Err(format!(
+                "the Graph credential {} cannot be used: {err}",
+                credential.name
+            )));
+        }
+    };
+    let message = GraphMessage { to, subject, body };
+    let sent = app
+        .microsoft
+        .send_mail(
+            &proof.credentials(&credential),
+            &mailbox.email,
+            &message,
+            app.clock.now(),
+        )
+        .await;
+    let through = &mailbox.name;
+    Ok(match sent {
+        Ok(Ok(())) => Ok(sending_route(
+            &mailbox.name,
+            &mailbox.email,
+            MailProtocol::Graph,
+        )),
+        Ok(Err(refused)) => Err(format!(
+            "through {through}: {}",
+            refused.explanation(&mailbox.email)
+        )),
+        // The token endpoint refused the credential: an AADSTS code, explained.
+        Err(CallError::Microsoft(error)) => {
+            let advice = error.advice(&AdviceContext {
+                redirect_uri: "",
+                has_client_secret: true,
+                admin_consent_url: None,
+            });
+            Err(format!(
+                "through {through}: Microsoft refused the Graph credential {}: {error}: {}. {}",
+                credential.name, advice.title, advice.next_step
+            ))
+        }
+        Err(error) => Err(format!("through {through}: {error}")),
+    })
+}
+
+/// Sends through the tenant's SMTP mailbox, signed in with its password or OAuth token.
+async fn send_with_smtp(
+    app: &App,
+    tenant: &TenantId,
+    mailbox: &Mailbox,
+    server: &Server,
+    to: &[String],
+    subject: &str,
+    body: String,
+) -> Result<Result<String, String>, AlertError> {
     let secret = match (&server.oauth_connection_id, &server.password_sealed) {
         (Some(connection_id), _) => {
             match connections::access_token(app, tenant, connection_id).await? {
@@ -282,7 +373,7 @@ async fn send_through_mailbox(
     Ok(
         outgoing::send(Route::Mailbox(settings), &message, &app.mail_probe)
             .await
-            .map(|()| format!("the mailbox {} ({})", mailbox.name, mailbox.email))
+            .map(|()| sending_route(&mailbox.name, &mailbox.email, MailProtocol::Smtp))
             .map_err(|e| format!("through {}: {e}", mailbox.name)),
     )
 }

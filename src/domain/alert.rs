@@ -1,6 +1,6 @@
 //! Who is told when something expires.
 
-use super::EmailAddress;
+use super::{EmailAddress, MailProtocol};
 
 /// At most this many people get each expiry alert.
 pub const MAX_ALERT_RECIPIENTS: usize = 20;
@@ -27,6 +27,36 @@ pub fn parse_alert_recipients(raw: &str) -> Result<Vec<String>, String> {
     Ok(recipients)
 }
 
+/// An outgoing mailbox of the tenant that expiry alerts may go out through: SMTP, signed in
+/// with its password or OAuth connection, or Microsoft Graph with its shared credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertSender {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub protocol: MailProtocol,
+}
+
+impl AlertSender {
+    /// How the sender list names it: "Support (support@contoso.com), Microsoft Graph".
+    pub fn label(&self) -> String {
+        format!("{} ({}), {}", self.name, self.email, self.protocol.label())
+    }
+
+    /// How the audit log names the way alerts take through it.
+    pub fn route(&self) -> String {
+        sending_route(&self.name, &self.email, self.protocol)
+    }
+}
+
+/// "the mailbox Support (support@contoso.com)", with "with Microsoft Graph" for Graph.
+pub fn sending_route(name: &str, email: &str, protocol: MailProtocol) -> String {
+    match protocol {
+        MailProtocol::Graph => format!("the mailbox {name} ({email}) with Microsoft Graph"),
+        _ => format!("the mailbox {name} ({email})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +78,29 @@ mod tests {
         );
         let many: Vec<String> = (0..21).map(|n| format!("p{n}@acme.test")).collect();
         assert!(parse_alert_recipients(&many.join(",")).is_err());
+    }
+
+    #[test]
+    fn senders_say_how_they_send() {
+        let sender = AlertSender {
+            id: "m1".into(),
+            name: "Support".into(),
+            email: "support@contoso.com".into(),
+            protocol: MailProtocol::Graph,
+        };
+        assert_eq!(
+            sender.label(),
+            "Support (support@contoso.com), Microsoft Graph"
+        );
+        assert_eq!(
+            sender.route(),
+            "the mailbox Support (support@contoso.com) with Microsoft Graph"
+        );
+        let smtp = AlertSender {
+            protocol: MailProtocol::Smtp,
+            ..sender
+        };
+        assert_eq!(smtp.label(), "Support (support@contoso.com), SMTP");
+        assert_eq!(smtp.route(), "the mailbox Support (support@contoso.com)");
     }
 }

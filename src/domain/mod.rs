@@ -11,7 +11,7 @@ mod oauth;
 mod tenant;
 mod user;
 
-pub use alert::{MAX_ALERT_RECIPIENTS, parse_alert_recipients};
+pub use alert::{AlertSender, MAX_ALERT_RECIPIENTS, parse_alert_recipients, sending_route};
 pub use audit::AuditAction;
 pub use fields::{FieldErrors, parse_name};
 pub use graph_credential::{

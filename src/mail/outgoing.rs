@@ -1,7 +1,8 @@
-//! Sending a message (expiry alerts): through the deployment's relay (PORTICO_SMTP_URL), or
-//! through one of a tenant's own SMTP mailboxes with its password or OAuth token. Sending
-//! is lettre's: unlike "Test connection", a message carries headers, encodings and
-//! envelopes better left to a well-kept crate.
+//! Sending a message by SMTP (expiry alerts): through the deployment's relay
+//! (PORTICO_SMTP_URL), or through one of a tenant's own SMTP mailboxes with its password or
+//! OAuth token. (A tenant's Graph mailboxes send with Graph's sendMail instead:
+//! `Microsoft::send_mail`.) Sending is lettre's: unlike "Test connection", a message carries
+//! headers, encodings and envelopes better left to a well-kept crate.
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};

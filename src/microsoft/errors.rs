@@ -1,5 +1,6 @@
 //! Microsoft's error answers, and what they mean in plain words. Portico branches on the
-//! OAuth `error` and the AADSTS code, never on the wording of `error_description`.
+//! OAuth `error` and the AADSTS code, or Graph's error `code`, never on the wording of
+//! `error_description` or `message`.
 
 use std::fmt;
 
@@ -75,6 +76,100 @@ impl fmt::Display for MicrosoftError {
             Some(code) => write!(f, "AADSTS{code} ({})", self.error),
             None => f.write_str(&self.error),
         }
+    }
+}
+
+/// An error answer of Microsoft Graph: `{"error": {"code": "ErrorAccessDenied", "message":
+/// …, "innerError": {"request-id": …}}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphError {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+    /// What Microsoft's support asks for.
+    pub request_id: Option<String>,
+}
+
+impl GraphError {
+    /// From an error answer's body; `None` when it is not Graph's error JSON (a proxy's
+    /// page, say).
+    pub fn from_body(status: u16, body: &str) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Body {
+            error: Error,
+        }
+        #[derive(Deserialize)]
+        struct Error {
+            code: String,
+            #[serde(default)]
+            message: String,
+            #[serde(default, rename = "innerError")]
+            inner_error: Option<Inner>,
+        }
+        #[derive(Deserialize)]
+        struct Inner {
+            #[serde(rename = "request-id")]
+            request_id: Option<String>,
+        }
+        let body: Body = serde_json::from_str(body).ok()?;
+        Some(Self {
+            status,
+            code: body.error.code,
+            message: body.error.message,
+            request_id: body.error.inner_error.and_then(|inner| inner.request_id),
+        })
+    }
+
+    /// Why Graph would not send mail as `mailbox`, and what to do, in plain words.
+    /// `mail_send_granted`: whether the refused token carried the Mail.Send application
+    /// permission, which tells a missing permission from a mailbox the app may not reach.
+    pub fn sending_explanation(&self, mailbox: &str, mail_send_granted: bool) -> String {
+        let explanation = match (self.status, self.code.as_str()) {
+            (403, "ErrorAccessDenied") if !mail_send_granted => format!(
+                "Microsoft 365 refused to send as {mailbox} (ErrorAccessDenied): the app has \
+                 not been granted the Mail.Send application permission. In Azure, open App \
+                 registrations → the app → API permissions, add Microsoft Graph → Application \
+                 permissions → Mail.Send, and grant admin consent (Portico's next token, within \
+                 the hour, carries it)."
+            ),
+            (403, "ErrorAccessDenied") => format!(
+                "Microsoft 365 refused to send as {mailbox} (ErrorAccessDenied): the app has the \
+                 Mail.Send permission, but an Exchange application access policy (or RBAC for \
+                 Applications scope) leaves this mailbox out. Ask an Exchange admin to include \
+                 it, or choose another mailbox."
+            ),
+            (_, "MailboxNotEnabledForRESTAPI") => format!(
+                "{mailbox} cannot be used through Microsoft Graph (MailboxNotEnabledForRESTAPI): \
+                 it is not an Exchange Online mailbox, or it is inactive or has no Exchange \
+                 Online license. Choose another mailbox."
+            ),
+            (_, "ErrorInvalidUser") | (404, _) => format!(
+                "Microsoft 365 has no mailbox {mailbox} ({}). Check the mailbox's address.",
+                self.code
+            ),
+            (401, _) => format!(
+                "Microsoft Graph did not accept the app's token ({}): {}",
+                self.code, self.message
+            ),
+            (429, _) => format!(
+                "Microsoft 365 is limiting how much the app sends ({}); it is tried again later.",
+                self.code
+            ),
+            _ => format!(
+                "Microsoft Graph refused the message ({}, {}): {}",
+                self.status, self.code, self.message
+            ),
+        };
+        match &self.request_id {
+            Some(id) => format!("{explanation} Request ID: {id}."),
+            None => explanation,
+        }
+    }
+}
+
+impl fmt::Display for GraphError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.code, self.status)
     }
 }
 
@@ -244,6 +339,33 @@ mod tests {
             MicrosoftError::from_body("<html>").error,
             "unexpected_response"
         );
+    }
+
+    #[test]
+    fn graph_refusals_to_send_are_explained() {
+        let body = r#"{"error":{"code":"ErrorAccessDenied","message":"Access is denied. Check credentials and try again.","innerError":{"date":"2026-11-25T17:04:49","request-id":"r-1"}}}"#;
+        let denied = GraphError::from_body(403, body).unwrap();
+        assert_eq!(denied.code, "ErrorAccessDenied");
+        assert_eq!(denied.request_id.as_deref(), Some("r-1"));
+        let missing = denied.sending_explanation("support@contoso.com", false);
+        assert!(missing.contains("not been granted the Mail.Send application permission"));
+        assert!(missing.ends_with("Request ID: r-1."));
+        assert!(
+            denied
+                .sending_explanation("support@contoso.com", true)
+                .contains("application access policy")
+        );
+        let unlicensed = GraphError::from_body(
+            404,
+            r#"{"error":{"code":"MailboxNotEnabledForRESTAPI","message":"The mailbox is either inactive, soft-deleted, or is hosted on-premise."}}"#,
+        )
+        .unwrap();
+        assert!(
+            unlicensed
+                .sending_explanation("old@contoso.com", true)
+                .contains("not an Exchange Online mailbox")
+        );
+        assert_eq!(GraphError::from_body(502, "<html>Bad gateway</html>"), None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! App-only access to Microsoft Graph: client-credentials tokens, cached and shared, and
-//! the mailbox check.
+//! App-only access to Microsoft Graph: client-credentials tokens, cached and shared, the
+//! mailbox check, and sending mail as a mailbox.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,9 +8,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use serde_json::json;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::errors::GraphError;
 use super::{CallError, Microsoft, MicrosoftError, observed};
 use crate::certificates::{self, CertificateInfo};
 use crate::domain::{ClientId, Cloud};
@@ -85,6 +87,32 @@ pub enum MailboxAccess {
     /// 403 ErrorAccessDenied: an application access policy or RBAC scope excludes it.
     Denied,
     NotFound,
+}
+
+/// The application permission to send mail as any mailbox the app may reach.
+const MAIL_SEND: &str = "Mail.Send";
+
+/// A plain-text message to send as a mailbox.
+pub struct GraphMessage<'a> {
+    pub to: &'a [String],
+    pub subject: &'a str,
+    pub body: &'a str,
+}
+
+/// Why Graph would not send a message.
+#[derive(Debug)]
+pub struct SendRefused {
+    pub error: GraphError,
+    /// Whether the refused token carried Mail.Send.
+    pub mail_send_granted: bool,
+}
+
+impl SendRefused {
+    /// What it means and what to do, for sending as `mailbox`.
+    pub fn explanation(&self, mailbox: &str) -> String {
+        self.error
+            .sending_explanation(mailbox, self.mail_send_granted)
+    }
 }
 
 /// Tokens by credential. Each entry has its own lock, so concurrent requests for one
@@ -231,6 +259,61 @@ impl Microsoft {
                 403 => Ok(MailboxAccess::Denied),
                 404 => Ok(MailboxAccess::NotFound),
                 status => Err(CallError::Unexpected(format!("Graph answered {status}"))),
+            }
+        })
+        .await
+    }
+
+    /// Sends `message` as `mailbox` with the app's token (`sendMail`; the app needs the
+    /// Mail.Send application permission). Graph answers 202 Accepted with no body; the
+    /// message is not kept in the mailbox's Sent Items.
+    pub async fn send_mail(
+        &self,
+        credentials: &AppCredentials<'_>,
+        mailbox: &str,
+        message: &GraphMessage<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Result<(), SendRefused>, CallError> {
+        let token = self.app_token(credentials, now).await?;
+        let address: String = url::form_urlencoded::byte_serialize(mailbox.as_bytes()).collect();
+        let url = format!(
+            "{}/v1.0/users/{address}/sendMail",
+            self.graph_base(credentials.cloud)
+        );
+        let recipients: Vec<_> = message
+            .to
+            .iter()
+            .map(|address| json!({ "emailAddress": { "address": address } }))
+            .collect();
+        let payload = json!({
+            "message": {
+                "subject": message.subject,
+                "body": { "contentType": "Text", "content": message.body },
+                "toRecipients": recipients,
+            },
+            "saveToSentItems": false,
+        });
+        observed(&self.metrics, MicrosoftCall::Graph, async {
+            let response = self
+                .http
+                .post(url)
+                .bearer_auth(token.access_token.expose_secret())
+                .json(&payload)
+                .send()
+                .await
+                .map_err(CallError::from_reqwest)?;
+            let status = response.status().as_u16();
+            // Only Graph's own acceptance counts: another 2xx (a proxy's page) proves nothing.
+            if status == 202 {
+                return Ok(Ok(()));
+            }
+            let body = response.text().await.map_err(CallError::from_reqwest)?;
+            match GraphError::from_body(status, &body) {
+                Some(error) if status >= 400 => Ok(Err(SendRefused {
+                    error,
+                    mail_send_granted: token.roles.iter().any(|role| role == MAIL_SEND),
+                })),
+                _ => Err(CallError::Unexpected(format!("Graph answered {status}"))),
             }
         })
         .await

@@ -9,7 +9,7 @@ use super::tenants::TenantId;
 use super::{
     Db, Page, Paged, SaveError, from_unix, like_pattern, new_id, saved_at_version, unix_now,
 };
-use crate::domain::{Direction, MailProtocol, Security};
+use crate::domain::{AlertSender, Direction, MailProtocol, Security};
 
 #[derive(Debug, Clone)]
 pub struct Mailbox {
@@ -480,17 +480,26 @@ pub async fn oauth_connection_usage(
     Ok(usage)
 }
 
-/// The tenant's SMTP mailboxes that send mail (outgoing, or both ways), enabled, by name:
-/// what expiry alerts may go out through. (id, name, address)
-pub async fn sending_smtp(
-    db: &Db,
-    tenant: &TenantId,
-) -> Result<Vec<(String, String, String)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, email FROM mailboxes WHERE tenant_id = $1 AND protocol = 'smtp' \
+/// The tenant's mailboxes that send mail (outgoing, or both ways), enabled, by name: SMTP
+/// ones and Graph ones, what expiry alerts may go out through.
+pub async fn alert_senders(db: &Db, tenant: &TenantId) -> Result<Vec<AlertSender>, sqlx::Error> {
+    let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+        "SELECT id, name, email, protocol FROM mailboxes WHERE tenant_id = $1 \
+         AND (protocol = 'smtp' OR (protocol = 'graph' AND graph_credential_id IS NOT NULL)) \
          AND direction IN ('outgoing', 'both') AND enabled = 1 ORDER BY LOWER(name), id",
     )
     .bind(tenant.as_str())
     .fetch_all(db.pool())
-    .await
+    .await?;
+    rows.into_iter()
+        .map(|(id, name, email, protocol)| {
+            Ok(AlertSender {
+                protocol: MailProtocol::parse(&protocol)
+                    .map_err(|m| sqlx::Error::Decode(m.into()))?,
+                id,
+                name,
+                email,
+            })
+        })
+        .collect()
 }

@@ -13,7 +13,7 @@ use super::{Layout, changed_meanwhile, format_time};
 use crate::alerts;
 use crate::app::App;
 use crate::app::AppState;
-use crate::domain::{AuditAction, FieldErrors, parse_alert_recipients};
+use crate::domain::{AlertSender, AuditAction, FieldErrors, parse_alert_recipients};
 use crate::expiry::{self, Expiring};
 use crate::store::expiry_alerts::{self, AlertSettings};
 use crate::store::{SaveError, mailboxes};
@@ -34,8 +34,8 @@ pub struct ExpiringPage {
     items: Vec<Expiring>,
     form: AlertsForm,
     errors: FieldErrors,
-    /// The tenant's SMTP mailboxes that send: (id, name, address).
-    senders: Vec<(String, String, String)>,
+    /// The tenant's SMTP and Graph mailboxes that send.
+    senders: Vec<AlertSender>,
     /// Whether the operator set PORTICO_SMTP_URL.
     has_relay: bool,
     alerts: Vec<AlertLine>,
@@ -91,7 +91,7 @@ async fn page(
         items: expiry::of_tenant(state, tenant).await?,
         form,
         errors,
-        senders: mailboxes::sending_smtp(&state.db, tenant).await?,
+        senders: mailboxes::alert_senders(&state.db, tenant).await?,
         has_relay: state.config.smtp_relay.is_some(),
         alerts,
         saved: false,
@@ -122,19 +122,19 @@ pub async fn save_alerts(
 ) -> Result<Response, AppError> {
     let mut errors = FieldErrors::new();
     let recipients = errors.check("recipients", parse_alert_recipients(&form.recipients));
-    let senders = mailboxes::sending_smtp(&state.db, &ctx.tenant.id).await?;
+    let senders = mailboxes::alert_senders(&state.db, &ctx.tenant.id).await?;
     let sender = (!form.sender_mailbox_id.is_empty()).then_some(form.sender_mailbox_id.as_str());
     let sender_name = match sender {
         None => Some("the deployment's mail relay".to_owned()),
         Some(id) => senders
             .iter()
-            .find(|(known, _, _)| known == id)
-            .map(|(_, name, email)| format!("the mailbox {name} ({email})")),
+            .find(|known| known.id == id)
+            .map(AlertSender::route),
     };
     if sender_name.is_none() {
         errors.add(
             "sender_mailbox_id",
-            "Choose one of the organization's outgoing SMTP mailboxes.",
+            "Choose one of the organization's outgoing SMTP or Microsoft Graph mailboxes.",
         );
     }
     let (Some(recipients), Some(sender_name), true) = (recipients, sender_name, errors.is_empty())

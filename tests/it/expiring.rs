@@ -1,21 +1,29 @@
 //! Expiry everywhere: the dashboard banner and the Expiring page list client secrets,
 //! certificates and OAuth connections by the day they stop working, as the (injected)
-//! clock moves through 31, 30, 7, 1 and 0 days before it.
+//! clock moves through 31, 30, 7, 1 and 0 days before it; and expiry alerts sent as a
+//! tenant's Graph mailbox, through the fake Graph's sendMail. (Alerts through SMTP are in
+//! mail_servers/alerts.rs, against a real SMTP server.)
 
+use portico::alerts::{self, AlertRun};
+use portico::store::tenants::Tenant;
 use time::{Date, Duration, OffsetDateTime};
 use uuid::{Uuid, uuid};
 
 use crate::oauth_connections::{authorize, connection, follow};
 use crate::on_both_backends;
-use crate::support::fake_microsoft::FakeApp;
-use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, spawn_app};
+use crate::support::fake_microsoft::{FakeApp, MailboxAccess};
+use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, captured_logs, spawn_app};
 
 const CONTOSO: Uuid = uuid!("e1e1e1e1-1111-4222-8333-444444444444");
 const MAIL_APP: Uuid = uuid!("e2e2e2e2-5555-4666-8777-888888888888");
 
+const GRAPH_SECRET: &str = "Graph~Alert-Canary.Secret";
+
 on_both_backends!(
     secrets_and_certificates_are_announced_from_thirty_days_before,
     oauth_connections_expire_ninety_days_after_their_last_renewal_and_failures_come_first,
+    alerts_are_sent_once_as_a_graph_mailbox_and_audited,
+    an_app_without_mail_send_fails_the_alert_in_plain_words_until_granted,
 );
 
 /// Moves Portico's clock so that `ends_on` is `days` days away, and signs the admin in
@@ -211,4 +219,292 @@ async fn oauth_connections_expire_ninety_days_after_their_last_renewal_and_failu
         "{row}"
     );
     assert!(row.contains("Authenticate again"), "{row}");
+}
+
+/// A tenant "acme" whose Graph credential "Contoso mail" (an Azure app granted `roles`, its
+/// secret ending 40 days from now) serves an outgoing Graph mailbox "Support" and an
+/// incoming-only one; returns the tenant, its admin, the day the secret ends, and the id of
+/// each mailbox as the sender list offers it (the incoming one is not offered).
+async fn graph_sender(app: &TestApp, roles: &[&str]) -> (Tenant, Browser, Date, String, String) {
+    app.microsoft
+        .add_directory(CONTOSO, &["contoso.onmicrosoft.com", "contoso.com"]);
+    let mut azure_app = FakeApp::new(MAIL_APP, CONTOSO).secret(
+        GRAPH_SECRET,
+        OffsetDateTime::now_utc() + Duration::days(365),
+    );
+    for role in roles {
+        azure_app = azure_app.application_role(role);
+    }
+    app.microsoft.add_app(azure_app);
+    for mailbox in ["support@contoso.com", "inbox@contoso.com"] {
+        app.microsoft
+            .set_mailbox_access(MAIL_APP, mailbox, MailboxAccess::Granted);
+    }
+    let (tenant, admin) = app.tenant_with_admin("acme").await;
+    let ends_on = (app.state.clock.now() + Duration::days(40)).date();
+    let credential = admin
+        .submit(
+            "/t/acme/external-apis/new",
+            "/t/acme/external-apis",
+            &[
+                ("name", "Contoso mail"),
+                ("client_id", &MAIL_APP.to_string()),
+                ("directory", &CONTOSO.to_string()),
+                ("cloud", "global"),
+                ("auth_method", "client_secret"),
+                ("client_secret", GRAPH_SECRET),
+                ("secret_expires_on", &ends_on.to_string()),
+            ],
+        )
+        .await
+        .location
+        .unwrap();
+    let credential = credential.rsplit('/').next().unwrap().to_owned();
+    let segment = admin
+        .submit(
+            "/t/acme/segments",
+            "/t/acme/segments",
+            &[("name", "Support"), ("description", "")],
+        )
+        .await
+        .location
+        .unwrap();
+    let mut ids = Vec::new();
+    for (name, email, direction) in [
+        ("Support", "support@contoso.com", "outgoing"),
+        ("Inbox", "inbox@contoso.com", "incoming"),
+    ] {
+        let made = admin
+            .submit(
+                &format!("{segment}/mailboxes/new"),
+                &format!("{segment}/mailboxes"),
+                &[
+                    ("name", name),
+                    ("email", email),
+                    ("protocol", "graph"),
+                    ("direction", direction),
+                    ("graph_credential_id", &credential),
+                    ("enabled", "on"),
+                ],
+            )
+            .await;
+        ids.push(
+            made.location
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let page = admin.get("/t/acme/expiring").await;
+    page.assert_contains(&format!(
+        "<option value=\"{}\">Support (support@contoso.com), Microsoft Graph</option>",
+        ids[0]
+    ))
+    .assert_lacks(&ids[1])
+    .assert_lacks("Alerts cannot be sent yet");
+    let inbox = ids.pop().unwrap();
+    let support = ids.pop().unwrap();
+    (tenant, admin, ends_on, support, inbox)
+}
+
+/// Neither the Graph secret nor any token Microsoft issued reaches a page or a log line.
+fn assert_no_secret_shown(app: &TestApp, admin: &Browser) {
+    let tokens = app.microsoft.issued_tokens();
+    assert!(!tokens.is_empty());
+    let logs = captured_logs();
+    for page in admin.history() {
+        page.assert_lacks(GRAPH_SECRET);
+        for token in &tokens {
+            page.assert_lacks(token);
+        }
+    }
+    assert!(!logs.contains(GRAPH_SECRET));
+    assert!(tokens.iter().all(|token| !logs.contains(token.as_str())));
+}
+
+async fn alerts_are_sent_once_as_a_graph_mailbox_and_audited(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, admin, ends_on, support, inbox) =
+        graph_sender(&app, &["Mail.ReadWrite", "Mail.Send"]).await;
+    let recipients = ["it@acme.test", "ops@acme.test"];
+
+    // Only the tenant's outgoing mailboxes may send.
+    admin
+        .submit(
+            "/t/acme/expiring",
+            "/t/acme/expiring/alerts",
+            &[
+                ("recipients", &recipients.join("\n")),
+                ("sender_mailbox_id", &inbox),
+            ],
+        )
+        .await
+        .assert_status(400)
+        .assert_contains(
+            "Choose one of the organization&#39;s outgoing SMTP or Microsoft Graph mailboxes.",
+        )
+        .assert_contains("it@acme.test\nops@acme.test</textarea>");
+    admin
+        .submit(
+            "/t/acme/expiring",
+            "/t/acme/expiring/alerts",
+            &[
+                ("recipients", &recipients.join("\n")),
+                ("sender_mailbox_id", &support),
+            ],
+        )
+        .await
+        .assert_redirect("/t/acme/expiring?saved=1");
+    admin
+        .get("/t/acme/expiring?saved=1")
+        .await
+        .assert_contains(&format!(
+            "<option value=\"{support}\" selected>Support (support@contoso.com), Microsoft Graph"
+        ));
+
+    // 31 days before: nothing is due; 7 days before: one alert, sent once.
+    days_before(&app, ends_on, 31).await;
+    assert_eq!(alerts::run(&app.state).await.unwrap(), AlertRun::default());
+    let admin = days_before(&app, ends_on, 7).await;
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!((run.planned, run.sent, run.failed), (1, 1, 0));
+    assert_eq!(alerts::run(&app.state).await.unwrap(), AlertRun::default());
+
+    let sent = app.microsoft.sent_mail();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let mail = &sent[0];
+    assert_eq!(mail.app_id, MAIL_APP);
+    assert_eq!(mail.mailbox, "support@contoso.com");
+    assert_eq!(mail.to, recipients);
+    assert_eq!(
+        mail.subject,
+        format!(
+            "Portico: The client secret of the Graph credential Contoso mail expires within 7 days, on {ends_on}"
+        )
+    );
+    assert_eq!(mail.content_type, "Text");
+    assert!(!mail.save_to_sent_items);
+    assert!(
+        mail.body.contains("/t/acme/external-apis/"),
+        "{}",
+        mail.body
+    );
+    assert!(mail.body.contains("Every expiry date: "), "{}", mail.body);
+    assert!(!mail.body.contains(GRAPH_SECRET));
+
+    let audit = app.audit_actions(&tenant).await;
+    let route = "the mailbox Support (support@contoso.com) with Microsoft Graph";
+    assert!(
+        audit.iter().any(
+            |(action, _, detail)| action == "settings.expiry_alerts_changed"
+                && *detail == format!("tell it@acme.test, ops@acme.test through {route}")
+        ),
+        "{audit:?}"
+    );
+    let sent_events: Vec<_> = audit
+        .iter()
+        .filter(|(action, _, _)| action == "expiry_alert.sent")
+        .collect();
+    assert_eq!(sent_events.len(), 1, "{audit:?}");
+    assert_eq!(sent_events[0].1, "Contoso mail");
+    assert!(
+        sent_events[0]
+            .2
+            .contains(&format!("told it@acme.test, ops@acme.test through {route}")),
+        "{audit:?}"
+    );
+    admin
+        .get("/t/acme/expiring")
+        .await
+        .assert_contains("badge ok\">Sent</span>")
+        .assert_contains(
+            "The client secret of the Graph credential Contoso mail expires within 7 days",
+        );
+    admin.get("/t/acme/audit").await.assert_contains(route);
+    assert_no_secret_shown(&app, &admin);
+}
+
+async fn an_app_without_mail_send_fails_the_alert_in_plain_words_until_granted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, admin, ends_on, support, _) = graph_sender(&app, &["Mail.ReadWrite"]).await;
+    admin
+        .submit(
+            "/t/acme/expiring",
+            "/t/acme/expiring/alerts",
+            &[
+                ("recipients", "it@acme.test"),
+                ("sender_mailbox_id", &support),
+            ],
+        )
+        .await
+        .assert_redirect("/t/acme/expiring?saved=1");
+
+    let admin = days_before(&app, ends_on, 7).await;
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!((run.planned, run.sent, run.failed), (1, 0, 1));
+    assert!(app.microsoft.sent_mail().is_empty());
+    let explanation = "through Support: Microsoft 365 refused to send as support@contoso.com \
+                       (ErrorAccessDenied): the app has not been granted the Mail.Send \
+                       application permission. In Azure, open App registrations → the app → \
+                       API permissions, add Microsoft Graph → Application permissions → \
+                       Mail.Send, and grant admin consent";
+    admin
+        .get("/t/acme/expiring")
+        .await
+        .assert_contains(&format!("Not sent yet (1 tries): {explanation}"));
+    let audit = app.audit_actions(&tenant).await;
+    assert!(
+        audit
+            .iter()
+            .any(|(action, _, detail)| action == "expiry_alert.failed"
+                && detail.contains(explanation)),
+        "{audit:?}"
+    );
+
+    // An admin grants Mail.Send in Azure. The token Portico holds was issued without it, so
+    // the retry after the backoff fails again; the next token, an hour on, carries it.
+    app.microsoft.add_app(
+        FakeApp::new(MAIL_APP, CONTOSO)
+            .secret(
+                GRAPH_SECRET,
+                OffsetDateTime::now_utc() + Duration::days(365),
+            )
+            .application_role("Mail.ReadWrite")
+            .application_role("Mail.Send"),
+    );
+    app.state.clock.advance(Duration::minutes(2));
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!((run.planned, run.sent, run.failed), (0, 0, 1));
+    app.state.clock.advance(Duration::hours(1));
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!((run.planned, run.sent, run.failed), (0, 1, 0));
+    let sent = app.microsoft.sent_mail();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].to, ["it@acme.test"]);
+
+    let audit = app.audit_actions(&tenant).await;
+    let count = |wanted: &str| {
+        audit
+            .iter()
+            .filter(|(action, _, _)| action == wanted)
+            .count()
+    };
+    // The first failure is audited, the retry only logged.
+    assert_eq!(
+        (count("expiry_alert.failed"), count("expiry_alert.sent")),
+        (1, 1),
+        "{audit:?}"
+    );
+    let admin = app.browser();
+    admin
+        .sign_in("acme", "admin@acme.test", PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
+    admin
+        .get("/t/acme/expiring")
+        .await
+        .assert_contains("badge ok\">Sent</span>");
+    assert_no_secret_shown(&app, &admin);
 }
