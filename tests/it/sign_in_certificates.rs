@@ -6,6 +6,7 @@ use portico::domain::Role;
 use time::{Duration, OffsetDateTime};
 use uuid::{Uuid, uuid};
 
+use crate::expiring::days_before;
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{FakeApp, FakeUser};
 use crate::support::{Backend, Browser, Page, TestApp, spawn_app};
@@ -19,6 +20,7 @@ on_both_backends!(
     an_agent_signs_in_with_a_certificate_and_no_client_secret_is_sent,
     an_unregistered_or_expired_certificate_is_explained_in_plain_words,
     renewal_switches_only_once_microsoft_accepts_the_new_certificate,
+    the_sign_in_certificate_is_announced_from_thirty_days_before_it_ends,
 );
 
 /// Contoso, Portico's sign-in app registered under Web with a secret (no certificate yet),
@@ -78,6 +80,18 @@ fn thumbprint_after(page: &Page, label: &str) -> String {
     let rest = &page.body[start..];
     let code = rest.find("<code>").unwrap() + "<code>".len();
     rest[code..code + 40].to_owned()
+}
+
+/// The Expiring page's row of the sign-in certificate (the menu links the settings too).
+fn sign_in_row(page: &Page) -> &str {
+    let table = page.body.find("<tbody>").expect("no expiry table");
+    let name_at = table
+        + page.body[table..]
+            .find(">Sign in with Microsoft</a>")
+            .unwrap_or_else(|| panic!("not listed:\n{}", page.body));
+    let start = page.body[..name_at].rfind("<tr>").unwrap();
+    let end = start + page.body[start..].find("</tr>").unwrap();
+    &page.body[start..end]
 }
 
 fn has_field(fields: &[String], name: &str) -> bool {
@@ -345,4 +359,49 @@ async fn renewal_switches_only_once_microsoft_accepts_the_new_certificate(backen
         == "settings.microsoft_sign_in_certificate_switched"
         && detail.contains(&format!("now signs in with certificate {next}"))
         && detail.contains(&format!("replacing certificate {first}"))));
+}
+
+async fn the_sign_in_certificate_is_announced_from_thirty_days_before_it_ends(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, admin) = register(&app).await;
+    configure(&admin, "certificate", &[("valid_months", "6")])
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1");
+    let pem = download(&admin, "current.pem").await;
+    let ends_on = portico::certificates::CertificateInfo::read(&pem.body)
+        .unwrap()
+        .not_after
+        .date();
+
+    let admin = days_before(&app, ends_on, 31).await;
+    admin
+        .get("/t/acme/")
+        .await
+        .assert_lacks("<strong>Sign in with Microsoft</strong>");
+    let page = admin.get("/t/acme/expiring").await;
+    let listed = sign_in_row(&page);
+    assert!(listed.contains("Certificate"), "{listed}");
+    assert!(listed.contains(&ends_on.to_string()), "{listed}");
+    assert!(listed.contains("badge ok\">Valid"), "{listed}");
+    assert!(listed.contains(&format!("href=\"{SETTINGS}\"")), "{listed}");
+
+    let admin = days_before(&app, ends_on, 7).await;
+    admin
+        .get("/t/acme/")
+        .await
+        .assert_contains(&format!(
+            "The certificate of <strong>Sign in with Microsoft</strong> expires in 7 days ({ends_on})"
+        ))
+        .assert_contains(&format!("href=\"{SETTINGS}\">Renew the certificate"));
+    admin
+        .get(SETTINGS)
+        .await
+        .assert_contains("The certificate expires soon");
+    let page = admin.get("/t/acme/expiring").await;
+    assert!(sign_in_row(&page).contains("badge warn"));
+
+    let admin = days_before(&app, ends_on, -1).await;
+    admin.get("/t/acme/").await.assert_contains(&format!(
+        "<strong>Sign in with Microsoft</strong> expired on {ends_on}: nobody can sign in with Microsoft"
+    ));
 }
