@@ -84,7 +84,7 @@ fn thumbprint_after(page: &Page, label: &str) -> String {
 
 /// The Expiring page's row of the sign-in certificate (the menu links the settings too).
 fn sign_in_row(page: &Page) -> &str {
-    let table = page.body.find("<tbody>").expect("no expiry table");
+    let table = page.body.find("<tbody>").unwrap();
     let name_at = table
         + page.body[table..]
             .find(">Sign in with Microsoft</a>")
