@@ -21,6 +21,7 @@ on_both_backends!(
     an_unregistered_or_expired_certificate_is_explained_in_plain_words,
     renewal_switches_only_once_microsoft_accepts_the_new_certificate,
     the_sign_in_certificate_is_announced_from_thirty_days_before_it_ends,
+    without_a_directory_the_certificate_signs_in_through_common,
 );
 
 /// Contoso, Portico's sign-in app registered under Web with a secret (no certificate yet),
@@ -404,4 +405,67 @@ async fn the_sign_in_certificate_is_announced_from_thirty_days_before_it_ends(ba
     admin.get("/t/acme/").await.assert_contains(&format!(
         "<strong>Sign in with Microsoft</strong> expired on {ends_on}: nobody can sign in with Microsoft"
     ));
+}
+
+async fn without_a_directory_the_certificate_signs_in_through_common(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, admin) = register(&app).await;
+    app.microsoft.add_app(
+        FakeApp::new(SIGN_IN_APP, CONTOSO)
+            .multi_tenant()
+            .web_redirect_uri(&app.url("/auth/microsoft/callback")),
+    );
+    // Without a directory, Ana is matched by an email her directory vouches for.
+    app.microsoft.add_user(
+        FakeUser::new(CONTOSO, "ana@contoso.com", "Ana")
+            .email("ana@contoso.com")
+            .xms_edov(true),
+    );
+    admin
+        .submit(
+            SETTINGS,
+            SETTINGS,
+            &[
+                ("client_id", &SIGN_IN_APP.to_string()),
+                ("directory", ""),
+                ("cloud", "global"),
+                ("enabled", "on"),
+                ("auth_method", "certificate"),
+                ("valid_months", "24"),
+            ],
+        )
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1");
+    let pem = download(&admin, "current.pem").await;
+    app.microsoft.upload_certificate(SIGN_IN_APP, &pem.body);
+    // The assertion is addressed to the `common` token endpoint the code is redeemed at.
+    app.browser()
+        .microsoft_sign_in("acme")
+        .await
+        .assert_redirect("/t/acme/");
+    assert!(!has_field(
+        &app.microsoft.last_token_request_fields(),
+        "client_secret"
+    ));
+
+    // Without a directory there is no app-only token to try: the switch trusts the admin.
+    admin
+        .submit(
+            SETTINGS,
+            &format!("{SETTINGS}/certificate/renew"),
+            &[("valid_months", "12")],
+        )
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?done=renewed");
+    let next = download(&admin, "next.pem").await;
+    app.microsoft.upload_certificate(SIGN_IN_APP, &next.body);
+    admin
+        .submit(SETTINGS, &format!("{SETTINGS}/certificate/switch"), &[])
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?done=switched");
+    app.microsoft.remove_certificate(SIGN_IN_APP, &pem.body);
+    app.browser()
+        .microsoft_sign_in("acme")
+        .await
+        .assert_redirect("/t/acme/");
 }
