@@ -314,7 +314,8 @@ async fn send_with_graph(
         Err(CallError::Microsoft(error)) => {
             let advice = error.advice(&AdviceContext {
                 redirect_uri: "",
-                has_client_secret: true,
+                confidential_client: true,
+                certificate_page: None,
                 admin_consent_url: None,
             });
             Err(format!(
@@ -386,6 +387,7 @@ enum SenderSecret {
 fn kind_of(alert: &Alert) -> &'static str {
     match alert.kind.as_str() {
         "certificate" => "The certificate of the Graph credential",
+        "sign_in_certificate" => "The certificate of",
         "client_secret" => "The client secret of the Graph credential",
         _ => "The OAuth connection",
     }
@@ -407,12 +409,18 @@ pub fn headline(alert: &Alert) -> String {
 fn body(app: &App, slug: &str, tenant_name: &str, alert: &Alert) -> String {
     let item_page = match alert.kind.as_str() {
         "oauth_connection" => format!("/t/{slug}/oauth-connections/{}", alert.subject_id),
+        "sign_in_certificate" => format!("/t/{slug}{}", expiry::SIGN_IN_SETTINGS_PAGE),
         _ => format!("/t/{slug}/external-apis/{}", alert.subject_id),
     };
     let what_to_do = match alert.kind.as_str() {
         "certificate" => {
             "Open it, choose Renew certificate, upload the new certificate to the app in Azure \
              (Certificates & secrets), then switch to it."
+        }
+        "sign_in_certificate" => {
+            "Open it, choose Renew certificate, upload the new certificate to the sign-in app in \
+             Azure (Certificates & secrets), then switch to it. Until then nobody can sign in \
+             with Microsoft."
         }
         "client_secret" => {
             "In Azure, add a new client secret to the app (Certificates & secrets), then open it \

@@ -1,13 +1,17 @@
 //! What stops working when, in a tenant: Graph client secrets (their "Secret expires on"),
-//! certificates (their end of validity) and delegated OAuth connections, whose refresh
+//! certificates (their end of validity, Sign in with Microsoft's too) and delegated OAuth
+//! connections, whose refresh
 //! token Microsoft ends after 90 days unused, so Portico counts from the last successful
 //! renewal. One list feeds the dashboard banner, the Expiring page and the alerts.
 
 use time::{Date, Duration, OffsetDateTime};
 
 use crate::app::App;
+use crate::domain::AuthMethod;
 use crate::domain::{ExpiryStatus, OAuthStatus};
+use crate::store::certificates::{Slot, StoredCertificate};
 use crate::store::graph_credentials::{self, Authentication, GraphCredential};
+use crate::store::microsoft_sign_in;
 use crate::store::oauth_connections::{self, OAuthConnection};
 use crate::store::tenants::TenantId;
 
@@ -18,6 +22,8 @@ pub const REFRESH_TOKEN_LIFETIME: Duration = Duration::days(90);
 pub enum ExpiringKind {
     ClientSecret,
     Certificate,
+    /// The certificate Sign in with Microsoft signs with.
+    SignInCertificate,
     OAuthConnection,
 }
 
@@ -27,6 +33,7 @@ impl ExpiringKind {
         match self {
             Self::ClientSecret => "client_secret",
             Self::Certificate => "certificate",
+            Self::SignInCertificate => "sign_in_certificate",
             Self::OAuthConnection => "oauth_connection",
         }
     }
@@ -34,7 +41,7 @@ impl ExpiringKind {
     pub fn label(self) -> &'static str {
         match self {
             Self::ClientSecret => "Client secret",
-            Self::Certificate => "Certificate",
+            Self::Certificate | Self::SignInCertificate => "Certificate",
             Self::OAuthConnection => "OAuth connection",
         }
     }
@@ -44,7 +51,8 @@ impl ExpiringKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expiring {
     pub kind: ExpiringKind,
-    /// The Graph credential's or connection's id.
+    /// The Graph credential's or connection's id (`microsoft-sign-in` for the sign-in's
+    /// certificate, one per tenant).
     pub id: String,
     pub name: String,
     /// The last day it works; `None` for a connection that already fails.
@@ -64,6 +72,7 @@ impl Expiring {
             ExpiringKind::ClientSecret | ExpiringKind::Certificate => {
                 format!("/external-apis/{}", self.id)
             }
+            ExpiringKind::SignInCertificate => SIGN_IN_SETTINGS_PAGE.to_owned(),
             ExpiringKind::OAuthConnection => format!("/oauth-connections/{}", self.id),
         }
     }
@@ -92,6 +101,22 @@ fn of_credential(credential: &GraphCredential, now: OffsetDateTime) -> Expiring 
         status: ExpiryStatus::of(credential.expires_on(), now),
         reason: None,
         instance,
+    }
+}
+
+/// Where Sign in with Microsoft is set up, under the tenant's path.
+pub const SIGN_IN_SETTINGS_PAGE: &str = "/settings/microsoft-sign-in";
+
+fn of_sign_in_certificate(certificate: &StoredCertificate, now: OffsetDateTime) -> Expiring {
+    let ends_on = certificate.not_after().date();
+    Expiring {
+        kind: ExpiringKind::SignInCertificate,
+        id: "microsoft-sign-in".into(),
+        name: "Sign in with Microsoft".into(),
+        ends_on: Some(ends_on),
+        status: ExpiryStatus::of(ends_on, now),
+        reason: None,
+        instance: certificate.thumbprint.clone(),
     }
 }
 
@@ -129,12 +154,14 @@ fn of_connection(connection: &OAuthConnection, now: OffsetDateTime) -> Option<Ex
 /// Everything of the tenant that expires, failing ones first, then soonest first.
 pub fn collect(
     credentials: &[GraphCredential],
+    sign_in_certificate: Option<&StoredCertificate>,
     connections: &[OAuthConnection],
     now: OffsetDateTime,
 ) -> Vec<Expiring> {
     let mut all: Vec<Expiring> = credentials
         .iter()
         .map(|credential| of_credential(credential, now))
+        .chain(sign_in_certificate.map(|certificate| of_sign_in_certificate(certificate, now)))
         .chain(
             connections
                 .iter()
@@ -150,6 +177,19 @@ pub fn collect(
 /// The tenant's expiring things as of the app's clock.
 pub async fn of_tenant(app: &App, tenant: &TenantId) -> Result<Vec<Expiring>, sqlx::Error> {
     let credentials = graph_credentials::list(&app.db, tenant).await?;
+    let uses_certificate = microsoft_sign_in::get(&app.db, tenant)
+        .await?
+        .is_some_and(|settings| settings.auth_method == AuthMethod::Certificate);
+    let sign_in_certificate = if uses_certificate {
+        microsoft_sign_in::certificate(&app.db, tenant, Slot::Current).await?
+    } else {
+        None
+    };
     let connections = oauth_connections::list(&app.db, tenant).await?;
-    Ok(collect(&credentials, &connections, app.clock.now()))
+    Ok(collect(
+        &credentials,
+        sign_in_certificate.as_ref(),
+        &connections,
+        app.clock.now(),
+    ))
 }

@@ -11,7 +11,7 @@ use portico::domain::{
 };
 use portico::store::graph_credentials::{self, CredentialFields};
 use portico::store::mailboxes::{self, Connection, MailboxFields, ServerAuth};
-use portico::store::microsoft_sign_in::{self, SecretChange, SettingsUpdate};
+use portico::store::microsoft_sign_in::{self, CredentialChange, SecretChange, SettingsUpdate};
 use portico::store::oauth_connections::{self, ConnectionFields, SealedTokens};
 use portico::store::tenants::{self, TenantId};
 use portico::store::users::{self, NewUser};
@@ -98,6 +98,7 @@ pub async fn tenant(db: &Db, keys: &Keyring) -> Result<Seeded> {
             secret: SecretChange::Replace {
                 sealed: keys.seal(&secret, &microsoft_sign_in::secret_context(&tenant)),
             },
+            credential: CredentialChange::Keep,
         },
     )
     .await?;

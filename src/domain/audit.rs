@@ -23,6 +23,10 @@ pub enum AuditAction {
     /// A one-time link that is unknown, used or expired: counts toward throttling.
     MicrosoftLinkRejected,
     MicrosoftSignInSettingsChanged,
+    /// A certificate generated to replace the one Sign in with Microsoft uses.
+    MicrosoftSignInCertificateCreated,
+    /// Sign in with Microsoft signs with its new certificate from now on.
+    MicrosoftSignInCertificateSwitched,
     GraphCredentialCreated,
     GraphCredentialChanged,
     GraphCredentialSecretReplaced,
@@ -72,6 +76,12 @@ impl AuditAction {
             Self::MicrosoftLinkCreated => "user.microsoft_link_created",
             Self::MicrosoftLinkRejected => "user.microsoft_link_rejected",
             Self::MicrosoftSignInSettingsChanged => "settings.microsoft_sign_in_changed",
+            Self::MicrosoftSignInCertificateCreated => {
+                "settings.microsoft_sign_in_certificate_created"
+            }
+            Self::MicrosoftSignInCertificateSwitched => {
+                "settings.microsoft_sign_in_certificate_switched"
+            }
             Self::GraphCredentialCreated => "graph_credential.created",
             Self::GraphCredentialChanged => "graph_credential.changed",
             Self::GraphCredentialSecretReplaced => "graph_credential.secret_replaced",

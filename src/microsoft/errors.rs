@@ -177,8 +177,11 @@ impl fmt::Display for GraphError {
 pub struct AdviceContext<'a> {
     /// The redirect URI Portico sent, exactly as it must be registered.
     pub redirect_uri: &'a str,
-    /// Whether Portico authenticated as a confidential client (with a client secret).
-    pub has_client_secret: bool,
+    /// Whether Portico authenticated as a confidential client (with a client secret or a
+    /// certificate).
+    pub confidential_client: bool,
+    /// Where an admin downloads the app's certificate, when it is not the page shown.
+    pub certificate_page: Option<&'a str>,
     /// Where a directory admin grants consent to the app, when known.
     pub admin_consent_url: Option<&'a str>,
 }
@@ -192,7 +195,7 @@ pub struct Advice {
 }
 
 fn advice(code: Option<u32>, error: &str, context: &AdviceContext<'_>) -> Advice {
-    let platform = if context.has_client_secret {
+    let platform = if context.confidential_client {
         "Web"
     } else {
         "Mobile and desktop applications"
@@ -245,7 +248,10 @@ fn advice(code: Option<u32>, error: &str, context: &AdviceContext<'_>) -> Advice
         (Some(700027), _) => (
             "Certificate not accepted",
             "Microsoft could not check Portico's signed request against a certificate of the app: the certificate was not uploaded to this app in Azure, a different one was, or it has expired there.".into(),
-            "Download the certificate from this page (.cer) and upload it in Azure under App registrations → the app → Certificates & secrets → Certificates → Upload certificate. The Thumbprint Azure then lists must match the one Portico shows.".into(),
+            format!(
+                "Download the certificate (.cer) from {} and upload it in Azure under App registrations → the app → Certificates & secrets → Certificates → Upload certificate. The Thumbprint Azure then lists must match the one Portico shows.",
+                context.certificate_page.unwrap_or("this page")
+            ),
         ),
         (Some(700024), _) => (
             "Signed request outside its valid time",
@@ -372,7 +378,8 @@ mod tests {
     fn advice_names_the_next_step() {
         let context = AdviceContext {
             redirect_uri: "https://portico.example/auth/microsoft/callback",
-            has_client_secret: false,
+            confidential_client: false,
+            certificate_page: None,
             admin_consent_url: Some("https://login.example/dir/adminconsent?client_id=app"),
         };
         let mismatch =

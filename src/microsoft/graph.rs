@@ -42,8 +42,9 @@ pub enum ClientProof<'a> {
     },
 }
 
-/// The form fields that prove the client: its secret, or a fresh signed assertion.
-fn client_proof_fields(
+/// The form fields that prove the client at the token endpoint `token_url`: its secret, or
+/// a fresh signed assertion addressed to that endpoint.
+pub(super) fn client_proof_fields(
     proof: &ClientProof<'_>,
     client_id: &str,
     token_url: &str,

@@ -7,16 +7,17 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AdditionalClaims, AuthType, AuthUrl, AuthorizationCode, ClaimsVerificationError,
-    ClientId as OidcClientId, ClientSecret, CsrfToken, IdToken, IdTokenClaims, IssuerUrl,
-    JsonWebKeySet, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError,
-    Scope, SignatureVerificationError, TokenResponse, TokenUrl,
+    ClientId as OidcClientId, CsrfToken, IdToken, IdTokenClaims, IssuerUrl, JsonWebKeySet, Nonce,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
+    SignatureVerificationError, TokenResponse, TokenUrl,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use url::Url;
 use uuid::Uuid;
 
+use super::graph::{ClientProof, client_proof_fields};
 use super::keys::Freshness;
 use super::{CallError, Microsoft, MicrosoftError, observed};
 use crate::domain::{CONSUMERS_DIRECTORY, ClientId, Cloud};
@@ -53,8 +54,9 @@ pub struct SignInApp<'a> {
     /// The only directory whose users may sign in; `None` admits any Microsoft account.
     pub directory: Option<Uuid>,
     pub cloud: Cloud,
-    /// With a secret Portico is a confidential ("Web") client, without one a public client.
-    pub client_secret: Option<&'a SecretString>,
+    /// With a secret or a certificate Portico is a confidential ("Web") client, without
+    /// either a public client.
+    pub proof: Option<ClientProof<'a>>,
     /// Sent as `domain_hint`, so people with several accounts see the right one first.
     pub domain_hint: Option<&'a str>,
 }
@@ -103,6 +105,10 @@ impl Microsoft {
         format!("{}/{directory}", self.login_base(app.cloud))
     }
 
+    fn token_url(&self, app: &SignInApp<'_>) -> String {
+        format!("{}/oauth2/v2.0/token", self.authority(app))
+    }
+
     fn oidc_client(
         &self,
         app: &SignInApp<'_>,
@@ -127,15 +133,12 @@ impl Microsoft {
             JsonWebKeySet::default(),
         )
         .set_auth_uri(AuthUrl::new(format!("{authority}/oauth2/v2.0/authorize")).map_err(bad_url)?)
-        .set_token_uri(TokenUrl::new(format!("{authority}/oauth2/v2.0/token")).map_err(bad_url)?)
+        .set_token_uri(TokenUrl::new(self.token_url(app)).map_err(bad_url)?)
         .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned()).map_err(bad_url)?)
+        // Without a client secret set, oauth2 sends the client_id in the body and no
+        // client_secret at all; the proof goes along as extra fields (`complete_sign_in`).
         .set_auth_type(AuthType::RequestBody);
-        Ok(match app.client_secret {
-            Some(secret) => {
-                client.set_client_secret(ClientSecret::new(secret.expose_secret().to_owned()))
-            }
-            None => client,
-        })
+        Ok(client)
     }
 
     /// Where to send the browser, and what to remember until it comes back.
@@ -180,9 +183,18 @@ impl Microsoft {
         now: OffsetDateTime,
     ) -> Result<VerifiedIdentity, SignInError> {
         let client = self.oidc_client(app, redirect_uri)?;
-        let exchange = client
+        let mut exchange = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()));
+        // The client secret, or `client_assertion_type` and a `client_assertion` addressed
+        // to this token endpoint (RFC 7523); nothing for a public client.
+        if let Some(proof) = &app.proof {
+            let fields =
+                client_proof_fields(proof, &app.client_id.to_string(), &self.token_url(app), now)?;
+            for (name, value) in fields {
+                exchange = exchange.add_extra_param(name, value.expose_secret().to_owned());
+            }
+        }
         let response = observed(&self.metrics, MicrosoftCall::Token, async {
             exchange
                 .request_async(&self.http)

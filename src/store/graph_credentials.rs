@@ -5,6 +5,7 @@ use sqlx::FromRow;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+pub use super::certificates::{NewCertificate, Slot, StoredCertificate, new_certificate_id};
 use super::tenants::TenantId;
 use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version, unix_now};
 use crate::domain::{AuthMethod, ClientId, Cloud, CredentialName};
@@ -91,11 +92,6 @@ pub fn private_key_context(tenant: &TenantId, certificate_id: &str) -> String {
 
 /// A new credential's id, known before saving so its secret can be sealed to it.
 pub fn new_credential_id() -> String {
-    new_id()
-}
-
-/// A new certificate's id, known before saving so its private key can be sealed to it.
-pub fn new_certificate_id() -> String {
     new_id()
 }
 
@@ -372,53 +368,6 @@ pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveErro
         .await
         .map_err(save_error)?;
     found(deleted.rows_affected())
-}
-
-/// Which certificate of a credential: the one in use, or the one waiting to replace it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    Current,
-    Next,
-}
-
-impl Slot {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Current => "current",
-            Self::Next => "next",
-        }
-    }
-}
-
-/// A certificate as stored: public, but for its sealed private key.
-#[derive(Debug, Clone, FromRow)]
-pub struct StoredCertificate {
-    pub id: String,
-    pub private_key_sealed: String,
-    pub certificate_pem: String,
-    pub thumbprint: String,
-    not_before: i64,
-    not_after: i64,
-}
-
-impl StoredCertificate {
-    pub fn not_before(&self) -> OffsetDateTime {
-        from_unix(self.not_before)
-    }
-
-    pub fn not_after(&self) -> OffsetDateTime {
-        from_unix(self.not_after)
-    }
-}
-
-/// A certificate to store: Portico generated it, and sealed its private key to `id`.
-pub struct NewCertificate<'a> {
-    pub id: &'a str,
-    pub private_key_sealed: &'a str,
-    pub certificate_pem: &'a str,
-    pub thumbprint: String,
-    pub not_before: OffsetDateTime,
-    pub not_after: OffsetDateTime,
 }
 
 async fn insert_certificate(

@@ -4,9 +4,10 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub use super::certificates::{NewCertificate, Slot, StoredCertificate, new_certificate_id};
 use super::tenants::TenantId;
-use super::{Db, SaveError, from_unix, unix_now};
-use crate::domain::{ClientId, Cloud};
+use super::{Db, SaveError, found, from_unix, unix_now};
+use crate::domain::{AuthMethod, ClientId, Cloud};
 
 #[derive(Debug, Clone)]
 pub struct SignInSettings {
@@ -15,7 +16,9 @@ pub struct SignInSettings {
     pub directory: Option<String>,
     pub directory_id: Option<Uuid>,
     pub cloud: Cloud,
-    /// Sealed; see `secret_context`.
+    /// A client secret (or none: a public client), or a certificate Portico generated.
+    pub auth_method: AuthMethod,
+    /// Sealed; see `secret_context`. Client secrets only.
     pub client_secret_sealed: Option<String>,
     pub secret_replaced_at: Option<OffsetDateTime>,
     pub enabled: bool,
@@ -32,7 +35,7 @@ pub enum SecretChange {
 }
 
 /// The settings to save; the secret separately, sealed by the caller.
-pub struct SettingsUpdate {
+pub struct SettingsUpdate<'a> {
     pub client_id: ClientId,
     pub directory: Option<String>,
     pub directory_id: Option<Uuid>,
@@ -40,11 +43,30 @@ pub struct SettingsUpdate {
     pub enabled: bool,
     pub auto_create_agents: bool,
     pub secret: SecretChange,
+    pub credential: CredentialChange<'a>,
+}
+
+/// What saving does with the sign-in's certificate.
+pub enum CredentialChange<'a> {
+    /// Keeps what is stored: the client secret's way, or the certificate in use.
+    Keep,
+    /// Signs with a client secret (or none) from now on: the certificates go.
+    UseClientSecret,
+    /// Signs with this new certificate from now on: the client secret goes.
+    UseCertificate(NewCertificate<'a>),
 }
 
 /// What the sealed client secret is bound to: it opens for this tenant's setting only.
 pub fn secret_context(tenant: &TenantId) -> String {
     format!("microsoft-sign-in/client-secret/{}", tenant.as_str())
+}
+
+/// What the sealed private key of a sign-in certificate is bound to.
+pub fn private_key_context(tenant: &TenantId, certificate_id: &str) -> String {
+    format!(
+        "microsoft-sign-in/private-key/{}/{certificate_id}",
+        tenant.as_str()
+    )
 }
 
 #[derive(FromRow)]
@@ -53,6 +75,7 @@ struct Row {
     directory: Option<String>,
     directory_id: Option<String>,
     cloud: String,
+    auth_method: String,
     client_secret_sealed: Option<String>,
     secret_replaced_at: Option<i64>,
     enabled: i64,
@@ -62,7 +85,7 @@ struct Row {
 
 pub async fn get(db: &Db, tenant: &TenantId) -> Result<Option<SignInSettings>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(
-        "SELECT client_id, directory, directory_id, cloud, client_secret_sealed, \
+        "SELECT client_id, directory, directory_id, cloud, auth_method, client_secret_sealed, \
          secret_replaced_at, enabled, auto_create_agents, version FROM microsoft_sign_in WHERE tenant_id = $1",
     )
     .bind(tenant.as_str())
@@ -78,6 +101,7 @@ pub async fn get(db: &Db, tenant: &TenantId) -> Result<Option<SignInSettings>, s
                 .map(|id| Uuid::try_parse(&id).map_err(|e| corrupt(e.to_string())))
                 .transpose()?,
             cloud: Cloud::parse(&row.cloud).map_err(corrupt)?,
+            auth_method: AuthMethod::parse(&row.auth_method).map_err(corrupt)?,
             client_secret_sealed: row.client_secret_sealed,
             secret_replaced_at: row.secret_replaced_at.map(from_unix),
             enabled: row.enabled != 0,
@@ -88,16 +112,21 @@ pub async fn get(db: &Db, tenant: &TenantId) -> Result<Option<SignInSettings>, s
     .transpose()
 }
 
-/// Saves the settings as loaded at `version` (0: none were saved yet); `Stale` if they
-/// moved on since.
+/// Saves the settings as loaded at `version` (0: none were saved yet), with their
+/// certificate change, all at once or nothing; `Stale` if they moved on since.
 pub async fn save(
     db: &Db,
     tenant: &TenantId,
     version: i64,
-    update: &SettingsUpdate,
+    update: &SettingsUpdate<'_>,
 ) -> Result<(), SaveError> {
     let now = unix_now();
-    let (secret_sql, sealed) = match &update.secret {
+    let secret = match (&update.credential, &update.secret) {
+        // A certificate replaces the client secret.
+        (CredentialChange::UseCertificate(_), _) => &SecretChange::Remove,
+        (_, secret) => secret,
+    };
+    let (secret_sql, sealed) = match secret {
         SecretChange::Keep => (
             "client_secret_sealed = microsoft_sign_in.client_secret_sealed, \
              secret_replaced_at = microsoft_sign_in.secret_replaced_at",
@@ -113,16 +142,27 @@ pub async fn save(
             None,
         ),
     };
+    let auth_method_sql = match update.credential {
+        CredentialChange::Keep => "auth_method = microsoft_sign_in.auth_method",
+        CredentialChange::UseClientSecret | CredentialChange::UseCertificate(_) => {
+            "auth_method = excluded.auth_method"
+        }
+    };
+    let auth_method = match update.credential {
+        CredentialChange::UseCertificate(_) => AuthMethod::Certificate,
+        CredentialChange::Keep | CredentialChange::UseClientSecret => AuthMethod::ClientSecret,
+    };
+    let mut tx = db.pool().begin().await?;
     // The first save inserts at version 1; later ones update only the version they saw.
     let saved = sqlx::query(&format!(
         "INSERT INTO microsoft_sign_in (tenant_id, client_id, directory, directory_id, cloud, \
          client_secret_sealed, secret_replaced_at, enabled, auto_create_agents, updated_at, \
-         version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1) \
+         version, auth_method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $12) \
          ON CONFLICT (tenant_id) DO UPDATE SET client_id = excluded.client_id, \
          directory = excluded.directory, directory_id = excluded.directory_id, \
          cloud = excluded.cloud, enabled = excluded.enabled, \
          auto_create_agents = excluded.auto_create_agents, updated_at = excluded.updated_at, \
-         version = microsoft_sign_in.version + 1, {secret_sql} \
+         version = microsoft_sign_in.version + 1, {secret_sql}, {auth_method_sql} \
          WHERE microsoft_sign_in.version = $11"
     ))
     .bind(tenant.as_str())
@@ -136,10 +176,142 @@ pub async fn save(
     .bind(i64::from(update.auto_create_agents))
     .bind(now)
     .bind(version)
-    .execute(db.pool())
+    .bind(auth_method.as_str())
+    .execute(&mut *tx)
     .await?;
     if saved.rows_affected() == 0 {
         return Err(SaveError::Stale);
     }
+    match &update.credential {
+        CredentialChange::Keep => {}
+        CredentialChange::UseClientSecret => {
+            delete_certificates(&mut tx, tenant, None).await?;
+        }
+        CredentialChange::UseCertificate(certificate) => {
+            delete_certificates(&mut tx, tenant, None).await?;
+            insert_certificate(&mut tx, tenant, Slot::Current, certificate).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Deletes the tenant's sign-in certificate in `slot`, or all of them.
+async fn delete_certificates(
+    connection: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    slot: Option<Slot>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM microsoft_sign_in_certificates \
+         WHERE tenant_id = $1 AND ($2 IS NULL OR slot = $2)",
+    )
+    .bind(tenant.as_str())
+    .bind(slot.map(Slot::as_str))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+async fn insert_certificate(
+    connection: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    slot: Slot,
+    certificate: &NewCertificate<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO microsoft_sign_in_certificates (id, tenant_id, slot, private_key_sealed, \
+         certificate_pem, thumbprint, not_before, not_after, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(certificate.id)
+    .bind(tenant.as_str())
+    .bind(slot.as_str())
+    .bind(certificate.private_key_sealed)
+    .bind(certificate.certificate_pem)
+    .bind(&certificate.thumbprint)
+    .bind(certificate.not_before.unix_timestamp())
+    .bind(certificate.not_after.unix_timestamp())
+    .bind(unix_now())
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// One of the tenant's sign-in certificates.
+pub async fn certificate(
+    db: &Db,
+    tenant: &TenantId,
+    slot: Slot,
+) -> Result<Option<StoredCertificate>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, private_key_sealed, certificate_pem, thumbprint, not_before, not_after \
+         FROM microsoft_sign_in_certificates WHERE tenant_id = $1 AND slot = $2",
+    )
+    .bind(tenant.as_str())
+    .bind(slot.as_str())
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// Moves the settings from `version` to the next one inside `tx`: `Stale` if someone saved
+/// them since the admin's page was loaded, or they use no certificate.
+async fn bump_certificate_version(
+    tx: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    version: i64,
+) -> Result<(), SaveError> {
+    let updated = sqlx::query(
+        "UPDATE microsoft_sign_in SET updated_at = $1, version = version + 1 \
+         WHERE tenant_id = $2 AND version = $3 AND auth_method = 'certificate'",
+    )
+    .bind(unix_now())
+    .bind(tenant.as_str())
+    .bind(version)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(SaveError::Stale)
+    }
+}
+
+/// Stores the certificate that is to replace the current one, replacing a previous one not
+/// switched to yet. Sign-in keeps using the current one until [`switch_to_next_certificate`].
+pub async fn add_next_certificate(
+    db: &Db,
+    tenant: &TenantId,
+    version: i64,
+    certificate: &NewCertificate<'_>,
+) -> Result<(), SaveError> {
+    let mut tx = db.pool().begin().await?;
+    bump_certificate_version(&mut tx, tenant, version).await?;
+    delete_certificates(&mut tx, tenant, Some(Slot::Next)).await?;
+    insert_certificate(&mut tx, tenant, Slot::Next, certificate).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Makes the next certificate the one sign-in signs with and drops the one it replaces:
+/// both, or nothing.
+pub async fn switch_to_next_certificate(
+    db: &Db,
+    tenant: &TenantId,
+    version: i64,
+) -> Result<(), SaveError> {
+    let mut tx = db.pool().begin().await?;
+    bump_certificate_version(&mut tx, tenant, version).await?;
+    delete_certificates(&mut tx, tenant, Some(Slot::Current)).await?;
+    let switched = sqlx::query(
+        "UPDATE microsoft_sign_in_certificates SET slot = 'current' \
+         WHERE tenant_id = $1 AND slot = 'next'",
+    )
+    .bind(tenant.as_str())
+    .execute(&mut *tx)
+    .await?;
+    // Without a next certificate there is nothing to switch to: roll everything back.
+    found(switched.rows_affected())?;
+    tx.commit().await?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod certificates;
 pub mod expiry_alerts;
 pub mod graph_credentials;
 pub mod identities;

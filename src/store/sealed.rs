@@ -38,12 +38,18 @@ fn connection_access_token(tenant: &TenantId, id: &str) -> String {
 }
 
 /// All of them. A new sealed column belongs here, or a key rotation would leave it behind.
-pub const SEALED_COLUMNS: [SealedColumn; 7] = [
+pub const SEALED_COLUMNS: [SealedColumn; 8] = [
     SealedColumn {
         table: "microsoft_sign_in",
         column: "client_secret_sealed",
         key_column: "tenant_id",
         context: sign_in_secret,
+    },
+    SealedColumn {
+        table: "microsoft_sign_in_certificates",
+        column: "private_key_sealed",
+        key_column: "id",
+        context: microsoft_sign_in::private_key_context,
     },
     SealedColumn {
         table: "graph_credentials",

@@ -4,17 +4,19 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use time::{Date, Duration, OffsetDateTime};
+use time::{Date, Duration};
 
+use super::certificates::{
+    self, CertificateFile, CertificateView, certificate_detail, new_certificate,
+};
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
-use crate::certificates::{self, CertificateInfo, GeneratedCertificate};
+use crate::certificates::GeneratedCertificate;
 use crate::credentials::{self, OpenedProof};
 use crate::domain::{
     AuditAction, AuthMethod, CERTIFICATE_VALIDITY_MONTHS, ClientId, Cloud, CredentialName,
@@ -25,8 +27,8 @@ use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
 use crate::microsoft::{Advice, CallError, MicrosoftError};
 use crate::store::graph_credentials::{
-    self, Authentication, CredentialFields, GraphCredential, NewCertificate, Slot,
-    StoredCertificate, new_certificate_id, new_credential_id, private_key_context, secret_context,
+    self, Authentication, CredentialFields, GraphCredential, Slot, new_certificate_id,
+    new_credential_id, private_key_context, secret_context,
 };
 use crate::store::{SaveError, mailboxes};
 
@@ -341,8 +343,7 @@ async fn generate_certificate(
     name: &CredentialName,
     valid_for: Duration,
 ) -> Result<GeneratedCertificate, AppError> {
-    let common_name = format!("Portico {}", name.as_str());
-    Ok(certificates::generate_in_background(common_name, state.clock.now(), valid_for).await?)
+    certificates::generate(state, format!("Portico {}", name.as_str()), valid_for).await
 }
 
 fn seal_private_key(
@@ -357,55 +358,12 @@ fn seal_private_key(
     )
 }
 
-fn new_certificate<'a>(
-    id: &'a str,
-    private_key_sealed: &'a str,
-    certificate: &'a CertificateInfo,
-) -> NewCertificate<'a> {
-    NewCertificate {
-        id,
-        private_key_sealed,
-        certificate_pem: certificate.pem(),
-        thumbprint: certificate.thumbprint(),
-        not_before: certificate.not_before,
-        not_after: certificate.not_after,
-    }
-}
-
-/// What the audit log says about a certificate: never its key, only what Azure shows.
-fn certificate_detail(certificate: &CertificateInfo) -> String {
-    format!(
-        "certificate {} valid until {}",
-        certificate.thumbprint(),
-        format_time(certificate.not_after)
-    )
-}
-
 /// The result panel of "Test connection".
 pub struct TestOutcome {
     ok: bool,
     review: Option<RoleReview>,
     advice: Option<Advice>,
     error: Option<MicrosoftError>,
-}
-
-/// A certificate as the page shows it, to compare with Azure's list.
-pub struct CertificateView {
-    pub thumbprint: String,
-    pub not_before: String,
-    pub not_after: String,
-    pub expiry: ExpiryStatus,
-}
-
-impl CertificateView {
-    fn new(certificate: &StoredCertificate, now: OffsetDateTime) -> Self {
-        Self {
-            thumbprint: certificate.thumbprint.clone(),
-            not_before: format_time(certificate.not_before()),
-            not_after: format_time(certificate.not_after()),
-            expiry: ExpiryStatus::of(certificate.not_after().date(), now),
-        }
-    }
 }
 
 #[derive(Template, WebTemplate)]
@@ -770,59 +728,12 @@ pub async fn download_certificate(
     AdminCtx(ctx): AdminCtx,
     Path((_, id, file)): Path<(String, String, String)>,
 ) -> Result<Response, AppError> {
-    let (slot, format) = match file.as_str() {
-        "current.cer" => (Slot::Current, "cer"),
-        "current.pem" => (Slot::Current, "pem"),
-        "next.cer" => (Slot::Next, "cer"),
-        "next.pem" => (Slot::Next, "pem"),
-        _ => return Err(AppError::NotFound),
-    };
+    let file = CertificateFile::parse(&file).ok_or(AppError::NotFound)?;
     let credential = load(&state, &ctx, &id).await?;
-    let stored = graph_credentials::certificate(&state.db, &ctx.tenant.id, &id, slot)
+    let stored = graph_credentials::certificate(&state.db, &ctx.tenant.id, &id, file.slot)
         .await?
         .ok_or(AppError::NotFound)?;
-    let certificate = CertificateInfo::read(&stored.certificate_pem)?;
-    let file_name = format!(
-        "{}-{}.{format}",
-        file_name_part(&credential.name),
-        &stored.thumbprint[..8]
-    );
-    let disposition = format!("attachment; filename=\"{file_name}\"");
-    let (content_type, body) = match format {
-        "cer" => ("application/pkix-cert", certificate.der().to_vec()),
-        _ => (
-            "application/x-pem-file",
-            certificate.pem().as_bytes().to_vec(),
-        ),
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type.to_owned()),
-            (header::CONTENT_DISPOSITION, disposition),
-        ],
-        body,
-    )
-        .into_response())
-}
-
-/// A credential's name as a safe file name: letters, digits and dashes.
-fn file_name_part(name: &str) -> String {
-    let part: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let part = part.trim_matches('-');
-    if part.is_empty() {
-        "portico".into()
-    } else {
-        part.to_owned()
-    }
+    file.download(&stored, &credential.name)
 }
 
 fn explain(state: &App, credential: &GraphCredential, error: MicrosoftError) -> TestOutcome {
@@ -834,7 +745,8 @@ fn explain(state: &App, credential: &GraphCredential, error: MicrosoftError) -> 
     );
     let advice = error.advice(&AdviceContext {
         redirect_uri: "",
-        has_client_secret: true,
+        confidential_client: true,
+        certificate_page: None,
         admin_consent_url: Some(&consent_url),
     });
     TestOutcome {

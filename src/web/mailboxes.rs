@@ -684,7 +684,8 @@ async fn test_graph(
         Err(CallError::Microsoft(error)) => {
             let advice = error.advice(&AdviceContext {
                 redirect_uri: "",
-                has_client_secret: true,
+                confidential_client: true,
+                certificate_page: None,
                 admin_consent_url: None,
             });
             (

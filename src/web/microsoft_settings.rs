@@ -7,20 +7,30 @@ use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::certificates::{
+    self, CertificateFile, CertificateView, certificate_detail, new_certificate,
+};
 use super::error::{AppError, Conflict, Rejected};
-use super::extract::{AdminCtx, ClientIp, Form, Query, TenantCtx};
+use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::microsoft_sign_in::redirect_uri;
 use super::{Layout, changed_meanwhile, format_time};
-use crate::app::AppState;
+use crate::app::{App, AppState};
+use crate::certificates::{CertificateInfo, GeneratedCertificate};
 use crate::domain::{
-    AuditAction, CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId, FieldErrors,
-    PERSONAL_ACCOUNTS_DIRECTORY,
+    AuditAction, AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CONSUMERS_DIRECTORY, ClientId, Cloud,
+    DirectoryId, FieldErrors, PERSONAL_ACCOUNTS_DIRECTORY, parse_certificate_validity,
 };
-use crate::microsoft::CallError;
+use crate::microsoft::errors::AdviceContext;
+use crate::microsoft::graph::{AppCredentials, ClientProof};
+use crate::microsoft::{Advice, CallError};
 use crate::store::SaveError;
 use crate::store::microsoft_sign_in::{
-    self, SecretChange, SettingsUpdate, SignInSettings, secret_context,
+    self, CredentialChange, SecretChange, SettingsUpdate, SignInSettings, Slot, new_certificate_id,
+    private_key_context, secret_context,
 };
+
+/// Certificates Portico generates are valid this long unless the admin chooses otherwise.
+const DEFAULT_VALIDITY_MONTHS: &str = "12";
 
 #[derive(Template, WebTemplate)]
 #[template(path = "microsoft/settings.html")]
@@ -33,8 +43,18 @@ pub struct SettingsPage {
     clouds: Vec<(&'static str, &'static str)>,
     has_secret: bool,
     secret_replaced_at: Option<String>,
+    /// The Application (client) ID saved, which the certificate goes to in Azure.
+    saved_client_id: Option<String>,
+    /// The certificate sign-in signs with (certificate settings).
+    certificate: Option<CertificateView>,
+    /// A renewal waiting for the admin to switch to it.
+    next_certificate: Option<CertificateView>,
+    validity_months: [u32; 3],
     resolved_directory: Option<String>,
     saved: bool,
+    notice: Option<&'static str>,
+    /// Why switching to the next certificate was refused.
+    switch_refused: Option<Advice>,
     /// What is saved now, shown when someone else saved after this admin opened the page.
     saved_now: Option<String>,
 }
@@ -56,6 +76,12 @@ pub struct SettingsForm {
     remove_secret: Option<String>,
     #[serde(default)]
     client_secret: Option<SecretString>,
+    /// `client_secret` (a secret, or none) or `certificate`.
+    #[serde(default)]
+    auth_method: String,
+    /// How many months a certificate Portico generates is valid.
+    #[serde(default)]
+    valid_months: String,
     /// The settings' version when the form was loaded (0 before the first save).
     #[serde(default)]
     version: i64,
@@ -71,20 +97,30 @@ impl SettingsForm {
             auto_create_agents: settings.auto_create_agents.then(|| "on".into()),
             remove_secret: None,
             client_secret: None,
+            auth_method: settings.auth_method.as_str().into(),
+            valid_months: DEFAULT_VALIDITY_MONTHS.into(),
             version: settings.version,
         }
     }
 }
 
-fn page(
-    state: &AppState,
+async fn page(
+    state: &App,
     ctx: &TenantCtx,
     stored: Option<&SignInSettings>,
     form: SettingsForm,
     errors: FieldErrors,
-    saved: bool,
-) -> SettingsPage {
-    SettingsPage {
+) -> Result<SettingsPage, AppError> {
+    let now = state.clock.now();
+    let uses_certificate = stored.is_some_and(|s| s.auth_method == AuthMethod::Certificate);
+    let view = |slot| async move {
+        if !uses_certificate {
+            return Ok::<_, AppError>(None);
+        }
+        let stored = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, slot).await?;
+        Ok(stored.map(|certificate| CertificateView::new(&certificate, now)))
+    };
+    Ok(SettingsPage {
         layout: ctx.layout("Sign in with Microsoft", "settings"),
         slug: ctx.tenant.slug.clone(),
         redirect_uri: redirect_uri(state),
@@ -96,18 +132,25 @@ fn page(
         clouds: Cloud::ALL.iter().map(|c| (c.as_str(), c.label())).collect(),
         has_secret: stored.is_some_and(|s| s.client_secret_sealed.is_some()),
         secret_replaced_at: stored.and_then(|s| s.secret_replaced_at).map(format_time),
+        saved_client_id: stored.map(|s| s.client_id.to_string()),
+        certificate: view(Slot::Current).await?,
+        next_certificate: view(Slot::Next).await?,
+        validity_months: CERTIFICATE_VALIDITY_MONTHS,
         resolved_directory: stored
             .filter(|s| s.directory.as_deref().is_some_and(|d| d.contains('.')))
             .and_then(|s| s.directory_id)
             .map(|id| id.hyphenated().to_string()),
-        saved,
+        saved: false,
+        notice: None,
+        switch_refused: None,
         saved_now: None,
-    }
+    })
 }
 
 #[derive(Deserialize)]
 pub struct ShowQuery {
     saved: Option<String>,
+    done: Option<String>,
 }
 
 pub async fn show(
@@ -120,18 +163,24 @@ pub async fn show(
         || SettingsForm {
             cloud: Cloud::Global.as_str().into(),
             enabled: Some("on".into()),
+            auth_method: AuthMethod::ClientSecret.as_str().into(),
+            valid_months: DEFAULT_VALIDITY_MONTHS.into(),
             ..SettingsForm::default()
         },
         SettingsForm::from_settings,
     );
-    Ok(page(
-        &state,
-        &ctx,
-        stored.as_ref(),
-        form,
-        FieldErrors::new(),
-        query.saved.is_some(),
-    ))
+    let mut page = page(&state, &ctx, stored.as_ref(), form, FieldErrors::new()).await?;
+    page.saved = query.saved.is_some();
+    page.notice = match query.done.as_deref() {
+        Some("renewed") => Some(
+            "A new certificate is ready. Upload it to the app in Azure, then switch to it below.",
+        ),
+        Some("switched") => Some(
+            "Sign-in now uses the new certificate. Once nothing else uses the old one, remove it from the app in Azure.",
+        ),
+        _ => None,
+    };
+    Ok(page)
 }
 
 pub async fn save(
@@ -145,6 +194,24 @@ pub async fn save(
     let client_id = errors.check("client_id", ClientId::parse(&form.client_id));
     let directory = errors.check("directory", DirectoryId::parse_optional(&form.directory));
     let cloud = errors.check("cloud", Cloud::parse(&form.cloud));
+    // A form without the choice (a page from before certificates) keeps the secret's way.
+    let method = if form.auth_method.is_empty() {
+        Some(AuthMethod::ClientSecret)
+    } else {
+        errors.check("auth_method", AuthMethod::parse(&form.auth_method))
+    };
+    let uses_certificate = stored
+        .as_ref()
+        .is_some_and(|s| s.auth_method == AuthMethod::Certificate);
+    // A certificate is generated only when the settings move to one.
+    let validity = if method == Some(AuthMethod::Certificate) && !uses_certificate {
+        errors.check(
+            "valid_months",
+            parse_certificate_validity(&form.valid_months),
+        )
+    } else {
+        None
+    };
     let auto_create = form.auto_create_agents.is_some();
     if auto_create && matches!(directory, Some(None)) {
         errors.add(
@@ -156,11 +223,11 @@ pub async fn save(
         .client_secret
         .take()
         .filter(|secret| !secret.expose_secret().trim().is_empty());
-    let (Some(client_id), Some(directory), Some(cloud), true) =
-        (client_id, directory, cloud, errors.is_empty())
+    let (Some(client_id), Some(directory), Some(cloud), Some(method), true) =
+        (client_id, directory, cloud, method, errors.is_empty())
     else {
         return Ok(
-            Rejected(page(&state, &ctx, stored.as_ref(), form, errors, false)).into_response(),
+            Rejected(page(&state, &ctx, stored.as_ref(), form, errors).await?).into_response(),
         );
     };
 
@@ -171,7 +238,7 @@ pub async fn save(
             Ok(guid) if guid == CONSUMERS_DIRECTORY => {
                 let errors = FieldErrors::single("directory", PERSONAL_ACCOUNTS_DIRECTORY);
                 return Ok(
-                    Rejected(page(&state, &ctx, stored.as_ref(), form, errors, false))
+                    Rejected(page(&state, &ctx, stored.as_ref(), form, errors).await?)
                         .into_response(),
                 );
             }
@@ -187,13 +254,41 @@ pub async fn save(
                 };
                 let errors = FieldErrors::single("directory", message);
                 return Ok(
-                    Rejected(page(&state, &ctx, stored.as_ref(), form, errors, false))
+                    Rejected(page(&state, &ctx, stored.as_ref(), form, errors).await?)
                         .into_response(),
                 );
             }
         },
     };
+    let generated = match validity {
+        Some(valid_for) => Some(
+            certificates::generate(
+                &state,
+                format!("Portico sign-in {}", ctx.tenant.slug),
+                valid_for,
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let certificate_id = new_certificate_id();
+    let sealed_key = generated
+        .as_ref()
+        .map(|generated| seal_private_key(&state, &ctx, &certificate_id, generated));
+    let credential = match (method, &generated, &sealed_key) {
+        (AuthMethod::Certificate, Some(generated), Some(sealed)) => {
+            CredentialChange::UseCertificate(new_certificate(
+                &certificate_id,
+                sealed,
+                &generated.certificate,
+            ))
+        }
+        (AuthMethod::ClientSecret, _, _) if uses_certificate => CredentialChange::UseClientSecret,
+        _ => CredentialChange::Keep,
+    };
     let secret = match (new_secret, form.remove_secret.is_some()) {
+        // With a certificate, a secret typed anyway is not kept.
+        _ if method == AuthMethod::Certificate => SecretChange::Remove,
         (Some(secret), _) => SecretChange::Replace {
             sealed: state
                 .config
@@ -211,6 +306,7 @@ pub async fn save(
         enabled: form.enabled.is_some(),
         auto_create_agents: auto_create,
         secret,
+        credential,
     };
     match microsoft_sign_in::save(&state.db, &ctx.tenant.id, form.version, &update).await {
         Ok(()) => {}
@@ -221,7 +317,7 @@ pub async fn save(
                 ..form
             };
             let errors = changed_meanwhile("these settings");
-            let mut again = page(&state, &ctx, current.as_ref(), form, errors, false);
+            let mut again = page(&state, &ctx, current.as_ref(), form, errors).await?;
             again.saved_now = current.as_ref().map(describe);
             return Ok(Conflict(again).into_response());
         }
@@ -239,11 +335,23 @@ pub async fn save(
     Ok(Redirect::to(&ctx.path("/settings/microsoft-sign-in?saved=1")).into_response())
 }
 
+fn seal_private_key(
+    state: &App,
+    ctx: &TenantCtx,
+    certificate_id: &str,
+    generated: &GeneratedCertificate,
+) -> String {
+    state.config.secret_key.seal(
+        &generated.private_key,
+        &private_key_context(&ctx.tenant.id, certificate_id),
+    )
+}
+
 /// The saved settings in one line, for an admin whose save came second; never the secret.
 fn describe(settings: &SignInSettings) -> String {
     format!(
         "Application (client) ID {}; Directory (tenant) ID {}; {}; {}; create agents on first \
-         sign-in {}; client secret {}",
+         sign-in {}; {}",
         settings.client_id,
         settings
             .directory
@@ -260,10 +368,13 @@ fn describe(settings: &SignInSettings) -> String {
         } else {
             "off"
         },
-        if settings.client_secret_sealed.is_some() {
-            "set"
-        } else {
-            "none"
+        match (
+            settings.auth_method,
+            settings.client_secret_sealed.is_some()
+        ) {
+            (AuthMethod::Certificate, _) => "certificate",
+            (AuthMethod::ClientSecret, true) => "client secret set",
+            (AuthMethod::ClientSecret, false) => "no client secret",
         },
     )
 }
@@ -300,14 +411,217 @@ fn describe_changes(before: Option<&SignInSettings>, after: &SettingsUpdate) -> 
             }
         ));
     }
-    match after.secret {
-        SecretChange::Replace { .. } => changes.push("client secret replaced".into()),
-        SecretChange::Remove => changes.push("client secret removed".into()),
-        SecretChange::Keep => {}
+    let had_secret = before.is_some_and(|b| b.client_secret_sealed.is_some());
+    match &after.credential {
+        CredentialChange::UseCertificate(certificate) => changes.push(format!(
+            "signs in with a certificate now: generated certificate {} valid until {}{}",
+            certificate.thumbprint,
+            format_time(certificate.not_after),
+            if had_secret {
+                "; client secret removed"
+            } else {
+                ""
+            }
+        )),
+        CredentialChange::UseClientSecret => {
+            changes.push("signs in with a client secret now: certificate removed".into());
+        }
+        CredentialChange::Keep => {}
+    }
+    match (&after.credential, &after.secret) {
+        (CredentialChange::UseCertificate(_), _) | (_, SecretChange::Keep) => {}
+        (_, SecretChange::Replace { .. }) => changes.push("client secret replaced".into()),
+        (_, SecretChange::Remove) if had_secret => changes.push("client secret removed".into()),
+        (_, SecretChange::Remove) => {}
     }
     if changes.is_empty() {
         "saved without changes".into()
     } else {
         changes.join("; ")
     }
+}
+
+/// The settings of a tenant whose sign-in uses a certificate; others have nothing to renew.
+async fn certificate_settings(state: &App, ctx: &TenantCtx) -> Result<SignInSettings, AppError> {
+    microsoft_sign_in::get(&state.db, &ctx.tenant.id)
+        .await?
+        .filter(|settings| settings.auth_method == AuthMethod::Certificate)
+        .ok_or(AppError::NotFound)
+}
+
+/// The settings page after a form of this page came second to another admin's save.
+async fn changed_meanwhile_page(state: &App, ctx: &TenantCtx) -> Result<Response, AppError> {
+    let current = microsoft_sign_in::get(&state.db, &ctx.tenant.id).await?;
+    let form = current
+        .as_ref()
+        .map(SettingsForm::from_settings)
+        .unwrap_or_default();
+    let errors = changed_meanwhile("these settings");
+    let page = page(state, ctx, current.as_ref(), form, errors).await?;
+    Ok(Conflict(page).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct RenewForm {
+    #[serde(default)]
+    valid_months: String,
+    #[serde(default)]
+    version: i64,
+}
+
+/// "Renew certificate": generates the next certificate while the current one keeps
+/// working, so the admin can upload it to Azure before sign-in switches to it.
+pub async fn renew_certificate(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Form(form): Form<RenewForm>,
+) -> Result<Response, AppError> {
+    let settings = certificate_settings(&state, &ctx).await?;
+    let valid_for = match parse_certificate_validity(&form.valid_months) {
+        Ok(valid_for) => valid_for,
+        Err(message) => {
+            let errors = FieldErrors::single("valid_months", message);
+            let form = SettingsForm::from_settings(&settings);
+            let page = page(&state, &ctx, Some(&settings), form, errors).await?;
+            return Ok(Rejected(page).into_response());
+        }
+    };
+    let generated = certificates::generate(
+        &state,
+        format!("Portico sign-in {}", ctx.tenant.slug),
+        valid_for,
+    )
+    .await?;
+    let certificate_id = new_certificate_id();
+    let sealed = seal_private_key(&state, &ctx, &certificate_id, &generated);
+    let next = new_certificate(&certificate_id, &sealed, &generated.certificate);
+    match microsoft_sign_in::add_next_certificate(&state.db, &ctx.tenant.id, form.version, &next)
+        .await
+    {
+        Ok(()) => {}
+        Err(SaveError::Stale) => return changed_meanwhile_page(&state, &ctx).await,
+        Err(other) => return Err(other.into()),
+    }
+    let detail = format!("new {}", certificate_detail(&generated.certificate));
+    ctx.audit(
+        &state,
+        AuditAction::MicrosoftSignInCertificateCreated,
+        "Sign in with Microsoft",
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path("/settings/microsoft-sign-in?done=renewed")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct VersionForm {
+    #[serde(default)]
+    version: i64,
+}
+
+/// "Switch to the new certificate". With a directory set, Portico first asks Microsoft for
+/// an app-only token with it (which needs no permission), so a certificate not yet
+/// uploaded to Azure never replaces one that works.
+pub async fn switch_certificate(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    ClientIp(ip): ClientIp,
+    Form(form): Form<VersionForm>,
+) -> Result<Response, AppError> {
+    let settings = certificate_settings(&state, &ctx).await?;
+    let next = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, Slot::Next)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    if form.version != settings.version {
+        return changed_meanwhile_page(&state, &ctx).await;
+    }
+    if let Some(directory_id) = settings.directory_id {
+        let private_key = state.config.secret_key.open(
+            &next.private_key_sealed,
+            &private_key_context(&ctx.tenant.id, &next.id),
+        )?;
+        let certificate = CertificateInfo::read(&next.certificate_pem)?;
+        let cache_key = format!("microsoft-sign-in/{}/{}", ctx.tenant.id.as_str(), next.id);
+        let credentials = AppCredentials {
+            cache_key: cache_key.clone(),
+            client_id: settings.client_id,
+            directory_id,
+            cloud: settings.cloud,
+            proof: ClientProof::Certificate {
+                private_key: &private_key,
+                certificate: &certificate,
+            },
+        };
+        let tried = state
+            .microsoft
+            .app_token(&credentials, state.clock.now())
+            .await;
+        state.microsoft.forget_tokens(&cache_key);
+        let refusal = match tried {
+            Ok(_) => None,
+            Err(CallError::Microsoft(error)) => Some(error.advice(&AdviceContext {
+                redirect_uri: &redirect_uri(&state),
+                confidential_client: true,
+                certificate_page: None,
+                admin_consent_url: None,
+            })),
+            Err(error) => {
+                tracing::warn!(error = %error, "checking the new sign-in certificate could not reach Microsoft");
+                Some(Advice {
+                    title: "Microsoft could not be reached",
+                    meaning: "Portico did not get a usable answer from Microsoft in time.".into(),
+                    next_step: "Try again in a minute.".into(),
+                })
+            }
+        };
+        if let Some(advice) = refusal {
+            let form = SettingsForm::from_settings(&settings);
+            let mut page = page(&state, &ctx, Some(&settings), form, FieldErrors::new()).await?;
+            page.switch_refused = Some(advice);
+            return Ok(Rejected(page).into_response());
+        }
+    }
+    let replaced = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, Slot::Current)
+        .await?
+        .map_or_else(String::new, |current| {
+            format!(", replacing certificate {}", current.thumbprint)
+        });
+    match microsoft_sign_in::switch_to_next_certificate(&state.db, &ctx.tenant.id, form.version)
+        .await
+    {
+        Ok(()) => {}
+        Err(SaveError::Stale) => return changed_meanwhile_page(&state, &ctx).await,
+        Err(other) => return Err(other.into()),
+    }
+    let detail = format!(
+        "now signs in with certificate {} valid until {}{replaced}",
+        next.thumbprint,
+        format_time(next.not_after()),
+    );
+    ctx.audit(
+        &state,
+        AuditAction::MicrosoftSignInCertificateSwitched,
+        "Sign in with Microsoft",
+        &detail,
+        ip,
+    )
+    .await?;
+    Ok(Redirect::to(&ctx.path("/settings/microsoft-sign-in?done=switched")).into_response())
+}
+
+/// The sign-in certificate as a file: `current.cer`, `current.pem`, `next.cer` or
+/// `next.pem`. Only the certificate, which is public.
+pub async fn download_certificate(
+    State(state): State<AppState>,
+    AdminCtx(ctx): AdminCtx,
+    Path((_, file)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let file = CertificateFile::parse(&file).ok_or(AppError::NotFound)?;
+    certificate_settings(&state, &ctx).await?;
+    let stored = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, file.slot)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    file.download(&stored, &format!("portico-sign-in-{}", ctx.tenant.slug))
 }

@@ -18,13 +18,17 @@ use super::observe::RequestSpan;
 use super::session::{self, PendingMicrosoftSignIn};
 use crate::accounts::{self, MicrosoftSignInOutcome};
 use crate::app::{App, AppState};
+use crate::certificates::CertificateInfo;
 use crate::crypto::sha256_hex;
-use crate::domain::CONSUMERS_DIRECTORY;
+use crate::domain::{AuthMethod, CONSUMERS_DIRECTORY};
 use crate::metrics::{SignInMethod, SignInResult};
 use crate::microsoft::errors::AdviceContext;
+use crate::microsoft::graph::ClientProof;
 use crate::microsoft::sign_in::{SignInApp, SignInError, VerifiedIdentity};
 use crate::microsoft::{CallError, MicrosoftError};
-use crate::store::microsoft_sign_in::{self, SignInSettings, secret_context};
+use crate::store::microsoft_sign_in::{
+    self, SignInSettings, Slot, private_key_context, secret_context,
+};
 use crate::store::tenants::{self, Tenant};
 use crate::store::{identities, users};
 use crate::throttle;
@@ -43,32 +47,65 @@ async fn enabled_settings(app: &App, tenant: &Tenant) -> Result<SignInSettings, 
         .ok_or(AppError::NotFound)
 }
 
-fn open_secret(
+/// What proves Portico to Microsoft for the tenant's sign-in, opened for one request.
+enum OpenedProof {
+    /// A public client: nothing to prove.
+    None,
+    Secret(SecretString),
+    Certificate {
+        private_key: SecretString,
+        certificate: CertificateInfo,
+    },
+}
+
+impl OpenedProof {
+    fn proof(&self) -> Option<ClientProof<'_>> {
+        match self {
+            Self::None => None,
+            Self::Secret(secret) => Some(ClientProof::Secret(secret)),
+            Self::Certificate {
+                private_key,
+                certificate,
+            } => Some(ClientProof::Certificate {
+                private_key,
+                certificate,
+            }),
+        }
+    }
+}
+
+async fn open_proof(
     app: &App,
     tenant: &Tenant,
     settings: &SignInSettings,
-) -> Result<Option<SecretString>, AppError> {
-    settings
-        .client_secret_sealed
-        .as_deref()
-        .map(|sealed| {
-            app.config
-                .secret_key
-                .open(sealed, &secret_context(&tenant.id))
-        })
-        .transpose()
-        .map_err(AppError::from)
+) -> Result<OpenedProof, AppError> {
+    let key = &app.config.secret_key;
+    match (settings.auth_method, &settings.client_secret_sealed) {
+        (AuthMethod::ClientSecret, None) => Ok(OpenedProof::None),
+        (AuthMethod::ClientSecret, Some(sealed)) => Ok(OpenedProof::Secret(
+            key.open(sealed, &secret_context(&tenant.id))?,
+        )),
+        (AuthMethod::Certificate, _) => {
+            let stored = microsoft_sign_in::certificate(&app.db, &tenant.id, Slot::Current)
+                .await?
+                .ok_or(AppError::NotFound)?;
+            Ok(OpenedProof::Certificate {
+                private_key: key.open(
+                    &stored.private_key_sealed,
+                    &private_key_context(&tenant.id, &stored.id),
+                )?,
+                certificate: CertificateInfo::read(&stored.certificate_pem)?,
+            })
+        }
+    }
 }
 
-fn sign_in_app<'a>(
-    settings: &'a SignInSettings,
-    client_secret: Option<&'a SecretString>,
-) -> SignInApp<'a> {
+fn sign_in_app<'a>(settings: &'a SignInSettings, proof: &'a OpenedProof) -> SignInApp<'a> {
     SignInApp {
         client_id: settings.client_id,
         directory: settings.directory_id,
         cloud: settings.cloud,
-        client_secret,
+        proof: proof.proof(),
         // A verified domain typed by the admin makes the best hint.
         domain_hint: settings.directory.as_deref().filter(|d| d.contains('.')),
     }
@@ -161,8 +198,8 @@ async fn begin(
     link_token_hash: Option<String>,
 ) -> Result<Redirect, AppError> {
     let settings = enabled_settings(state, tenant).await?;
-    let secret = open_secret(state, tenant, &settings)?;
-    let app = sign_in_app(&settings, secret.as_ref());
+    let proof = open_proof(state, tenant, &settings).await?;
+    let app = sign_in_app(&settings, &proof);
     let (url, flow) = state
         .microsoft
         .authorization_url(&app, &redirect_uri(state))
@@ -216,8 +253,8 @@ pub async fn callback(
         return Ok(expired_page());
     }
     let settings = enabled_settings(&state, &tenant).await?;
-    let secret = open_secret(&state, &tenant, &settings)?;
-    let app = sign_in_app(&settings, secret.as_ref());
+    let proof = open_proof(&state, &tenant, &settings).await?;
+    let app = sign_in_app(&settings, &proof);
     let redirect_uri = redirect_uri(&state);
 
     if let Some(error) = query.error.as_deref() {
@@ -231,7 +268,7 @@ pub async fn callback(
         .await?;
         return Ok(problem_page(
             &tenant,
-            Problem::Microsoft(error, advice_context(&state, &settings, secret.is_some())),
+            Problem::Microsoft(error, advice_context(&state, &tenant, &settings)),
         )
         .into_response());
     }
@@ -255,7 +292,7 @@ pub async fn callback(
             .await?;
             return Ok(problem_page(
                 &tenant,
-                Problem::Microsoft(*error, advice_context(&state, &settings, secret.is_some())),
+                Problem::Microsoft(*error, advice_context(&state, &tenant, &settings)),
             )
             .into_response());
         }
@@ -309,7 +346,7 @@ pub async fn callback(
     }
 }
 
-fn advice_context(state: &App, settings: &SignInSettings, has_secret: bool) -> AdviceOwned {
+fn advice_context(state: &App, tenant: &Tenant, settings: &SignInSettings) -> AdviceOwned {
     let login = state.microsoft.login_base(settings.cloud);
     let directory = settings.directory_id.map_or_else(
         || "organizations".to_owned(),
@@ -317,7 +354,14 @@ fn advice_context(state: &App, settings: &SignInSettings, has_secret: bool) -> A
     );
     AdviceOwned {
         redirect_uri: redirect_uri(state),
-        has_client_secret: has_secret,
+        confidential_client: settings.auth_method == AuthMethod::Certificate
+            || settings.client_secret_sealed.is_some(),
+        certificate_page: format!(
+            "Portico's Sign in with Microsoft settings ({})",
+            state
+                .config
+                .public_url(&format!("/t/{}/settings/microsoft-sign-in", tenant.slug))
+        ),
         admin_consent_url: format!(
             "{login}/{directory}/adminconsent?client_id={}",
             settings.client_id
@@ -328,7 +372,8 @@ fn advice_context(state: &App, settings: &SignInSettings, has_secret: bool) -> A
 /// The owned inputs of an `AdviceContext`.
 pub struct AdviceOwned {
     redirect_uri: String,
-    has_client_secret: bool,
+    confidential_client: bool,
+    certificate_page: String,
     admin_consent_url: String,
 }
 
@@ -383,7 +428,8 @@ fn problem_page(tenant: &Tenant, problem: Problem) -> Rejected<ProblemPage> {
         Problem::Microsoft(error, context) => {
             let advice = error.advice(&AdviceContext {
                 redirect_uri: &context.redirect_uri,
-                has_client_secret: context.has_client_secret,
+                confidential_client: context.confidential_client,
+                certificate_page: Some(&context.certificate_page),
                 admin_consent_url: Some(&context.admin_consent_url),
             });
             (advice.title.into(), advice.meaning, advice.next_step, Some(error), None)

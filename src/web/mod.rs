@@ -3,6 +3,7 @@
 mod assets;
 mod audit_log;
 mod auth;
+mod certificates;
 mod csrf;
 mod dashboard;
 mod error;

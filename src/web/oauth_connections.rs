@@ -688,7 +688,8 @@ fn explain(state: &App, connection: &OAuthConnection, error: &CallError) -> Stri
             );
             let advice = error.advice(&AdviceContext {
                 redirect_uri: &redirect_uri(state),
-                has_client_secret: connection.client_secret_sealed.is_some(),
+                confidential_client: connection.client_secret_sealed.is_some(),
+                certificate_page: None,
                 admin_consent_url: Some(&consent),
             });
             let code = error

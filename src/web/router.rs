@@ -260,6 +260,21 @@ pub fn routes() -> Vec<Route> {
             "/t/{slug}/settings/microsoft-sign-in",
             get(microsoft_settings::show).post(microsoft_settings::save),
         ),
+        route(
+            Admin,
+            "/t/{slug}/settings/microsoft-sign-in/certificate/renew",
+            post(microsoft_settings::renew_certificate),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/settings/microsoft-sign-in/certificate/switch",
+            post(microsoft_settings::switch_certificate),
+        ),
+        route(
+            Admin,
+            "/t/{slug}/settings/microsoft-sign-in/certificate/{file}",
+            get(microsoft_settings::download_certificate),
+        ),
     ]
 }
 

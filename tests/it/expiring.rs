@@ -28,7 +28,7 @@ on_both_backends!(
 
 /// Moves Portico's clock so that `ends_on` is `days` days away, and signs the admin in
 /// again (a session ends 12 hours after sign-in, by the same clock).
-async fn days_before(app: &TestApp, ends_on: Date, days: i64) -> Browser {
+pub(crate) async fn days_before(app: &TestApp, ends_on: Date, days: i64) -> Browser {
     let today = app.state.clock.now().date();
     app.state
         .clock

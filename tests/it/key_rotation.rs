@@ -215,6 +215,29 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
         .await
         .assert_status(303);
     mailboxes_with_passwords(&admin, &["imap-rotation-canary"]).await;
+    // Another tenant's Sign in with Microsoft signs with a certificate.
+    let (globex, globex_admin) = app.tenant_with_admin("globex").await;
+    let globex_settings = "/t/globex/settings/microsoft-sign-in";
+    globex_admin
+        .submit(
+            globex_settings,
+            globex_settings,
+            &[
+                ("client_id", &SIGN_IN_APP.to_string()),
+                ("cloud", "global"),
+                ("auth_method", "certificate"),
+                ("valid_months", "12"),
+            ],
+        )
+        .await
+        .assert_status(303);
+    let sign_in_certificate = || async {
+        microsoft_sign_in::certificate(&app.state.db, &globex.id, microsoft_sign_in::Slot::Current)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let sign_in_key_before = sign_in_certificate().await;
     let before = stored_secrets(&app, &Keyring::from(old.clone())).await;
     let opened_before_rotation = admin.get(settings).await;
     assert_eq!(before.len(), 7, "{before:?}");
@@ -266,6 +289,22 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
         assert_ne!(sealed_before, sealed_after, "{what}");
         assert_eq!(secret_before, secret_after, "{what}");
     }
+    let sign_in_key_after = sign_in_certificate().await;
+    assert_ne!(
+        sign_in_key_before.private_key_sealed,
+        sign_in_key_after.private_key_sealed
+    );
+    let opened = Keyring::from(new.clone())
+        .open(
+            &sign_in_key_after.private_key_sealed,
+            &microsoft_sign_in::private_key_context(&globex.id, &sign_in_key_after.id),
+        )
+        .unwrap();
+    assert!(
+        opened
+            .expose_secret()
+            .starts_with("-----BEGIN PRIVATE KEY-----")
+    );
     let (_, sign_in_sealed, _) = &after[0];
     let context = microsoft_sign_in::secret_context(&acme(&app).await.id);
     assert!(

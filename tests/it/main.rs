@@ -29,5 +29,6 @@ mod security_input;
 mod security_isolation;
 mod security_secrets;
 mod setup;
+mod sign_in_certificates;
 mod throttling;
 mod users;

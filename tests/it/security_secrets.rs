@@ -317,6 +317,73 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
         .await
         .assert_status(200);
 
+    // Sign in with Microsoft moves to a certificate Portico generates: its private key is
+    // a secret like any other (opened from its sealed column below, to be looked for).
+    admin
+        .submit(
+            settings,
+            settings,
+            &[
+                ("client_id", &SIGN_IN_APP.to_string()),
+                ("directory", &CONTOSO.to_string()),
+                ("cloud", "global"),
+                ("enabled", "on"),
+                ("auth_method", "certificate"),
+                ("valid_months", "12"),
+            ],
+        )
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1");
+    let certificate = admin
+        .get(&format!("{settings}/certificate/current.pem"))
+        .await;
+    app.microsoft
+        .upload_certificate(SIGN_IN_APP, &certificate.body);
+    ana_microsoft
+        .microsoft_sign_in("acme")
+        .await
+        .assert_redirect("/t/acme/");
+    admin
+        .submit(
+            settings,
+            &format!("{settings}/certificate/renew"),
+            &[("valid_months", "6")],
+        )
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?done=renewed");
+    admin.get(settings).await.assert_status(200);
+    admin
+        .get(&format!("{settings}/certificate/next.cer"))
+        .await
+        .assert_status(200);
+    for slot in [
+        portico::store::microsoft_sign_in::Slot::Current,
+        portico::store::microsoft_sign_in::Slot::Next,
+    ] {
+        let stored =
+            portico::store::microsoft_sign_in::certificate(&app.state.db, &tenant.id, slot)
+                .await
+                .unwrap()
+                .unwrap();
+        let private_key = app
+            .state
+            .config
+            .secret_key
+            .open(
+                &stored.private_key_sealed,
+                &portico::store::microsoft_sign_in::private_key_context(&tenant.id, &stored.id),
+            )
+            .unwrap();
+        let pem = secrecy::ExposeSecret::expose_secret(&private_key).to_owned();
+        let body: Vec<&str> = pem
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        secrets.push(("sign-in private key", body.concat()));
+        secrets.push(("sign-in private key", body[1].to_owned()));
+        secrets.push(("sign-in private key", pem));
+    }
+
     // A delegated OAuth connection: refused once, authenticated, renewed, its secret
     // replaced, then revoked by Microsoft.
     let mut connection = String::new();

@@ -345,6 +345,8 @@ pub(crate) struct State {
     pub faults: HashMap<super::Endpoint, super::Fault>,
     pub keys_fetches: usize,
     pub token_requests: usize,
+    /// The names of the fields of the last token request's body, in order.
+    pub last_token_fields: Vec<String>,
     pub discovery_fetches: usize,
 }
 

@@ -279,6 +279,12 @@ impl FakeMicrosoft {
         self.shared.state().token_requests
     }
 
+    /// The names of the fields the last token request sent in its body (`client_id`,
+    /// `client_secret`, `client_assertion`...), to check what a client did not send.
+    pub fn last_token_request_fields(&self) -> Vec<String> {
+        self.shared.state().last_token_fields.clone()
+    }
+
     /// How many times an OpenID configuration document was fetched.
     pub fn discovery_fetches(&self) -> usize {
         self.shared.state().discovery_fetches

@@ -384,14 +384,14 @@ pub(crate) async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let form: HashMap<String, String> =
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(_, value)| !value.is_empty())
-            .collect();
+    let fields = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body).unwrap_or_default();
     let mut state = shared.state();
     state.token_requests += 1;
+    state.last_token_fields = fields.iter().map(|(name, _)| name.clone()).collect();
+    let form: HashMap<String, String> = fields
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .collect();
     let now = state.now();
     let request = TokenRequest {
         shared: &shared,

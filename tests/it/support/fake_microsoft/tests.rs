@@ -996,3 +996,77 @@ async fn client_assertions_are_checked_like_entra_and_used_once() {
         assert_eq!(code(&body), expected, "{body}");
     }
 }
+
+/// The authorization-code grant checks a client assertion as the client-credentials grant
+/// does: Sign in with Microsoft with a certificate redeems its codes this way.
+#[tokio::test]
+async fn a_code_is_redeemed_with_a_client_assertion_checked_like_entra() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    use secrecy::ExposeSecret as _;
+
+    let fake = world().await;
+    let now = OffsetDateTime::now_utc();
+    let year = time::Duration::days(365);
+    let uploaded = portico::certificates::generate("Uploaded", now, year).unwrap();
+    let stranger = portico::certificates::generate("Never uploaded", now, year).unwrap();
+    fake.upload_certificate(PORTAL, uploaded.certificate.pem());
+    let endpoint = format!("{}/organizations/oauth2/v2.0/token", fake.login_url());
+    let assertion = |named: &portico::certificates::GeneratedCertificate,
+                     aud: &str,
+                     exp: OffsetDateTime,
+                     jti: &str| {
+        let mut header = Header::new(Algorithm::PS256);
+        header.x5t_s256 = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(named.certificate.der())));
+        let claims = json!({
+            "aud": aud, "iss": PORTAL.to_string(), "sub": PORTAL.to_string(), "jti": jti,
+            "nbf": (exp - time::Duration::minutes(10)).unix_timestamp(),
+            "exp": exp.unix_timestamp(),
+        });
+        let key = EncodingKey::from_rsa_pem(named.private_key.expose_secret().as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let present = |jwt: String| {
+        let fake = fake.clone();
+        async move {
+            let code = code_for(&fake, "organizations", &[]).await;
+            let form = [
+                ("client_secret", ""),
+                (
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                ),
+                ("client_assertion", jwt.as_str()),
+            ];
+            redeem(&fake, &code, &form).await
+        }
+    };
+    let soon = now + time::Duration::minutes(5);
+
+    let good = assertion(&uploaded, &endpoint, soon, "first");
+    let (status, body) = present(good.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(verify(&fake, body["id_token"].as_str().unwrap()).await);
+
+    let cases = [
+        (good, 70002),
+        (
+            assertion(&uploaded, "https://elsewhere/token", soon, "aud"),
+            700023,
+        ),
+        (
+            assertion(
+                &uploaded,
+                &endpoint,
+                now - time::Duration::minutes(20),
+                "old",
+            ),
+            700024,
+        ),
+        (assertion(&stranger, &endpoint, soon, "unknown"), 700027),
+    ];
+    for (jwt, expected) in cases {
+        let (status, body) = present(jwt).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(error_code(&body), expected, "{body}");
+    }
+}

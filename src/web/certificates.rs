@@ -1,0 +1,139 @@
+//! What External APIs and the Sign in with Microsoft settings share about the certificates
+//! Portico generates: making one, showing it, what the audit log says, and the download.
+
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use time::{Duration, OffsetDateTime};
+
+use super::error::AppError;
+use super::format_time;
+use crate::app::App;
+use crate::certificates::{self, CertificateInfo, GeneratedCertificate};
+use crate::domain::ExpiryStatus;
+use crate::store::certificates::{NewCertificate, Slot, StoredCertificate};
+
+/// A new key pair and certificate named `CN=<common_name>`, valid from now, generated on
+/// the blocking pool.
+pub(super) async fn generate(
+    state: &App,
+    common_name: String,
+    valid_for: Duration,
+) -> Result<GeneratedCertificate, AppError> {
+    Ok(certificates::generate_in_background(common_name, state.clock.now(), valid_for).await?)
+}
+
+/// What the store keeps of a generated certificate whose private key is sealed to `id`.
+pub(super) fn new_certificate<'a>(
+    id: &'a str,
+    private_key_sealed: &'a str,
+    certificate: &'a CertificateInfo,
+) -> NewCertificate<'a> {
+    NewCertificate {
+        id,
+        private_key_sealed,
+        certificate_pem: certificate.pem(),
+        thumbprint: certificate.thumbprint(),
+        not_before: certificate.not_before,
+        not_after: certificate.not_after,
+    }
+}
+
+/// What the audit log says about a certificate: never its key, only what Azure shows.
+pub(super) fn certificate_detail(certificate: &CertificateInfo) -> String {
+    format!(
+        "certificate {} valid until {}",
+        certificate.thumbprint(),
+        format_time(certificate.not_after)
+    )
+}
+
+/// A certificate as the page shows it, to compare with Azure's list.
+pub struct CertificateView {
+    pub thumbprint: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub expiry: ExpiryStatus,
+}
+
+impl CertificateView {
+    pub(super) fn new(certificate: &StoredCertificate, now: OffsetDateTime) -> Self {
+        Self {
+            thumbprint: certificate.thumbprint.clone(),
+            not_before: format_time(certificate.not_before()),
+            not_after: format_time(certificate.not_after()),
+            expiry: ExpiryStatus::of(certificate.not_after().date(), now),
+        }
+    }
+}
+
+/// A certificate file to download: `current.cer`, `current.pem`, `next.cer` or `next.pem`.
+pub(super) struct CertificateFile {
+    pub slot: Slot,
+    der: bool,
+}
+
+impl CertificateFile {
+    pub(super) fn parse(file: &str) -> Option<Self> {
+        let (slot, der) = match file {
+            "current.cer" => (Slot::Current, true),
+            "current.pem" => (Slot::Current, false),
+            "next.cer" => (Slot::Next, true),
+            "next.pem" => (Slot::Next, false),
+            _ => return None,
+        };
+        Some(Self { slot, der })
+    }
+
+    /// The file, named after `name` and the thumbprint. Only the certificate, which is
+    /// public; its private key never leaves Portico.
+    pub(super) fn download(
+        &self,
+        stored: &StoredCertificate,
+        name: &str,
+    ) -> Result<Response, AppError> {
+        let certificate = CertificateInfo::read(&stored.certificate_pem)?;
+        let extension = if self.der { "cer" } else { "pem" };
+        let file_name = format!(
+            "{}-{}.{extension}",
+            file_name_part(name),
+            &stored.thumbprint[..8]
+        );
+        let disposition = format!("attachment; filename=\"{file_name}\"");
+        let (content_type, body) = if self.der {
+            ("application/pkix-cert", certificate.der().to_vec())
+        } else {
+            (
+                "application/x-pem-file",
+                certificate.pem().as_bytes().to_vec(),
+            )
+        };
+        Ok((
+            [
+                (header::CONTENT_TYPE, content_type.to_owned()),
+                (header::CONTENT_DISPOSITION, disposition),
+            ],
+            body,
+        )
+            .into_response())
+    }
+}
+
+/// A name as a safe file name: letters, digits and dashes.
+fn file_name_part(name: &str) -> String {
+    let part: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let part = part.trim_matches('-');
+    if part.is_empty() {
+        "portico".into()
+    } else {
+        part.to_owned()
+    }
+}
