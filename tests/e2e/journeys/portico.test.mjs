@@ -93,12 +93,12 @@ describe("Portico in a browser", () => {
 
     await admin.getByLabel("Application (client) ID").fill(SIGN_IN_APP);
     await admin.getByLabel("Directory (tenant) ID").fill(CONTOSO);
-    await admin.getByLabel("Client secret").fill("portico-dev-secret");
+    await admin.getByLabel("Client secret", { exact: true }).fill("portico-dev-secret");
     await admin.getByLabel("Enabled: show “Sign in with Microsoft” on the sign-in page").check();
     await admin.getByLabel("Create agents automatically on first sign-in").check();
     await admin.getByRole("button", { name: "Save" }).click();
     await admin.getByRole("status").filter({ hasText: "Settings saved." }).waitFor();
-    assert.equal(await admin.getByLabel("Client secret").inputValue(), "", "the secret is never shown again");
+    assert.equal(await admin.getByLabel("Client secret", { exact: true }).inputValue(), "", "the secret is never shown again");
     await screenshot(admin, "microsoft-sign-in-settings");
 
     const agent = await newPerson(browser, stack.base);
