@@ -248,9 +248,12 @@ type HashJob = Box<dyn FnOnce() + Send>;
 #[derive(Clone)]
 pub struct PasswordHasher {
     jobs: std::sync::mpsc::Sender<HashJob>,
-    /// Verified against when the email is unknown, so that costs as much as a wrong password.
-    dummy_hash: Arc<str>,
 }
+
+/// Verified against when the email is unknown, so that costs as much as a wrong password: the
+/// hash of a random password nobody kept, with `argon2()`'s parameters. A constant, so
+/// starting Portico hashes nothing.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$7As44HM+7jaeMZq38Ds7RQ$Dtm0dl71cAAuD9ec5OBPlKmOJRk3UGOiNZjuzzGnK9U";
 
 impl PasswordHasher {
     pub fn new() -> Result<Self, HashError> {
@@ -273,11 +276,7 @@ impl PasswordHasher {
                 })
                 .map_err(|e| HashError(e.to_string()))?;
         }
-        let dummy = SecretString::from(random_token());
-        Ok(Self {
-            jobs,
-            dummy_hash: hash_blocking(&dummy)?.into(),
-        })
+        Ok(Self { jobs })
     }
 
     /// Runs `work` on a hashing thread, after the work queued before it.
@@ -302,7 +301,7 @@ impl PasswordHasher {
     /// Checks `password` against `stored`, or against a dummy hash when there is none.
     pub async fn verify(&self, password: SecretString, stored: Option<String>) -> bool {
         let known = stored.is_some();
-        let hash = stored.unwrap_or_else(|| self.dummy_hash.to_string());
+        let hash = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let verified = self
             .run(move || {
                 argon2()
@@ -331,6 +330,17 @@ fn hash_blocking(password: &SecretString) -> Result<String, HashError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_password_hash_costs() {
+        let dummy = argon2::PasswordHash::new(DUMMY_HASH).unwrap();
+        assert_eq!(dummy.algorithm, Algorithm::Argon2id.ident());
+        let cost = |p: &Params| (p.m_cost(), p.t_cost(), p.p_cost());
+        assert_eq!(
+            cost(&Params::try_from(&dummy).unwrap()),
+            cost(argon2().params())
+        );
+    }
 
     #[test]
     fn key_round_trips_through_base64_and_has_a_stable_id() {

@@ -134,6 +134,11 @@ enum UserCommand {
 /// Who the audit log names for changes made here.
 const CLI_ACTOR: &str = "command line";
 
+/// mimalloc returns memory to the system after a load; glibc's arenas, one per thread
+/// (tokio's workers, each SQLite connection's), kept it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
