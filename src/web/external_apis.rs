@@ -397,6 +397,19 @@ async fn load(state: &App, ctx: &TenantCtx, id: &str) -> Result<GraphCredential,
         .ok_or(AppError::NotFound)
 }
 
+/// The credential's page as it is now, after a form of it came second to another admin's
+/// save.
+async fn changed_meanwhile_page(
+    state: &App,
+    ctx: &TenantCtx,
+    id: &str,
+) -> Result<ShowPage, AppError> {
+    let current = load(state, ctx, id).await?;
+    let mut page = show_page(state, ctx, &current).await?;
+    page.errors = changed_meanwhile("this credential");
+    Ok(page)
+}
+
 async fn show_page(
     state: &App,
     ctx: &TenantCtx,
@@ -556,10 +569,8 @@ pub async fn replace_secret(
     {
         Ok(()) => {}
         Err(SaveError::Stale) => {
-            let current = load(&state, &ctx, &id).await?;
-            let mut page = show_page(&state, &ctx, &current).await?;
+            let mut page = changed_meanwhile_page(&state, &ctx, &id).await?;
             page.form.secret_expires_on = form.secret_expires_on;
-            page.errors = changed_meanwhile("this credential");
             return Ok(Conflict(page).into_response());
         }
         Err(other) => return Err(other.into()),
@@ -621,9 +632,7 @@ pub async fn renew_certificate(
     {
         Ok(()) => {}
         Err(SaveError::Stale) => {
-            let current = load(&state, &ctx, &id).await?;
-            let mut page = show_page(&state, &ctx, &current).await?;
-            page.errors = changed_meanwhile("this credential");
+            let page = changed_meanwhile_page(&state, &ctx, &id).await?;
             return Ok(Conflict(page).into_response());
         }
         Err(other) => return Err(other.into()),
@@ -660,8 +669,7 @@ pub async fn switch_certificate(
         .await?
         .ok_or(AppError::NotFound)?;
     if form.version != credential.version {
-        let mut page = show_page(&state, &ctx, &credential).await?;
-        page.errors = changed_meanwhile("this credential");
+        let page = changed_meanwhile_page(&state, &ctx, &id).await?;
         return Ok(Conflict(page).into_response());
     }
     let proof = OpenedProof::certificate(&state, &ctx.tenant.id, &credential.id, &next)?;
@@ -692,9 +700,7 @@ pub async fn switch_certificate(
     {
         Ok(()) => {}
         Err(SaveError::Stale) => {
-            let current = load(&state, &ctx, &id).await?;
-            let mut page = show_page(&state, &ctx, &current).await?;
-            page.errors = changed_meanwhile("this credential");
+            let page = changed_meanwhile_page(&state, &ctx, &id).await?;
             return Ok(Conflict(page).into_response());
         }
         Err(other) => return Err(other.into()),
