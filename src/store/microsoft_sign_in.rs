@@ -54,6 +54,9 @@ pub enum CredentialChange<'a> {
     UseClientSecret,
     /// Signs with this new certificate from now on: the client secret goes.
     UseCertificate(NewCertificate<'a>),
+    /// Stores this certificate as the next one, replacing one not switched to yet: sign-in
+    /// keeps its client secret until [`switch_to_next_certificate`].
+    AddNextCertificate(NewCertificate<'a>),
 }
 
 /// What the sealed client secret is bound to: it opens for this tenant's setting only.
@@ -143,14 +146,18 @@ pub async fn save(
         ),
     };
     let auth_method_sql = match update.credential {
-        CredentialChange::Keep => "auth_method = microsoft_sign_in.auth_method",
+        CredentialChange::Keep | CredentialChange::AddNextCertificate(_) => {
+            "auth_method = microsoft_sign_in.auth_method"
+        }
         CredentialChange::UseClientSecret | CredentialChange::UseCertificate(_) => {
             "auth_method = excluded.auth_method"
         }
     };
     let auth_method = match update.credential {
         CredentialChange::UseCertificate(_) => AuthMethod::Certificate,
-        CredentialChange::Keep | CredentialChange::UseClientSecret => AuthMethod::ClientSecret,
+        CredentialChange::Keep
+        | CredentialChange::UseClientSecret
+        | CredentialChange::AddNextCertificate(_) => AuthMethod::ClientSecret,
     };
     let mut tx = db.pool().begin().await?;
     // The first save inserts at version 1; later ones update only the version they saw.
@@ -190,6 +197,10 @@ pub async fn save(
         CredentialChange::UseCertificate(certificate) => {
             delete_certificates(&mut tx, tenant, None).await?;
             insert_certificate(&mut tx, tenant, Slot::Current, certificate).await?;
+        }
+        CredentialChange::AddNextCertificate(certificate) => {
+            delete_certificates(&mut tx, tenant, Some(Slot::Next)).await?;
+            insert_certificate(&mut tx, tenant, Slot::Next, certificate).await?;
         }
     }
     tx.commit().await?;
@@ -254,17 +265,19 @@ pub async fn certificate(
     .await
 }
 
-/// Moves the settings from `version` to the next one inside `tx`: `Stale` if someone saved
-/// them since the admin's page was loaded, or they use no certificate.
+/// Moves the settings from `version` to the next one inside `tx`, setting `also` (SQL
+/// assignments ending in a comma) too: `Stale` if someone saved them since the admin's page
+/// was loaded.
 async fn bump_certificate_version(
     tx: &mut sqlx::AnyConnection,
     tenant: &TenantId,
     version: i64,
+    also: &str,
 ) -> Result<(), SaveError> {
-    let updated = sqlx::query(
-        "UPDATE microsoft_sign_in SET updated_at = $1, version = version + 1 \
-         WHERE tenant_id = $2 AND version = $3 AND auth_method = 'certificate'",
-    )
+    let updated = sqlx::query(&format!(
+        "UPDATE microsoft_sign_in SET {also} updated_at = $1, version = version + 1 \
+         WHERE tenant_id = $2 AND version = $3"
+    ))
     .bind(unix_now())
     .bind(tenant.as_str())
     .bind(version)
@@ -278,7 +291,8 @@ async fn bump_certificate_version(
 }
 
 /// Stores the certificate that is to replace the current one, replacing a previous one not
-/// switched to yet. Sign-in keeps using the current one until [`switch_to_next_certificate`].
+/// switched to yet. Sign-in keeps using the current one (or the client secret) until
+/// [`switch_to_next_certificate`].
 pub async fn add_next_certificate(
     db: &Db,
     tenant: &TenantId,
@@ -286,22 +300,28 @@ pub async fn add_next_certificate(
     certificate: &NewCertificate<'_>,
 ) -> Result<(), SaveError> {
     let mut tx = db.pool().begin().await?;
-    bump_certificate_version(&mut tx, tenant, version).await?;
+    bump_certificate_version(&mut tx, tenant, version, "").await?;
     delete_certificates(&mut tx, tenant, Some(Slot::Next)).await?;
     insert_certificate(&mut tx, tenant, Slot::Next, certificate).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// Makes the next certificate the one sign-in signs with and drops the one it replaces:
-/// both, or nothing.
+/// Makes the next certificate the one sign-in signs with and drops the certificate or the
+/// client secret it replaces: all at once, or nothing.
 pub async fn switch_to_next_certificate(
     db: &Db,
     tenant: &TenantId,
     version: i64,
 ) -> Result<(), SaveError> {
     let mut tx = db.pool().begin().await?;
-    bump_certificate_version(&mut tx, tenant, version).await?;
+    bump_certificate_version(
+        &mut tx,
+        tenant,
+        version,
+        "auth_method = 'certificate', client_secret_sealed = NULL, secret_replaced_at = NULL,",
+    )
+    .await?;
     delete_certificates(&mut tx, tenant, Some(Slot::Current)).await?;
     let switched = sqlx::query(
         "UPDATE microsoft_sign_in_certificates SET slot = 'current' \

@@ -47,7 +47,8 @@ pub struct SettingsPage {
     saved_client_id: Option<String>,
     /// The certificate sign-in signs with (certificate settings).
     certificate: Option<CertificateView>,
-    /// A renewal waiting for the admin to switch to it.
+    /// A renewal, or the certificate to replace the client secret, waiting for the admin
+    /// to switch to it.
     next_certificate: Option<CertificateView>,
     validity_months: [u32; 3],
     resolved_directory: Option<String>,
@@ -114,7 +115,8 @@ async fn page(
     let now = state.clock.now();
     let uses_certificate = stored.is_some_and(|s| s.auth_method == AuthMethod::Certificate);
     let view = |slot| async move {
-        if !uses_certificate {
+        // Settings with a client secret have no current certificate, at most a next one.
+        if slot == Slot::Current && !uses_certificate {
             return Ok::<_, AppError>(None);
         }
         let stored = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, slot).await?;
@@ -171,12 +173,18 @@ pub async fn show(
     );
     let mut page = page(&state, &ctx, stored.as_ref(), form, FieldErrors::new()).await?;
     page.saved = query.saved.is_some();
+    let uses_certificate = stored
+        .as_ref()
+        .is_some_and(|s| s.auth_method == AuthMethod::Certificate);
     page.notice = match query.done.as_deref() {
+        Some("renewed") if !uses_certificate => Some(
+            "A certificate is ready. Sign-in keeps using the client secret until you upload the certificate to the app in Azure and switch to it below.",
+        ),
         Some("renewed") => Some(
             "A new certificate is ready. Upload it to the app in Azure, then switch to it below.",
         ),
         Some("switched") => Some(
-            "Sign-in now uses the new certificate. Once nothing else uses the old one, remove it from the app in Azure.",
+            "Sign-in now uses the new certificate. Once nothing else uses the old certificate or client secret, remove it from the app in Azure.",
         ),
         _ => None,
     };
@@ -203,8 +211,20 @@ pub async fn save(
     let uses_certificate = stored
         .as_ref()
         .is_some_and(|s| s.auth_method == AuthMethod::Certificate);
-    // A certificate is generated only when the settings move to one.
-    let validity = if method == Some(AuthMethod::Certificate) && !uses_certificate {
+    // From a stored secret, choosing Certificate prepares the next certificate: sign-in
+    // keeps the secret until the admin uploads the certificate and switches to it.
+    let has_secret = stored
+        .as_ref()
+        .is_some_and(|s| s.client_secret_sealed.is_some());
+    let moves_to_certificate = method == Some(AuthMethod::Certificate) && !uses_certificate;
+    let prepares = moves_to_certificate && has_secret;
+    let next_waiting = prepares
+        && microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, Slot::Next)
+            .await?
+            .is_some();
+    // A certificate is generated only when the settings move to one, and not again while
+    // the next one waits for the switch.
+    let validity = if moves_to_certificate && !next_waiting {
         errors.check(
             "valid_months",
             parse_certificate_validity(&form.valid_months),
@@ -277,16 +297,19 @@ pub async fn save(
         .map(|generated| seal_private_key(&state, &ctx, &certificate_id, generated));
     let credential = match (method, &generated, &sealed_key) {
         (AuthMethod::Certificate, Some(generated), Some(sealed)) => {
-            CredentialChange::UseCertificate(new_certificate(
-                &certificate_id,
-                sealed,
-                &generated.certificate,
-            ))
+            let certificate = new_certificate(&certificate_id, sealed, &generated.certificate);
+            if prepares {
+                CredentialChange::AddNextCertificate(certificate)
+            } else {
+                CredentialChange::UseCertificate(certificate)
+            }
         }
         (AuthMethod::ClientSecret, _, _) if uses_certificate => CredentialChange::UseClientSecret,
         _ => CredentialChange::Keep,
     };
     let secret = match (new_secret, form.remove_secret.is_some()) {
+        // The stored secret signs in until the switch; a secret typed anyway is not kept.
+        _ if prepares => SecretChange::Keep,
         // With a certificate, a secret typed anyway is not kept.
         _ if method == AuthMethod::Certificate => SecretChange::Remove,
         (Some(secret), _) => SecretChange::Replace {
@@ -332,7 +355,12 @@ pub async fn save(
         ip,
     )
     .await?;
-    Ok(Redirect::to(&ctx.path("/settings/microsoft-sign-in?saved=1")).into_response())
+    let done = if prepares {
+        "?saved=1&done=renewed"
+    } else {
+        "?saved=1"
+    };
+    Ok(Redirect::to(&ctx.path(&format!("/settings/microsoft-sign-in{done}"))).into_response())
 }
 
 fn seal_private_key(
@@ -426,6 +454,12 @@ fn describe_changes(before: Option<&SignInSettings>, after: &SettingsUpdate) -> 
         CredentialChange::UseClientSecret => {
             changes.push("signs in with a client secret now: certificate removed".into());
         }
+        CredentialChange::AddNextCertificate(certificate) => changes.push(format!(
+            "generated certificate {} valid until {} to replace the client secret; sign-in \
+             keeps using the client secret until the switch",
+            certificate.thumbprint,
+            format_time(certificate.not_after),
+        )),
         CredentialChange::Keep => {}
     }
     match (&after.credential, &after.secret) {
@@ -441,11 +475,10 @@ fn describe_changes(before: Option<&SignInSettings>, after: &SettingsUpdate) -> 
     }
 }
 
-/// The settings of a tenant whose sign-in uses a certificate; others have nothing to renew.
-async fn certificate_settings(state: &App, ctx: &TenantCtx) -> Result<SignInSettings, AppError> {
+/// The tenant's settings, if any.
+async fn saved_settings(state: &App, ctx: &TenantCtx) -> Result<SignInSettings, AppError> {
     microsoft_sign_in::get(&state.db, &ctx.tenant.id)
         .await?
-        .filter(|settings| settings.auth_method == AuthMethod::Certificate)
         .ok_or(AppError::NotFound)
 }
 
@@ -469,7 +502,8 @@ pub struct RenewForm {
     version: i64,
 }
 
-/// "Renew certificate": generates the next certificate while the current one keeps
+/// "Renew certificate" (or, for settings with a client secret, "Use a certificate
+/// instead"): generates the next certificate while the current certificate or secret keeps
 /// working, so the admin can upload it to Azure before sign-in switches to it.
 pub async fn renew_certificate(
     State(state): State<AppState>,
@@ -477,7 +511,12 @@ pub async fn renew_certificate(
     ClientIp(ip): ClientIp,
     Form(form): Form<RenewForm>,
 ) -> Result<Response, AppError> {
-    let settings = certificate_settings(&state, &ctx).await?;
+    // A public client (no secret) has nothing working to keep: it saves the Certificate
+    // choice instead.
+    let settings = saved_settings(&state, &ctx).await?;
+    if settings.auth_method == AuthMethod::ClientSecret && settings.client_secret_sealed.is_none() {
+        return Err(AppError::NotFound);
+    }
     let valid_for = match parse_certificate_validity(&form.valid_months) {
         Ok(valid_for) => valid_for,
         Err(message) => {
@@ -503,7 +542,13 @@ pub async fn renew_certificate(
         Err(SaveError::Stale) => return changed_meanwhile_page(&state, &ctx).await,
         Err(other) => return Err(other.into()),
     }
-    let detail = format!("new {}", certificate_detail(&generated.certificate));
+    let keeps = match settings.auth_method {
+        AuthMethod::Certificate => "",
+        AuthMethod::ClientSecret => {
+            " to replace the client secret; sign-in keeps using the client secret until the switch"
+        }
+    };
+    let detail = format!("new {}{keeps}", certificate_detail(&generated.certificate));
     ctx.audit(
         &state,
         AuditAction::MicrosoftSignInCertificateCreated,
@@ -521,7 +566,8 @@ pub struct VersionForm {
     version: i64,
 }
 
-/// "Switch to the new certificate". With a directory set, Portico first asks Microsoft for
+/// "Switch to the new certificate", from the current certificate or the client secret,
+/// which goes in the same transaction. With a directory set, Portico first asks Microsoft for
 /// an app-only token with it (which needs no permission), so a certificate not yet
 /// uploaded to Azure never replaces one that works.
 pub async fn switch_certificate(
@@ -530,7 +576,7 @@ pub async fn switch_certificate(
     ClientIp(ip): ClientIp,
     Form(form): Form<VersionForm>,
 ) -> Result<Response, AppError> {
-    let settings = certificate_settings(&state, &ctx).await?;
+    let settings = saved_settings(&state, &ctx).await?;
     let next = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, Slot::Next)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -585,9 +631,15 @@ pub async fn switch_certificate(
     }
     let replaced = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, Slot::Current)
         .await?
-        .map_or_else(String::new, |current| {
-            format!(", replacing certificate {}", current.thumbprint)
-        });
+        .map_or_else(
+            || {
+                settings
+                    .client_secret_sealed
+                    .as_ref()
+                    .map_or_else(String::new, |_| ", replacing the client secret".into())
+            },
+            |current| format!(", replacing certificate {}", current.thumbprint),
+        );
     match microsoft_sign_in::switch_to_next_certificate(&state.db, &ctx.tenant.id, form.version)
         .await
     {
@@ -619,7 +671,6 @@ pub async fn download_certificate(
     Path((_, file)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     let file = CertificateFile::parse(&file).ok_or(AppError::NotFound)?;
-    certificate_settings(&state, &ctx).await?;
     let stored = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, file.slot)
         .await?
         .ok_or(AppError::NotFound)?;

@@ -18,6 +18,7 @@ const SETTINGS: &str = "/t/acme/settings/microsoft-sign-in";
 
 on_both_backends!(
     an_agent_signs_in_with_a_certificate_and_no_client_secret_is_sent,
+    a_secret_in_use_signs_in_until_the_switch_to_a_certificate,
     an_unregistered_or_expired_certificate_is_explained_in_plain_words,
     renewal_switches_only_once_microsoft_accepts_the_new_certificate,
     the_sign_in_certificate_is_announced_from_thirty_days_before_it_ends,
@@ -110,23 +111,27 @@ async fn an_agent_signs_in_with_a_certificate_and_no_client_secret_is_sent(backe
         .await
         .assert_contains("value=\"client_secret\" checked")
         .assert_contains("Certificate: Portico generates it")
+        .assert_contains("Use a certificate instead")
         .assert_lacks("Certificate thumbprint");
 
-    // Choosing Certificate generates one; the page shows what Azure will list.
-    use_certificate(&admin).await;
-    let page = admin.get(SETTINGS).await;
+    // Choosing Certificate generates one as the next: the secret signs in until the switch.
+    configure(&admin, "certificate", &[("valid_months", "12")])
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1&done=renewed");
+    let page = admin.get(&format!("{SETTINGS}?saved=1&done=renewed")).await;
     page.assert_status(200)
-        .assert_contains("value=\"certificate\" checked")
-        .assert_contains("Upload the certificate to Azure")
+        .assert_contains("Sign-in keeps using the client secret until you upload the certificate")
+        .assert_contains("value=\"client_secret\" checked")
+        .assert_contains("A secret is set")
         .assert_contains("Upload certificate")
         .assert_contains(&format!("the app <code>{SIGN_IN_APP}</code>"))
         .assert_contains("Download .cer")
         .assert_contains("Download .pem")
-        .assert_contains("Sign-in uses the certificate below")
-        .assert_lacks("A secret is set")
+        .assert_contains("Switch to the new certificate")
+        .assert_lacks("Certificate thumbprint")
         .assert_lacks("PRIVATE KEY");
-    let thumbprint = thumbprint_after(&page, "Certificate thumbprint");
-    let pem = download(&admin, "current.pem").await;
+    let thumbprint = thumbprint_after(&page, "New certificate thumbprint");
+    let pem = download(&admin, "next.pem").await;
     assert!(pem.body.starts_with("-----BEGIN CERTIFICATE-----"));
     assert_eq!(
         pem.headers["content-type"].to_str().unwrap(),
@@ -142,20 +147,43 @@ async fn an_agent_signs_in_with_a_certificate_and_no_client_secret_is_sent(backe
         "to {}",
         portico::web::format_time(certificate.not_after)
     ));
+    app.browser()
+        .microsoft_sign_in("acme")
+        .await
+        .assert_redirect("/t/acme/");
+    let fields = app.microsoft.last_token_request_fields();
+    assert!(has_field(&fields, "client_secret"), "{fields:?}");
+    assert!(!has_field(&fields, "client_assertion"), "{fields:?}");
+
+    // Uploaded and switched to, the page shows what Azure lists; the secret is gone.
+    app.microsoft.upload_certificate(SIGN_IN_APP, &pem.body);
+    admin
+        .submit(SETTINGS, &format!("{SETTINGS}/certificate/switch"), &[])
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?done=switched");
+    let page = admin.get(SETTINGS).await;
+    page.assert_status(200)
+        .assert_contains("value=\"certificate\" checked")
+        .assert_contains("Upload the certificate to Azure")
+        .assert_contains("Sign-in uses the certificate below")
+        .assert_lacks("A secret is set")
+        .assert_lacks("New certificate thumbprint");
+    assert_eq!(
+        thumbprint_after(&page, "Certificate thumbprint"),
+        thumbprint
+    );
     let cer = download(&admin, "current.cer").await;
     assert_eq!(
         cer.headers["content-type"].to_str().unwrap(),
         "application/pkix-cert"
     );
-    // The secret went with the change: the settings hold no secret now.
     let stored = portico::store::microsoft_sign_in::get(&app.state.db, &tenant.id)
         .await
         .unwrap()
         .unwrap();
     assert!(stored.client_secret_sealed.is_none());
 
-    // Uploaded to the app, the certificate signs Ana in: the fake verified the assertion.
-    app.microsoft.upload_certificate(SIGN_IN_APP, &pem.body);
+    // The certificate signs Ana in: the fake verified the assertion.
     let ana = app.browser();
     ana.microsoft_sign_in("acme")
         .await
@@ -210,17 +238,122 @@ async fn an_agent_signs_in_with_a_certificate_and_no_client_secret_is_sent(backe
         .map(|(_, _, detail)| detail)
         .collect();
     assert!(
-        changes.iter().any(|detail| detail.contains(&format!(
-            "signs in with a certificate now: generated certificate {thumbprint} valid until"
-        )) && detail.contains("client secret removed")),
+        changes.iter().any(|detail| detail
+            .contains(&format!("generated certificate {thumbprint} valid until"))
+            && detail.contains("keeps using the client secret until the switch")),
         "{changes:?}"
     );
+    assert!(audit.iter().any(|(action, _, detail)| action
+        == "settings.microsoft_sign_in_certificate_switched"
+        && detail.contains(&format!("now signs in with certificate {thumbprint}"))
+        && detail.contains("replacing the client secret")));
     assert!(
         changes
             .iter()
             .any(|detail| detail.contains("signs in with a client secret now: certificate removed")),
         "{changes:?}"
     );
+    assert!(
+        audit
+            .iter()
+            .all(|(_, _, detail)| !detail.contains("PRIVATE KEY") && !detail.contains(SECRET))
+    );
+}
+
+async fn a_secret_in_use_signs_in_until_the_switch_to_a_certificate(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, admin) = register(&app).await;
+    configure(&admin, "client_secret", &[("client_secret", SECRET)])
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1");
+    let stored = || async {
+        portico::store::microsoft_sign_in::get(&app.state.db, &tenant.id)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let signs_in_with = |field: &'static str| {
+        let app = &app;
+        async move {
+            app.browser()
+                .microsoft_sign_in("acme")
+                .await
+                .assert_redirect("/t/acme/");
+            let fields = app.microsoft.last_token_request_fields();
+            assert!(has_field(&fields, field), "{fields:?}");
+            fields
+        }
+    };
+
+    // "Use a certificate instead": the certificate waits, the secret keeps signing in.
+    admin
+        .get(SETTINGS)
+        .await
+        .assert_contains("Use a certificate instead")
+        .assert_contains("Generate a certificate");
+    admin
+        .submit(
+            SETTINGS,
+            &format!("{SETTINGS}/certificate/renew"),
+            &[("valid_months", "6")],
+        )
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?done=renewed");
+    let page = admin.get(&format!("{SETTINGS}?done=renewed")).await;
+    page.assert_contains("Sign-in keeps using the client secret until you upload the certificate")
+        .assert_contains("Until you switch, sign-in keeps using the client secret")
+        .assert_contains("Download .cer")
+        .assert_contains("Switch to the new certificate")
+        .assert_contains("A secret is set")
+        .assert_lacks("Certificate thumbprint");
+    let next = thumbprint_after(&page, "New certificate thumbprint");
+    let fields = signs_in_with("client_secret").await;
+    assert!(!has_field(&fields, "client_assertion"), "{fields:?}");
+    assert!(stored().await.client_secret_sealed.is_some());
+
+    // Not uploaded yet: Microsoft refuses the certificate, and the secret stays.
+    admin
+        .submit(SETTINGS, &format!("{SETTINGS}/certificate/switch"), &[])
+        .await
+        .assert_status(400)
+        .assert_contains("Not switched")
+        .assert_contains("Sign-in still uses the client secret")
+        .assert_contains("Certificate not accepted");
+    signs_in_with("client_secret").await;
+    assert!(stored().await.client_secret_sealed.is_some());
+
+    // Uploaded, the switch goes through: the assertion signs in, the secret is gone.
+    let next_pem = download(&admin, "next.pem").await;
+    app.microsoft
+        .upload_certificate(SIGN_IN_APP, &next_pem.body);
+    admin
+        .submit(SETTINGS, &format!("{SETTINGS}/certificate/switch"), &[])
+        .await
+        .assert_redirect("/t/acme/settings/microsoft-sign-in?done=switched");
+    let page = admin.get(SETTINGS).await;
+    page.assert_contains("value=\"certificate\" checked")
+        .assert_lacks("A secret is set")
+        .assert_lacks("New certificate thumbprint");
+    assert_eq!(thumbprint_after(&page, "Certificate thumbprint"), next);
+    let fields = signs_in_with("client_assertion").await;
+    assert!(!has_field(&fields, "client_secret"), "{fields:?}");
+    let settings = stored().await;
+    assert!(settings.client_secret_sealed.is_none());
+    assert!(settings.secret_replaced_at.is_none());
+    assert_eq!(
+        settings.auth_method,
+        portico::domain::AuthMethod::Certificate
+    );
+
+    let audit = app.audit_actions(&tenant).await;
+    assert!(audit.iter().any(|(action, _, detail)| action
+        == "settings.microsoft_sign_in_certificate_created"
+        && detail.contains(&format!("new certificate {next} valid until"))
+        && detail.contains("sign-in keeps using the client secret until the switch")));
+    assert!(audit.iter().any(|(action, _, detail)| action
+        == "settings.microsoft_sign_in_certificate_switched"
+        && detail.contains(&format!("now signs in with certificate {next}"))
+        && detail.contains("replacing the client secret")));
     assert!(
         audit
             .iter()
