@@ -26,6 +26,9 @@ use crate::store::tenants::{self, TenantId};
 
 /// How long one instance holds an alert while sending it.
 const SENDING_LEASE: Duration = Duration::minutes(5);
+/// The longest one send may take, well inside its lease, so no other instance takes the
+/// alert over while it is still being sent.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Alerts handled per run; the rest wait for the next minute.
 const BATCH: i64 = 50;
 
@@ -129,15 +132,20 @@ async fn plan(app: &App) -> Result<usize, AlertError> {
 /// Sends the due alerts this instance wins the claim of: (sent, failed).
 async fn deliver(app: &App) -> Result<(usize, usize), AlertError> {
     let (mut sent, mut failed) = (0, 0);
-    let now = app.clock.now();
-    for alert in expiry_alerts::due(&app.db, now.unix_timestamp(), BATCH).await? {
+    let due = expiry_alerts::due(&app.db, app.clock.now().unix_timestamp(), BATCH).await?;
+    for alert in due {
+        // Each lease runs from its own claim: the sends before it may have taken a while.
+        let now = app.clock.now();
         let until = (now + SENDING_LEASE).unix_timestamp();
         let Some(lease) =
             expiry_alerts::claim(&app.db, &alert, now.unix_timestamp(), until).await?
         else {
             continue;
         };
-        match send_one(app, &alert).await? {
+        let outcome = tokio::time::timeout(SEND_TIMEOUT, send_one(app, &alert))
+            .await
+            .unwrap_or_else(|_| Ok(Err("sending took longer than two minutes".into())))?;
+        match outcome {
             Ok(how) => {
                 let at = app.clock.now().unix_timestamp();
                 if expiry_alerts::mark_sent(&app.db, &alert.id, &lease, at).await? {

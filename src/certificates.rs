@@ -2,7 +2,8 @@
 //! and a self-signed certificate, the admin uploads the certificate (public) to the Azure
 //! app, and Portico proves itself with client assertions signed by the private key
 //! (`private_key_jwt`, RFC 7523). With crypto.rs, the only module that holds a private key in
-//! the clear, and only in zeroizing memory.
+//! the clear: Portico keeps its PEM in zeroizing memory, but rcgen and jsonwebtoken hold
+//! copies of the key while they generate or sign, which they do not zeroize.
 //!
 //! Microsoft Entra accepts only RSA keys for app certificates (ECDSA assertions are refused),
 //! so every key is RSA 2048, the size Azure's own guides use.

@@ -288,7 +288,10 @@ impl PasswordHasher {
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
-                let _ = done.send(work());
+                // A request that went away (the browser gave up) costs no hashing.
+                if !done.is_closed() {
+                    let _ = done.send(work());
+                }
             }))
             .map_err(|_| stopped())?;
         result.await.map_err(|_| stopped())

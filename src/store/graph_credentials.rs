@@ -306,7 +306,14 @@ pub async fn update(
     .execute(db.pool())
     .await
     .map_err(save_error)?;
-    saved_at_version(db, "graph_credentials", tenant, id, updated.rows_affected()).await
+    saved_at_version(
+        db.pool(),
+        "graph_credentials",
+        tenant,
+        id,
+        updated.rows_affected(),
+    )
+    .await
 }
 
 /// Replaces the secret of the client-secret credential as loaded at `version`; `Stale` if
@@ -334,7 +341,14 @@ pub async fn replace_secret(
     .bind(version)
     .execute(db.pool())
     .await?;
-    saved_at_version(db, "graph_credentials", tenant, id, updated.rows_affected()).await
+    saved_at_version(
+        db.pool(),
+        "graph_credentials",
+        tenant,
+        id,
+        updated.rows_affected(),
+    )
+    .await
 }
 
 pub async fn record_test(
@@ -450,7 +464,6 @@ pub async fn certificate(
 /// Moves the credential from `version` to the next one inside `tx`: `Stale` if someone
 /// saved it since the admin's page was loaded.
 async fn bump_version(
-    db: &Db,
     tx: &mut sqlx::AnyConnection,
     tenant: &TenantId,
     id: &str,
@@ -470,7 +483,7 @@ async fn bump_version(
     if updated.rows_affected() == 1 {
         return Ok(());
     }
-    saved_at_version(db, "graph_credentials", tenant, id, 0).await
+    saved_at_version(&mut *tx, "graph_credentials", tenant, id, 0).await
 }
 
 /// Stores the certificate that is to replace the current one (or, for a client-secret
@@ -484,7 +497,7 @@ pub async fn add_next_certificate(
     certificate: &NewCertificate<'_>,
 ) -> Result<(), SaveError> {
     let mut tx = db.pool().begin().await?;
-    bump_version(db, &mut tx, tenant, credential_id, version, "").await?;
+    bump_version(&mut tx, tenant, credential_id, version, "").await?;
     sqlx::query(
         "DELETE FROM graph_credential_certificates \
          WHERE tenant_id = $1 AND credential_id = $2 AND slot = 'next'",
@@ -508,7 +521,6 @@ pub async fn switch_to_next_certificate(
 ) -> Result<(), SaveError> {
     let mut tx = db.pool().begin().await?;
     bump_version(
-        db,
         &mut tx,
         tenant,
         credential_id,

@@ -373,7 +373,7 @@ pub async fn update(
     .bind(version)
     .execute(db.pool())
     .await?;
-    saved_at_version(db, "mailboxes", tenant, id, updated.rows_affected()).await
+    saved_at_version(db.pool(), "mailboxes", tenant, id, updated.rows_affected()).await
 }
 
 /// Moves the mailbox as loaded at `version` to another segment of the same tenant (the
@@ -397,7 +397,7 @@ pub async fn move_to(
     .bind(version)
     .execute(db.pool())
     .await?;
-    saved_at_version(db, "mailboxes", tenant, id, moved.rows_affected()).await
+    saved_at_version(db.pool(), "mailboxes", tenant, id, moved.rows_affected()).await
 }
 
 pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<bool, sqlx::Error> {

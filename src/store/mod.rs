@@ -271,8 +271,8 @@ pub(crate) fn found(rows: u64) -> Result<(), SaveError> {
 
 /// The outcome of an `UPDATE ... WHERE tenant_id = .. AND id = .. AND version = ..` that
 /// touched `rows` rows: none means someone else saved first (`Stale`), or the row is gone.
-pub(crate) async fn saved_at_version(
-    db: &Db,
+pub(crate) async fn saved_at_version<'c>(
+    executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
     table: &'static str,
     tenant: &tenants::TenantId,
     id: &str,
@@ -286,7 +286,7 @@ pub(crate) async fn saved_at_version(
     ))
     .bind(tenant.as_str())
     .bind(id)
-    .fetch_one(db.pool())
+    .fetch_one(executor)
     .await?;
     Err(if still_there > 0 {
         SaveError::Stale

@@ -222,7 +222,14 @@ pub async fn update(
     .execute(db.pool())
     .await
     .map_err(save_error)?;
-    saved_at_version(db, "oauth_connections", tenant, id, updated.rows_affected()).await
+    saved_at_version(
+        db.pool(),
+        "oauth_connections",
+        tenant,
+        id,
+        updated.rows_affected(),
+    )
+    .await
 }
 
 /// Replaces the client secret of the connection as loaded at `version`; `Stale` if it
@@ -246,7 +253,14 @@ pub async fn replace_secret(
     .bind(version)
     .execute(db.pool())
     .await?;
-    saved_at_version(db, "oauth_connections", tenant, id, updated.rows_affected()).await
+    saved_at_version(
+        db.pool(),
+        "oauth_connections",
+        tenant,
+        id,
+        updated.rows_affected(),
+    )
+    .await
 }
 
 /// Records a successful authentication: tokens, who, and the status, in one statement.

@@ -83,7 +83,7 @@ pub async fn update(
     .execute(db.pool())
     .await
     .map_err(save_error)?;
-    saved_at_version(db, "segments", tenant, id, updated.rows_affected()).await
+    saved_at_version(db.pool(), "segments", tenant, id, updated.rows_affected()).await
 }
 
 /// Deletes an empty segment; one that still has mailboxes is refused.
