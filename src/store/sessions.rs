@@ -58,18 +58,16 @@ impl SessionStore for DbSessionStore {
         }
     }
 
+    /// Only updates: tower-sessions saves sessions it loaded (new ones go to `create`), and a
+    /// request that loaded the session before a sign-out deleted it must not bring it back.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        sqlx::query(
-            "INSERT INTO sessions (id_hash, record, expires_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (id_hash) DO UPDATE SET record = excluded.record, \
-             expires_at = excluded.expires_at",
-        )
-        .bind(sha256_hex(&record.id.to_string()))
-        .bind(encode(record)?)
-        .bind(record.expiry_date.unix_timestamp())
-        .execute(self.db.pool())
-        .await
-        .map_err(backend)?;
+        sqlx::query("UPDATE sessions SET record = $2, expires_at = $3 WHERE id_hash = $1")
+            .bind(sha256_hex(&record.id.to_string()))
+            .bind(encode(record)?)
+            .bind(record.expiry_date.unix_timestamp())
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -101,5 +99,39 @@ impl SessionStore for DbSessionStore {
             .await
             .map_err(backend)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_late_save_does_not_bring_back_a_deleted_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!("sqlite://{}/p.db?mode=rwc", dir.path().display()))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let store = DbSessionStore::new(db);
+        let mut record = Record {
+            id: Id::default(),
+            data: Default::default(),
+            expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+        };
+        store.create(&mut record).await.unwrap();
+        record
+            .data
+            .insert("signed_in".into(), serde_json::json!(true));
+        store.save(&record).await.unwrap();
+        assert_eq!(
+            store.load(&record.id).await.unwrap().unwrap().data,
+            record.data
+        );
+
+        // Signed out by one request while another, which loaded it before, still saves it.
+        store.delete(&record.id).await.unwrap();
+        store.save(&record).await.unwrap();
+        assert!(store.load(&record.id).await.unwrap().is_none());
     }
 }
