@@ -11,7 +11,7 @@ use time::Duration;
 use crate::app::App;
 use crate::connections;
 use crate::credentials::{self, OpenError};
-use crate::domain::{AuditAction, ExpiryStatus, MailProtocol, sending_route};
+use crate::domain::{AuditAction, Direction, ExpiryStatus, MailProtocol, sending_route};
 use crate::expiry;
 use crate::mail::outgoing::{self, OutgoingMessage, Route};
 use crate::mail::{Credential, ServerSettings};
@@ -142,6 +142,11 @@ async fn deliver(app: &App) -> Result<(usize, usize), AlertError> {
         else {
             continue;
         };
+        if !still_applies(app, &alert).await? {
+            expiry_alerts::withdraw(&app.db, &alert.id, &lease).await?;
+            tracing::info!(alert = %alert.id, "an expiry alert no longer applies: withdrawn");
+            continue;
+        }
         let outcome = tokio::time::timeout(SEND_TIMEOUT, send_one(app, &alert))
             .await
             .unwrap_or_else(|_| Ok(Err("sending took longer than two minutes".into())))?;
@@ -168,6 +173,17 @@ async fn deliver(app: &App) -> Result<(usize, usize), AlertError> {
         }
     }
     Ok((sent, failed))
+}
+
+/// Whether what the alert is about still stands: the same secret, certificate or consent,
+/// not renewed, replaced or deleted since the alert was planned.
+async fn still_applies(app: &App, alert: &Alert) -> Result<bool, sqlx::Error> {
+    let current = expiry::of_tenant(app, &alert.tenant()).await?;
+    Ok(current.iter().any(|item| {
+        item.kind.as_str() == alert.kind
+            && item.id == alert.subject_id
+            && item.instance == alert.instance
+    }))
 }
 
 async fn record(
@@ -253,6 +269,13 @@ async fn send_through_mailbox(
             "the mailbox chosen to send alerts no longer exists".into()
         ));
     };
+    // As when it was chosen: an admin may have disabled it or made it incoming only since.
+    if !mailbox.enabled || mailbox.direction == Direction::Incoming {
+        return Ok(Err(format!(
+            "{} is disabled or receives only: choose another sender on the Expiring page",
+            mailbox.name
+        )));
+    }
     match (
         mailbox.protocol,
         &mailbox.graph_credential_id,

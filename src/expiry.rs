@@ -85,9 +85,14 @@ impl Expiring {
 
 fn of_credential(credential: &GraphCredential, now: OffsetDateTime) -> Expiring {
     let (kind, instance) = match &credential.authentication {
+        // With its end date: a secret replaced within the same second is still told apart.
         Authentication::ClientSecret { replaced_at, .. } => (
             ExpiringKind::ClientSecret,
-            replaced_at.unix_timestamp().to_string(),
+            format!(
+                "{}/{}",
+                replaced_at.unix_timestamp(),
+                credential.expires_on()
+            ),
         ),
         Authentication::Certificate { thumbprint, .. } => {
             (ExpiringKind::Certificate, thumbprint.clone())

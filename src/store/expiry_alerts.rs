@@ -132,6 +132,8 @@ pub struct Alert {
     pub tenant_id: String,
     pub kind: String,
     pub subject_id: String,
+    /// Which secret, certificate or consent it is about.
+    pub instance: String,
     pub threshold: String,
     pub subject_name: String,
     pub ends_on: Option<String>,
@@ -156,7 +158,7 @@ impl Alert {
     }
 }
 
-const COLUMNS: &str = "id, tenant_id, kind, subject_id, threshold, subject_name, ends_on, \
+const COLUMNS: &str = "id, tenant_id, kind, subject_id, instance, threshold, subject_name, ends_on, \
      status, attempts, last_error, created_at, sent_at";
 
 /// Pending alerts no instance holds and whose retry time has come, oldest first.
@@ -205,6 +207,17 @@ pub async fn mark_sent(db: &Db, id: &str, lease: &str, now: i64) -> Result<bool,
     .execute(db.pool())
     .await?;
     Ok(marked.rows_affected() == 1)
+}
+
+/// Drops the alert its lease holder found no longer applies (what it is about was renewed,
+/// replaced or deleted): it was never sent, and is never to be.
+pub async fn withdraw(db: &Db, id: &str, lease: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM expiry_alerts WHERE id = $1 AND claimed_by = $2")
+        .bind(id)
+        .bind(lease)
+        .execute(db.pool())
+        .await?;
+    Ok(())
 }
 
 /// Gives the alert back after a failed attempt, to be tried again at `retry_at`.

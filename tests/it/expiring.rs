@@ -24,6 +24,8 @@ on_both_backends!(
     oauth_connections_expire_ninety_days_after_their_last_renewal_and_failures_come_first,
     alerts_are_sent_once_as_a_graph_mailbox_and_audited,
     an_app_without_mail_send_fails_the_alert_in_plain_words_until_granted,
+    an_alert_about_a_secret_replaced_meanwhile_is_withdrawn_not_sent,
+    no_alert_goes_through_a_mailbox_disabled_since_it_was_chosen,
 );
 
 /// Moves Portico's clock so that `ends_on` is `days` days away, and signs the admin in
@@ -225,7 +227,12 @@ async fn oauth_connections_expire_ninety_days_after_their_last_renewal_and_failu
 /// secret ending 40 days from now) serves an outgoing Graph mailbox "Support" and an
 /// incoming-only one; returns the tenant, its admin, the day the secret ends, and the id of
 /// each mailbox as the sender list offers it (the incoming one is not offered).
-async fn graph_sender(app: &TestApp, roles: &[&str]) -> (Tenant, Browser, Date, String, String) {
+/// The tenant, its admin, the day the Graph credential's secret ends, the outgoing and the
+/// incoming mailbox's ids, and the credential's page.
+async fn graph_sender(
+    app: &TestApp,
+    roles: &[&str],
+) -> (Tenant, Browser, Date, String, String, String) {
     app.microsoft
         .add_directory(CONTOSO, &["contoso.onmicrosoft.com", "contoso.com"]);
     let mut azure_app = FakeApp::new(MAIL_APP, CONTOSO).secret(
@@ -259,6 +266,7 @@ async fn graph_sender(app: &TestApp, roles: &[&str]) -> (Tenant, Browser, Date, 
         .await
         .location
         .unwrap();
+    let credential_page = credential.clone();
     let credential = credential.rsplit('/').next().unwrap().to_owned();
     let segment = admin
         .submit(
@@ -306,7 +314,7 @@ async fn graph_sender(app: &TestApp, roles: &[&str]) -> (Tenant, Browser, Date, 
     .assert_lacks("Alerts cannot be sent yet");
     let inbox = ids.pop().unwrap();
     let support = ids.pop().unwrap();
-    (tenant, admin, ends_on, support, inbox)
+    (tenant, admin, ends_on, support, inbox, credential_page)
 }
 
 /// Neither the Graph secret nor any token Microsoft issued reaches a page or a log line.
@@ -326,7 +334,7 @@ fn assert_no_secret_shown(app: &TestApp, admin: &Browser) {
 
 async fn alerts_are_sent_once_as_a_graph_mailbox_and_audited(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (tenant, admin, ends_on, support, inbox) =
+    let (tenant, admin, ends_on, support, inbox, _) =
         graph_sender(&app, &["Mail.ReadWrite", "Mail.Send"]).await;
     let recipients = ["it@acme.test", "ops@acme.test"];
 
@@ -428,7 +436,7 @@ async fn alerts_are_sent_once_as_a_graph_mailbox_and_audited(backend: Backend) {
 
 async fn an_app_without_mail_send_fails_the_alert_in_plain_words_until_granted(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (tenant, admin, ends_on, support, _) = graph_sender(&app, &["Mail.ReadWrite"]).await;
+    let (tenant, admin, ends_on, support, _, _) = graph_sender(&app, &["Mail.ReadWrite"]).await;
     admin
         .submit(
             "/t/acme/expiring",
@@ -507,4 +515,113 @@ async fn an_app_without_mail_send_fails_the_alert_in_plain_words_until_granted(b
         .await
         .assert_contains("badge ok\">Sent</span>");
     assert_no_secret_shown(&app, &admin);
+}
+
+async fn an_alert_about_a_secret_replaced_meanwhile_is_withdrawn_not_sent(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, admin, ends_on, support, _, credential) =
+        graph_sender(&app, &["Mail.ReadWrite"]).await;
+    admin
+        .submit(
+            "/t/acme/expiring",
+            "/t/acme/expiring/alerts",
+            &[
+                ("recipients", "it@acme.test"),
+                ("sender_mailbox_id", &support),
+            ],
+        )
+        .await
+        .assert_redirect("/t/acme/expiring?saved=1");
+    let admin = days_before(&app, ends_on, 7).await;
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!((run.planned, run.sent, run.failed), (1, 0, 1));
+    admin
+        .get("/t/acme/expiring")
+        .await
+        .assert_contains("Not sent yet (1 tries)");
+
+    // Before the retry, an admin replaces the secret (valid another year) and Mail.Send is
+    // granted: the alert about the old secret would now go out, but it no longer applies.
+    let next_year = (app.state.clock.now() + Duration::days(365))
+        .date()
+        .to_string();
+    admin
+        .submit(
+            &credential,
+            &format!("{credential}/secret"),
+            &[
+                ("client_secret", "Graph~Replaced-Secret"),
+                ("secret_expires_on", &next_year),
+            ],
+        )
+        .await
+        .assert_redirect(&format!("{credential}?done=secret"));
+    app.microsoft.add_app(
+        FakeApp::new(MAIL_APP, CONTOSO)
+            .secret(
+                "Graph~Replaced-Secret",
+                OffsetDateTime::now_utc() + Duration::days(365),
+            )
+            .application_role("Mail.ReadWrite")
+            .application_role("Mail.Send"),
+    );
+    app.state.clock.advance(Duration::hours(2));
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!((run.planned, run.sent, run.failed), (0, 0, 0));
+    assert!(app.microsoft.sent_mail().is_empty());
+    let page = admin.get("/t/acme/expiring").await;
+    page.assert_lacks("Not sent yet");
+    // Nothing left to retry: later runs send nothing either.
+    app.state.clock.advance(Duration::days(1));
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!((run.planned, run.sent, run.failed), (0, 0, 0));
+    let audit = app.audit_actions(&tenant).await;
+    assert!(
+        audit
+            .iter()
+            .all(|(action, _, _)| action != "expiry_alert.sent"),
+        "{audit:?}"
+    );
+}
+
+async fn no_alert_goes_through_a_mailbox_disabled_since_it_was_chosen(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, admin, ends_on, support, _, credential) =
+        graph_sender(&app, &["Mail.ReadWrite", "Mail.Send"]).await;
+    admin
+        .submit(
+            "/t/acme/expiring",
+            "/t/acme/expiring/alerts",
+            &[
+                ("recipients", "it@acme.test"),
+                ("sender_mailbox_id", &support),
+            ],
+        )
+        .await
+        .assert_redirect("/t/acme/expiring?saved=1");
+    // The mailbox is then disabled (the "Enabled" box left unticked).
+    let mailbox = format!("/t/acme/mailboxes/{support}");
+    let credential_id = credential.rsplit('/').next().unwrap();
+    admin
+        .submit(
+            &mailbox,
+            &mailbox,
+            &[
+                ("name", "Support"),
+                ("email", "support@contoso.com"),
+                ("protocol", "graph"),
+                ("direction", "outgoing"),
+                ("graph_credential_id", credential_id),
+            ],
+        )
+        .await
+        .assert_status(303);
+
+    let admin = days_before(&app, ends_on, 7).await;
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!((run.planned, run.sent, run.failed), (1, 0, 1));
+    assert!(app.microsoft.sent_mail().is_empty());
+    admin.get("/t/acme/expiring").await.assert_contains(
+        "Support is disabled or receives only: choose another sender on the Expiring page",
+    );
 }
