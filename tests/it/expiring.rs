@@ -317,6 +317,21 @@ async fn graph_sender(
     (tenant, admin, ends_on, support, inbox, credential_page)
 }
 
+/// Alerts go to it@acme.test, sent as the mailbox `sender`.
+async fn tell_it_through(admin: &Browser, sender: &str) {
+    admin
+        .submit(
+            "/t/acme/expiring",
+            "/t/acme/expiring/alerts",
+            &[
+                ("recipients", "it@acme.test"),
+                ("sender_mailbox_id", sender),
+            ],
+        )
+        .await
+        .assert_redirect("/t/acme/expiring?saved=1");
+}
+
 /// Neither the Graph secret nor any token Microsoft issued reaches a page or a log line.
 fn assert_no_secret_shown(app: &TestApp, admin: &Browser) {
     let tokens = app.microsoft.issued_tokens();
@@ -437,17 +452,7 @@ async fn alerts_are_sent_once_as_a_graph_mailbox_and_audited(backend: Backend) {
 async fn an_app_without_mail_send_fails_the_alert_in_plain_words_until_granted(backend: Backend) {
     let app = spawn_app(backend).await;
     let (tenant, admin, ends_on, support, _, _) = graph_sender(&app, &["Mail.ReadWrite"]).await;
-    admin
-        .submit(
-            "/t/acme/expiring",
-            "/t/acme/expiring/alerts",
-            &[
-                ("recipients", "it@acme.test"),
-                ("sender_mailbox_id", &support),
-            ],
-        )
-        .await
-        .assert_redirect("/t/acme/expiring?saved=1");
+    tell_it_through(&admin, &support).await;
 
     let admin = days_before(&app, ends_on, 7).await;
     let run = alerts::run(&app.state).await.unwrap();
@@ -521,17 +526,7 @@ async fn an_alert_about_a_secret_replaced_meanwhile_is_withdrawn_not_sent(backen
     let app = spawn_app(backend).await;
     let (tenant, admin, ends_on, support, _, credential) =
         graph_sender(&app, &["Mail.ReadWrite"]).await;
-    admin
-        .submit(
-            "/t/acme/expiring",
-            "/t/acme/expiring/alerts",
-            &[
-                ("recipients", "it@acme.test"),
-                ("sender_mailbox_id", &support),
-            ],
-        )
-        .await
-        .assert_redirect("/t/acme/expiring?saved=1");
+    tell_it_through(&admin, &support).await;
     let admin = days_before(&app, ends_on, 7).await;
     let run = alerts::run(&app.state).await.unwrap();
     assert_eq!((run.planned, run.sent, run.failed), (1, 0, 1));
@@ -588,17 +583,7 @@ async fn no_alert_goes_through_a_mailbox_disabled_since_it_was_chosen(backend: B
     let app = spawn_app(backend).await;
     let (_, admin, ends_on, support, _, credential) =
         graph_sender(&app, &["Mail.ReadWrite", "Mail.Send"]).await;
-    admin
-        .submit(
-            "/t/acme/expiring",
-            "/t/acme/expiring/alerts",
-            &[
-                ("recipients", "it@acme.test"),
-                ("sender_mailbox_id", &support),
-            ],
-        )
-        .await
-        .assert_redirect("/t/acme/expiring?saved=1");
+    tell_it_through(&admin, &support).await;
     // The mailbox is then disabled (the "Enabled" box left unticked).
     let mailbox = format!("/t/acme/mailboxes/{support}");
     let credential_id = credential.rsplit('/').next().unwrap();
