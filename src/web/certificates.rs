@@ -3,6 +3,7 @@
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 
 use super::error::AppError;
@@ -136,4 +137,20 @@ fn file_name_part(name: &str) -> String {
     } else {
         part.to_owned()
     }
+}
+
+/// "Renew certificate" (and "Use a certificate instead"): how long the next one is valid.
+#[derive(Deserialize)]
+pub struct RenewForm {
+    #[serde(default)]
+    pub(super) valid_months: String,
+    #[serde(default)]
+    pub(super) version: i64,
+}
+
+/// "Switch to the new certificate": the version of the page it was pressed on.
+#[derive(Deserialize)]
+pub struct VersionForm {
+    #[serde(default)]
+    pub(super) version: i64,
 }

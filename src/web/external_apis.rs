@@ -10,7 +10,8 @@ use serde::Deserialize;
 use time::{Date, Duration};
 
 use super::certificates::{
-    self, CertificateFile, CertificateView, certificate_detail, new_certificate,
+    self, CertificateFile, CertificateView, RenewForm, VersionForm, certificate_detail,
+    new_certificate,
 };
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
@@ -589,14 +590,6 @@ pub async fn replace_secret(
     Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=secret"))).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct RenewForm {
-    #[serde(default)]
-    valid_months: String,
-    #[serde(default)]
-    version: i64,
-}
-
 /// "Renew certificate" (or, for a client-secret credential, "Use a certificate instead"):
 /// generates the next certificate while the current secret or certificate keeps working,
 /// so the admin can upload it to Azure before Portico switches.
@@ -647,12 +640,6 @@ pub async fn renew_certificate(
     )
     .await?;
     Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=renewed"))).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct VersionForm {
-    #[serde(default)]
-    version: i64,
 }
 
 /// "Switch to the new certificate": first asks Microsoft for a token with it, so a

@@ -8,7 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::certificates::{
-    self, CertificateFile, CertificateView, certificate_detail, new_certificate,
+    self, CertificateFile, CertificateView, RenewForm, VersionForm, certificate_detail,
+    new_certificate,
 };
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
@@ -494,14 +495,6 @@ async fn changed_meanwhile_page(state: &App, ctx: &TenantCtx) -> Result<Response
     Ok(Conflict(page).into_response())
 }
 
-#[derive(Deserialize)]
-pub struct RenewForm {
-    #[serde(default)]
-    valid_months: String,
-    #[serde(default)]
-    version: i64,
-}
-
 /// "Renew certificate" (or, for settings with a client secret, "Use a certificate
 /// instead"): generates the next certificate while the current certificate or secret keeps
 /// working, so the admin can upload it to Azure before sign-in switches to it.
@@ -558,12 +551,6 @@ pub async fn renew_certificate(
     )
     .await?;
     Ok(Redirect::to(&ctx.path("/settings/microsoft-sign-in?done=renewed")).into_response())
-}
-
-#[derive(Deserialize)]
-pub struct VersionForm {
-    #[serde(default)]
-    version: i64,
 }
 
 /// "Switch to the new certificate", from the current certificate or the client secret,
