@@ -30,10 +30,7 @@ impl DatabaseArgs {
     pub fn resolved_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!(
-                "sqlite://{}?mode=rwc",
-                self.data_dir.join("portico.db").display()
-            ),
+            None => format!("sqlite://{}", self.data_dir.join("portico.db").display()),
         }
     }
 }
@@ -308,9 +305,10 @@ fn smtp_relay(args: &ServeArgs, base_url: &Url) -> Result<Option<SmtpRelay>, Con
     }))
 }
 
-/// Creates the data directory when needed, so a fresh checkout runs without setup.
+/// Creates the data directory when needed (private: it holds the key and the database), so a
+/// fresh checkout runs without setup.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), ConfigError> {
-    std::fs::create_dir_all(dir).map_err(|source| ConfigError::DataDir {
+    crate::store::create_private_dir(dir).map_err(|source| ConfigError::DataDir {
         path: dir.to_path_buf(),
         source,
     })

@@ -58,12 +58,7 @@ pub fn sqlite_path(url: &str) -> Result<PathBuf, BackupError> {
         None => return Err(BackupError::UnsupportedUrl),
         Some(Backend::Sqlite) => {}
     }
-    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Err(BackupError::UnsupportedUrl);
-    }
-    Ok(PathBuf::from(path))
+    super::sqlite_file(url).ok_or(BackupError::UnsupportedUrl)
 }
 
 /// Writes a consistent copy of the SQLite database at `database_url` to the new file `to`

@@ -17,12 +17,16 @@ pub mod sessions;
 pub mod tenants;
 pub mod users;
 
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor as _};
 use time::OffsetDateTime;
 
@@ -51,6 +55,11 @@ impl Backend {
 pub enum StoreError {
     #[error("DATABASE_URL must start with sqlite: or postgres:")]
     UnsupportedUrl,
+    #[error("cannot create or open the SQLite database {path}: {source}")]
+    SqliteFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -71,6 +80,9 @@ impl Db {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::of_url(url).ok_or(StoreError::UnsupportedUrl)?;
+        if backend == Backend::Sqlite {
+            create_sqlite_file(url)?;
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
                 Backend::Sqlite => 8,
@@ -189,6 +201,68 @@ impl Db {
     pub fn queries_started(&self) -> u64 {
         self.queries.load(Ordering::Relaxed)
     }
+}
+
+/// The file an SQLite URL names (`sqlite:PATH`, `sqlite://PATH`, `sqlite:///ABSOLUTE`, with
+/// sqlx's percent-decoding), or `None` for an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let in_memory = path.as_os_str().is_empty()
+        || path.to_string_lossy().starts_with("file:sqlx-in-memory-")
+        || sqlite_mode(url).as_deref() == Some("memory");
+    (!in_memory).then(|| path.to_path_buf())
+}
+
+/// The `mode` parameter of an SQLite URL, if it has one.
+fn sqlite_mode(url: &str) -> Option<String> {
+    let (_, query) = url.split_once('?')?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "mode")
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Creates the SQLite file named by `url`, and its directory, when missing, both private to
+/// Portico's user: the file holds password hashes and sealed secrets. sqlx would only say
+/// "unable to open database file"; this names the path and the reason. A URL that asks for
+/// an existing file (`mode=ro` or `mode=rw`) is left to sqlx.
+fn create_sqlite_file(url: &str) -> Result<(), StoreError> {
+    let Some(path) = sqlite_file(url) else {
+        return Ok(());
+    };
+    if sqlite_mode(url).is_some_and(|mode| mode != "rwc") {
+        return Ok(());
+    }
+    let failed = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::SqliteFile { path, source }
+    };
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        create_private_dir(dir).map_err(failed(dir))?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(failed(&path))?;
+    Ok(())
+}
+
+/// Creates `dir` and any missing parents with mode 0700; existing directories are kept as
+/// they are.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|err| match err.kind() {
+            // What is there is a file: "File exists" would read as if all were well.
+            std::io::ErrorKind::AlreadyExists => std::io::ErrorKind::NotADirectory.into(),
+            _ => err,
+        })
 }
 
 /// Migrations compared: the database's and this version's.
@@ -356,6 +430,26 @@ pub(crate) fn like_pattern(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file_as_sqlx_opens_it() {
+        let file = |url| sqlite_file(url).map(|path| path.display().to_string());
+        assert_eq!(
+            file("sqlite:///var/lib/p.db").as_deref(),
+            Some("/var/lib/p.db")
+        );
+        assert_eq!(
+            file("sqlite://data/p.db?mode=rwc").as_deref(),
+            Some("data/p.db")
+        );
+        assert_eq!(file("sqlite:data/p.db").as_deref(), Some("data/p.db"));
+        assert_eq!(
+            file("sqlite:///my%20dir/p.db").as_deref(),
+            Some("/my dir/p.db")
+        );
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://p.db?mode=memory"), None);
+    }
 
     /// Migration 10 rebuilds graph_credentials on SQLite. A database with data made by the
     /// migrations before it keeps every credential, and every mailbox still points at its

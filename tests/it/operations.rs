@@ -593,3 +593,65 @@ async fn two_instances_migrating_one_postgres_at_once_both_start() {
     let files = std::fs::read_dir("migrations/postgres").unwrap().count();
     assert_eq!((applied, succeeded), (files as i64, files as i64));
 }
+
+/// The form every SQLite tool takes, with no `?mode=rwc`, on a machine where nothing of it
+/// exists yet: Portico creates the directories and the file, private to its user.
+#[tokio::test]
+async fn a_plain_sqlite_url_to_a_new_directory_creates_the_database_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("some/new/dir/portico.db");
+    let mut command = portico(
+        &dir.path().join("data"),
+        &["serve", "--bind", "127.0.0.1:0"],
+    );
+    command.env("DATABASE_URL", format!("sqlite://{}", database.display()));
+    let server = Running::start(command).await;
+
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&database), 0o600);
+    for created in ["some", "some/new", "some/new/dir"] {
+        assert_eq!(mode(&dir.path().join(created)), 0o700, "{created}");
+    }
+    // The tenants table was made and read: the first run offers its setup link.
+    assert!(
+        server
+            .output
+            .iter()
+            .any(|line| line.contains("no tenant exists yet")),
+        "{:?}",
+        server.output
+    );
+}
+
+/// A database path that cannot be made fails at start with one line naming it and why.
+#[tokio::test]
+async fn an_sqlite_path_that_cannot_be_created_is_named_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_directory = dir.path().join("portico.conf");
+    std::fs::write(&not_a_directory, "").unwrap();
+    let database = not_a_directory.join("portico.db");
+    let mut command = portico(
+        &dir.path().join("data"),
+        &["serve", "--bind", "127.0.0.1:0"],
+    );
+    command.env("DATABASE_URL", format!("sqlite://{}", database.display()));
+
+    let output = run(command, "").await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.contains("error"))
+        .collect();
+    assert_eq!(
+        errors,
+        [format!(
+            "error: database: cannot create or open the SQLite database {}: not a directory",
+            not_a_directory.display()
+        )],
+        "{stderr}"
+    );
+}

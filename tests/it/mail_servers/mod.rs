@@ -5,4 +5,4 @@ mod alerts;
 mod mailbox_page;
 mod oauth;
 mod probe;
-mod servers;
+pub mod servers;

@@ -8,7 +8,7 @@
 //! however it exits, and the pipe closes.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -31,8 +31,43 @@ pub const UNICODE_PASSWORD: &str = "pässwörd ✓";
 /// How long the servers get to start on a busy two-core machine.
 const STARTUP: Duration = Duration::from_secs(30);
 
-const INSTALL_DOVECOT: &str = "apt-get install -y dovecot-imapd dovecot-pop3d";
-const INSTALL_AIOSMTPD: &str = "python3 -m pip install aiosmtpd";
+/// Where the mail servers come from, said once when one is missing.
+const INSTALL: &str = "run ./test, which installs what the suite needs (Dovecot, aiosmtpd, \
+     PostgreSQL, Chromium) and runs it";
+
+/// The programs the mail servers run on, found on this machine.
+pub struct Installed {
+    dovecot: PathBuf,
+    /// A Python that has aiosmtpd: not always the first `python3` on PATH (a pyenv one
+    /// hides Debian's python3-aiosmtpd).
+    python: PathBuf,
+}
+
+/// Dovecot and a Python with aiosmtpd, looked up once. When either is missing the test binary
+/// stops at once with one line saying what to run, instead of every mail test panicking with
+/// the same story.
+pub fn installed() -> &'static Installed {
+    static INSTALLED: OnceLock<Installed> = OnceLock::new();
+    INSTALLED.get_or_init(|| match (dovecot_binary(), python_with_aiosmtpd()) {
+        (Some(dovecot), Some(python)) => Installed { dovecot, python },
+        (dovecot, python) => {
+            let missing = [
+                dovecot.is_none().then_some("Dovecot (IMAP and POP3)"),
+                python.is_none().then_some("aiosmtpd (SMTP)"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" and ");
+            // Straight to the process's stderr: the test harness captures eprintln!.
+            let _ = writeln!(
+                std::io::stderr(),
+                "The tests need {missing}, not found on this machine: {INSTALL}."
+            );
+            std::process::exit(2)
+        }
+    })
+}
 
 pub struct MailServers {
     /// IMAP with STARTTLS (as on port 143). Dovecot's ports listen on 127.0.0.2 as well,
@@ -171,7 +206,7 @@ exit "$status"
 "#;
 
 fn start_dovecot(dir: &Path, imap: u16, imaps: u16, pop3: u16, pop3s: u16) -> Child {
-    let binary = dovecot_binary();
+    let binary = &installed().dovecot;
     let dir_text = dir.display();
     fs::write(
         dir.join("users"),
@@ -242,7 +277,7 @@ service pop3-login {{
 
     let mut child = Command::new("sh")
         .args(["-c", DOVECOT_WRAPPER, "sh"])
-        .arg(&binary)
+        .arg(binary)
         .arg(&config_path)
         .arg(dir)
         .stdin(Stdio::piped())
@@ -266,8 +301,7 @@ service pop3-login {{
         if stopped.is_some() || Instant::now() > deadline {
             let log = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
             panic!(
-                "Dovecot did not start (exit: {stopped:?}); with the system's packages, run \
-                 `{INSTALL_DOVECOT}`.\nstderr:\n{}\nlog:\n{}",
+                "Dovecot did not start (exit: {stopped:?}).\nstderr:\n{}\nlog:\n{}",
                 log("dovecot.stderr"),
                 log("dovecot.log")
             );
@@ -277,20 +311,34 @@ service pop3-login {{
     child
 }
 
-/// `dovecot`, which root's PATH has, or where Debian puts it for everyone else's.
-fn dovecot_binary() -> PathBuf {
+/// `dovecot`, which root's PATH has, or where Debian puts it for everyone else's, with the
+/// IMAP and POP3 servers of dovecot-imapd and dovecot-pop3d beside it.
+fn dovecot_binary() -> Option<PathBuf> {
+    let protocols = ["/usr/lib/dovecot/imap", "/usr/lib/dovecot/pop3"];
+    if !protocols.iter().all(|server| Path::new(server).exists()) {
+        return None;
+    }
     ["dovecot", "/usr/sbin/dovecot"]
         .into_iter()
         .map(PathBuf::from)
-        .find(|binary| {
-            Command::new(binary)
-                .arg("--version")
-                .output()
-                .is_ok_and(|output| output.status.success())
-        })
-        .unwrap_or_else(|| {
-            panic!("Dovecot is not installed; the mail tests need it: `{INSTALL_DOVECOT}`.")
-        })
+        .find(|binary| runs(Command::new(binary).arg("--version")))
+}
+
+/// The first Python 3 that can import aiosmtpd: the one on PATH (pip's), then the system's.
+fn python_with_aiosmtpd() -> Option<PathBuf> {
+    ["python3", "/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|python| runs(Command::new(python).args(["-c", "import aiosmtpd"])))
+}
+
+fn runs(command: &mut Command) -> bool {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// Starts smtp_server.py and returns it with the ports it printed, by name.
@@ -300,7 +348,7 @@ fn start_smtp(dir: &Path, outbox: &Path) -> (Child, Vec<(String, u16)>) {
         "/tests/it/mail_servers/smtp_server.py"
     );
     let stderr_path = dir.join("smtp.stderr");
-    let mut child = Command::new("python3")
+    let mut child = Command::new(&installed().python)
         .arg(script)
         .arg(dir.join("server.pem"))
         .arg(dir.join("server.key"))
@@ -310,9 +358,7 @@ fn start_smtp(dir: &Path, outbox: &Path) -> (Child, Vec<(String, u16)>) {
         .stdout(Stdio::piped())
         .stderr(fs::File::create(&stderr_path).unwrap())
         .spawn()
-        .unwrap_or_else(|error| {
-            panic!("python3 could not be started ({error}); the mail tests need it with aiosmtpd: `{INSTALL_AIOSMTPD}`.")
-        });
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let (sender, receiver) = mpsc::channel();
     thread::spawn(move || {
@@ -323,7 +369,7 @@ fn start_smtp(dir: &Path, outbox: &Path) -> (Child, Vec<(String, u16)>) {
     let line = receiver.recv_timeout(STARTUP).unwrap_or_default();
     let Some(ports) = line.trim().strip_prefix("ready ") else {
         panic!(
-            "The SMTP server did not start; it needs `{INSTALL_AIOSMTPD}`.\nstderr:\n{}",
+            "The SMTP server did not start.\nstderr:\n{}",
             fs::read_to_string(&stderr_path).unwrap_or_default()
         );
     };

@@ -27,7 +27,7 @@ import uuid
 try:
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 except ImportError:
-    sys.exit("aiosmtpd is not installed: run `python3 -m pip install aiosmtpd`.")
+    sys.exit("aiosmtpd is not installed: run ./test, which installs it.")
 
 
 class Record:

@@ -100,6 +100,8 @@ pub async fn spawn_app_with(
     configure: impl FnOnce(&mut Config),
 ) -> TestApp {
     capture_logs();
+    // The suite needs the mail servers: without them it stops here, in its first test.
+    crate::mail_servers::servers::installed();
     let microsoft = FakeMicrosoft::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
