@@ -67,6 +67,7 @@ fn mail_probe_options(config: &Config) -> Result<ProbeOptions, StartError> {
     Ok(ProbeOptions {
         timeout: MAIL_TIMEOUT,
         extra_roots,
+        egress: config.egress.clone(),
     })
 }
 
@@ -77,7 +78,12 @@ impl App {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let clock = Clock::default();
         let metrics = Metrics::new()?;
-        let microsoft = Microsoft::new(&config.microsoft, clock.clone(), metrics.clone())?;
+        let microsoft = Microsoft::new(
+            &config.microsoft,
+            config.egress.clone(),
+            clock.clone(),
+            metrics.clone(),
+        )?;
         let mail_probe = mail_probe_options(&config)?;
         let db = Db::connect(&config.database_url).await?;
         db.migrate().await?;

@@ -10,6 +10,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::crypto::{Keyring, SecretKey};
+use crate::egress::{EgressPolicy, parse_allow_list};
 
 /// Where the database and the generated secret key live unless told otherwise.
 const DEFAULT_DATA_DIR: &str = "data";
@@ -97,6 +98,11 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTICO_SMTP_FROM")]
     pub smtp_from: Option<String>,
 
+    /// Internal ranges a tenant's mail servers and OAuth URLs may reach after all, as CIDRs
+    /// separated by commas or spaces (an on-premises Exchange at 10.20.0.0/16, say).
+    #[arg(long, env = "PORTICO_EGRESS_ALLOW")]
+    pub egress_allow: Option<String>,
+
     #[command(flatten)]
     pub microsoft: MicrosoftArgs,
 }
@@ -137,6 +143,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The deployment's mail relay (PORTICO_SMTP_URL), when there is one.
     pub smtp_relay: Option<SmtpRelay>,
+    /// What a tenant's settings may connect to.
+    pub egress: EgressPolicy,
 }
 
 /// PORTICO_SMTP_URL, which may hold a password, and the address mail through it comes from.
@@ -167,6 +175,11 @@ pub enum ConfigError {
          smtp://user:password@host:587?tls=required or smtp://host:25"
     )]
     SmtpUrl,
+    #[error(
+        "PORTICO_EGRESS_ALLOW: {0:?} is not a CIDR range such as 10.20.0.0/16 or an address \
+         such as 10.20.0.5"
+    )]
+    EgressAllow(String),
     #[error("PORTICO_SECRET_KEY must be base64 of exactly 32 bytes")]
     SecretKey,
     #[error(
@@ -247,6 +260,10 @@ impl Config {
             KeyFile::CreateWhenMissing,
         )?;
         let smtp_relay = smtp_relay(&args, &base_url)?;
+        let egress_allow = match &args.egress_allow {
+            Some(raw) => parse_allow_list(raw).map_err(ConfigError::EgressAllow)?,
+            None => Vec::new(),
+        };
         Ok(Self {
             bind: args.bind,
             base_url,
@@ -261,6 +278,7 @@ impl Config {
             },
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             smtp_relay,
+            egress: EgressPolicy::allowing(egress_allow),
         })
     }
 

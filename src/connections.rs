@@ -53,6 +53,7 @@ pub fn delegated_app<'a>(
     DelegatedApp {
         client_id: connection.client_id.to_string(),
         authorization_url: connection.authorization_url.clone().unwrap_or(authorize),
+        token_url_typed_by_tenant: connection.token_url.is_some(),
         token_url: connection.token_url.clone().unwrap_or(token),
         scope: &connection.scope,
         client_secret: secret,
@@ -226,6 +227,11 @@ pub async fn renew(app: &App, connection: &OAuthConnection) -> Result<Renewal, s
         }
         Err(CallError::Microsoft(error)) if !is_transient(&error) => {
             let reason = refusal_reason(&error);
+            needs_reauthentication(app, &connection, &lease, &reason).await
+        }
+        // The Token URL's name now resolves inside: that will not pass by itself.
+        Err(CallError::Destination(refused)) => {
+            let reason = format!("{refused} Nothing was sent there.");
             needs_reauthentication(app, &connection, &lease, &reason).await
         }
         Err(error) => {

@@ -8,6 +8,7 @@ use url::{Host, Url};
 use crate::clock::Clock;
 use crate::config::{KeyFile, MIN_METRICS_TOKEN_LEN, ServeArgs, load_keys};
 use crate::crypto::SecretKey;
+use crate::egress::{EgressPolicy, parse_allow_list};
 use crate::metrics::Metrics;
 use crate::microsoft::Microsoft;
 use crate::store::backup::sqlite_path;
@@ -72,6 +73,7 @@ pub async fn examine(args: &ServeArgs) -> Vec<Finding> {
     findings.extend(secret_key(args));
     findings.push(metrics_access(args));
     findings.extend(mail_ca_file(args));
+    findings.push(egress(args));
     findings.extend(database(args).await);
     findings.extend(microsoft(args).await);
     findings
@@ -234,6 +236,51 @@ fn mail_ca_file(args: &ServeArgs) -> Option<Finding> {
     })
 }
 
+/// What tenants' mail servers and OAuth URLs may reach: never the internal ranges, unless
+/// PORTICO_EGRESS_ALLOW opens some.
+fn egress(args: &ServeArgs) -> Finding {
+    const TOPIC: &str = "egress";
+    let raw = args.egress_allow.as_deref().unwrap_or_default();
+    let allowed = match parse_allow_list(raw) {
+        Ok(allowed) => allowed,
+        Err(item) => {
+            return Finding::problem(
+                Level::Fail,
+                TOPIC,
+                format!("PORTICO_EGRESS_ALLOW: {item:?} is not a CIDR range or an address"),
+                "write ranges such as 10.20.0.0/16, separated by commas",
+            );
+        }
+    };
+    if allowed.is_empty() {
+        return Finding::ok(
+            TOPIC,
+            "tenants' mail servers and OAuth URLs may reach public addresses only",
+        );
+    }
+    let list = allowed
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let metadata = EgressPolicy::allowing(allowed)
+        .check(std::net::IpAddr::from([169, 254, 169, 254]))
+        .is_ok();
+    if metadata {
+        Finding::problem(
+            Level::Warn,
+            TOPIC,
+            format!(
+                "tenants may also reach {list}, which includes 169.254.169.254, where cloud \
+                 metadata services hand out this machine's credentials"
+            ),
+            "allow only the ranges of your on-premises mail servers",
+        )
+    } else {
+        Finding::ok(TOPIC, format!("public addresses, and also {list}"))
+    }
+}
+
 async fn database(args: &ServeArgs) -> Vec<Finding> {
     const TOPIC: &str = "database";
     let url = args.database.resolved_url();
@@ -316,7 +363,13 @@ async fn microsoft(args: &ServeArgs) -> Vec<Finding> {
     let client = Metrics::new()
         .map_err(|err| err.to_string())
         .and_then(|metrics| {
-            Microsoft::new(&args.microsoft, Clock::default(), metrics).map_err(|e| e.to_string())
+            Microsoft::new(
+                &args.microsoft,
+                EgressPolicy::default(),
+                Clock::default(),
+                metrics,
+            )
+            .map_err(|e| e.to_string())
         });
     let microsoft = match client {
         Ok(microsoft) => microsoft,

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod crypto;
 pub mod doctor;
 pub mod domain;
+pub mod egress;
 pub mod expiry;
 pub mod jobs;
 pub mod key_rotation;

@@ -14,13 +14,14 @@ use rustls::{CertificateError, RootCertStore};
 use tokio::io::{
     AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
 };
-use tokio::net::{TcpStream, lookup_host};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::{Failure, ProbeOptions, ServerSettings, Stage};
 use crate::domain::Security;
+use crate::egress::ResolveError;
 
 /// The longest line accepted from a server. Capability lists run to a few hundred bytes; a
 /// peer sending more without a line break is not a mail server worth reading.
@@ -40,7 +41,7 @@ impl<'a> Connection<'a> {
         settings: &ServerSettings<'a>,
         options: &'a ProbeOptions,
     ) -> Result<Self, Failure> {
-        let tcp = connect(settings.host, settings.port, options.timeout).await?;
+        let tcp = connect(settings.host, settings.port, options).await?;
         let local_ip = tcp
             .local_addr()
             .map_err(|error| {
@@ -207,26 +208,21 @@ impl LineError {
 }
 
 /// Resolves `host` and connects to the first address that answers, all within `limit`.
-async fn connect(host: &str, port: u16, limit: Duration) -> Result<TcpStream, Failure> {
+async fn connect(host: &str, port: u16, options: &ProbeOptions) -> Result<TcpStream, Failure> {
+    let limit = options.timeout;
     let deadline = Instant::now() + limit;
-    let addresses: Vec<SocketAddr> = match timeout_at(deadline, lookup_host((host, port))).await {
-        Ok(Ok(addresses)) => addresses.collect(),
-        Ok(Err(error)) => {
-            return Err(Failure::new(
-                Stage::Dns,
-                format!("No server named \"{host}\" could be found: {error}."),
-            ));
-        }
-        Err(_) => {
-            return Err(Failure::new(
-                Stage::Dns,
-                format!(
-                    "Looking up \"{host}\" took longer than {}.",
-                    describe(limit)
-                ),
-            ));
-        }
-    };
+    // Only the addresses the policy checked are connected to: no second lookup.
+    let addresses =
+        options
+            .egress
+            .resolve(host, port, limit)
+            .await
+            .map_err(|error| match error {
+                ResolveError::Refused(refused) => {
+                    Failure::new(Stage::Destination, refused.to_string())
+                }
+                other => Failure::new(Stage::Dns, other.to_string()),
+            })?;
     let mut failure = Failure::new(Stage::Dns, format!("\"{host}\" has no addresses."));
     for address in addresses {
         match timeout_at(deadline, TcpStream::connect(address)).await {

@@ -20,6 +20,7 @@ use rustls::pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{MailProtocol, Security};
+use crate::egress::EgressPolicy;
 use oauth::TokenCredentials;
 
 /// Where and how to reach one mail server. `Debug` shows the credential as `[REDACTED]`.
@@ -58,12 +59,16 @@ pub struct ProbeOptions {
     pub timeout: Duration,
     /// Trusted in addition to the public web roots: a company's private CA, or a test's.
     pub extra_roots: Vec<CertificateDer<'static>>,
+    /// What a tenant's mail servers may resolve to; checked before any byte is sent.
+    pub egress: EgressPolicy,
 }
 
 /// The step of a connection test, in the order they happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {
     Dns,
+    /// The egress policy: the server resolves inside the network Portico runs in.
+    Destination,
     Connect,
     Tls,
     Greeting,
@@ -75,6 +80,7 @@ impl Stage {
     pub fn label(self) -> &'static str {
         match self {
             Self::Dns => "DNS lookup",
+            Self::Destination => "Destination check",
             Self::Connect => "TCP connection",
             Self::Tls => "TLS certificate/handshake",
             Self::Greeting => "Server greeting",

@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Credential, ProbeOptions, ServerSettings};
 use crate::domain::Security;
+use crate::egress::ResolveError;
 
 /// A plain-text message to some recipients.
 pub struct OutgoingMessage<'a> {
@@ -39,6 +40,9 @@ pub enum SendError {
     Settings(String),
     #[error("sending failed: {0}")]
     Smtp(String),
+    /// The server's name did not resolve, or resolved where tenants' settings may not reach.
+    #[error("{0}")]
+    Destination(#[from] ResolveError),
 }
 
 /// Sends `message` along `route`.
@@ -73,7 +77,17 @@ pub async fn send(
                     vec![Mechanism::Xoauth2],
                 ),
             };
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(server.host)
+            // lettre is handed the address the egress policy checked, never the name to look
+            // up again; TLS still verifies the certificate against the name.
+            let addresses = options
+                .egress
+                .resolve(server.host, server.port, options.timeout)
+                .await?;
+            let checked = addresses
+                .first()
+                .map(|address| address.ip().to_string())
+                .ok_or_else(|| ResolveError::NoAddresses(server.host.to_owned()))?;
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(checked)
                 .port(server.port)
                 .tls(match server.security {
                     Security::Tls => Tls::Wrapper(tls),

@@ -18,6 +18,9 @@ pub struct DelegatedApp<'a> {
     pub client_id: String,
     pub authorization_url: String,
     pub token_url: String,
+    /// Whether `token_url` is one a tenant admin typed (Advanced) rather than Microsoft's:
+    /// only then does the egress policy stand between it and the operator's network.
+    pub token_url_typed_by_tenant: bool,
     pub scope: &'a str,
     pub client_secret: Option<&'a SecretString>,
 }
@@ -142,9 +145,19 @@ impl Microsoft {
         if let Some(secret) = app.client_secret {
             form.push(("client_secret", secret.expose_secret()));
         }
+        let http = if app.token_url_typed_by_tenant {
+            let url = Url::parse(&app.token_url)
+                .map_err(|e| CallError::Unexpected(format!("Token URL: {e}")))?;
+            // reqwest asks no resolver about a literal address.
+            self.egress
+                .check_url(&url)
+                .map_err(CallError::Destination)?;
+            &self.tenant_http
+        } else {
+            &self.http
+        };
         let tokens: TokenResponse = observed(&self.metrics, MicrosoftCall::Token, async {
-            let response = self
-                .http
+            let response = http
                 .post(&app.token_url)
                 .form(&form)
                 .send()

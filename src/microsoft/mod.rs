@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::config::MicrosoftArgs;
 use crate::domain::{Cloud, DirectoryId};
+use crate::egress::{self, EgressPolicy, Refused};
 use crate::metrics::{CallOutcome, Metrics, MicrosoftCall};
 pub use errors::{Advice, MicrosoftError};
 use keys::KeyCache;
@@ -25,7 +26,12 @@ use keys::KeyCache;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Microsoft {
+    /// For Microsoft's endpoints, as the operator configured them.
     http: reqwest::Client,
+    /// For endpoints a tenant admin typed (an OAuth connection's Token URL): every name it
+    /// resolves passes the egress policy.
+    tenant_http: reqwest::Client,
+    egress: EgressPolicy,
     login_override: Option<Url>,
     graph_override: Option<Url>,
     keys: KeyCache,
@@ -44,11 +50,16 @@ pub enum CallError {
     /// Microsoft answered something Portico cannot use.
     #[error("Microsoft's answer could not be read: {0}")]
     Unexpected(String),
+    /// A tenant's endpoint lies where tenants' settings may not reach; nothing was sent.
+    #[error("{0}")]
+    Destination(Refused),
 }
 
 impl CallError {
     fn from_reqwest(err: reqwest::Error) -> Self {
-        if err.is_timeout() {
+        if let Some(refused) = egress::refusal_in(&err) {
+            Self::Destination(refused.clone())
+        } else if err.is_timeout() {
             Self::Unreachable("no answer in time".into())
         } else if err.is_connect() {
             Self::Unreachable("the connection failed".into())
@@ -60,7 +71,7 @@ impl CallError {
     fn outcome(&self) -> CallOutcome {
         match self {
             Self::Microsoft(_) => CallOutcome::Refused,
-            Self::Unreachable(_) => CallOutcome::Unreachable,
+            Self::Unreachable(_) | Self::Destination(_) => CallOutcome::Unreachable,
             Self::Unexpected(_) => CallOutcome::Unexpected,
         }
     }
@@ -84,20 +95,25 @@ async fn observed<T>(
 impl Microsoft {
     pub fn new(
         args: &MicrosoftArgs,
+        egress: EgressPolicy,
         clock: Clock,
         metrics: Metrics,
     ) -> Result<Self, reqwest::Error> {
         // No call to Microsoft may keep a page waiting longer than the configured timeout.
         let total_timeout = Duration::from_secs(args.timeout_seconds.max(1));
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT.min(total_timeout))
-            .timeout(total_timeout)
-            // OAuth endpoints must never be followed blindly (RFC 9700 §4.11).
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Portico/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = || {
+            reqwest::Client::builder()
+                .connect_timeout(CONNECT_TIMEOUT.min(total_timeout))
+                .timeout(total_timeout)
+                // OAuth endpoints must never be followed blindly (RFC 9700 §4.11); a redirect
+                // would also lead around the egress policy.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("Portico/", env!("CARGO_PKG_VERSION")))
+        };
         Ok(Self {
-            http,
+            http: client().build()?,
+            tenant_http: client().dns_resolver(egress.resolver()).build()?,
+            egress,
             login_override: args.login_url.clone(),
             graph_override: args.graph_url.clone(),
             keys: KeyCache::new(clock, metrics.clone()),

@@ -225,7 +225,7 @@ fn directory_lookup_message(error: &CallError) -> &'static str {
         CallError::Microsoft(_) => {
             "Microsoft knows no directory by this name. Copy the Directory (tenant) ID from the app's Overview page in Azure."
         }
-        CallError::Unreachable(_) | CallError::Unexpected(_) => {
+        CallError::Unreachable(_) | CallError::Unexpected(_) | CallError::Destination(_) => {
             "Microsoft could not be reached to look up this domain. Try again, or enter the directory's GUID."
         }
     }

@@ -245,7 +245,16 @@ async fn parse(
         }
         Some(protocol) => {
             let security = errors.check("security", Security::parse(&form.security));
-            let host = errors.check("host", parse_host(&form.host));
+            let host = errors.check(
+                "host",
+                parse_host(&form.host).and_then(|host| {
+                    // A name is checked when it is resolved, before anything is sent.
+                    match state.config.egress.check_literal(&host) {
+                        Ok(()) => Ok(host),
+                        Err(refused) => Err(refused.for_setting("Server")),
+                    }
+                }),
+            );
             let port = security.and_then(|security| {
                 errors.check("port", parse_port(&form.port, protocol, security))
             });

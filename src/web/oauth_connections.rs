@@ -19,6 +19,7 @@ use crate::domain::{
     AuditAction, ClientId, Cloud, FieldErrors, OAuthAuthority, OAuthPurpose, OAuthStatus, Role,
     UserStatus, parse_name,
 };
+use crate::egress::EgressPolicy;
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::{CallError, MicrosoftError};
 use crate::store::oauth_connections::{
@@ -189,7 +190,7 @@ impl ConnectionForm {
         }
     }
 
-    fn parse(&self) -> Result<ConnectionFields, FieldErrors> {
+    fn parse(&self, egress: &EgressPolicy) -> Result<ConnectionFields, FieldErrors> {
         let mut errors = FieldErrors::new();
         let name = errors.check(
             "name",
@@ -199,14 +200,21 @@ impl ConnectionForm {
         let authority = errors.check("directory", OAuthAuthority::parse(&self.directory));
         let cloud = errors.check("cloud", Cloud::parse(&self.cloud));
         let purpose = errors.check("purpose", OAuthPurpose::parse(&self.purpose));
-        let url = |field: &'static str, raw: &str, errors: &mut FieldErrors| {
+        let url = |field: &'static str, label: &str, raw: &str, errors: &mut FieldErrors| {
             let raw = raw.trim();
             if raw.is_empty() {
                 return None;
             }
             match url::Url::parse(raw) {
-                // The client secret and refresh tokens travel to these URLs: https only.
-                Ok(url) if url.scheme() == "https" => Some(url.to_string()),
+                // The client secret and refresh tokens travel to these URLs: https only, and
+                // not into the operator's network (a name is checked when it is resolved).
+                Ok(url) if url.scheme() == "https" => match egress.check_url(&url) {
+                    Ok(()) => Some(url.to_string()),
+                    Err(refused) => {
+                        errors.add(field, refused.for_setting(label));
+                        None
+                    }
+                },
                 _ => {
                     errors.add(
                         field,
@@ -216,8 +224,13 @@ impl ConnectionForm {
                 }
             }
         };
-        let authorization_url = url("authorization_url", &self.authorization_url, &mut errors);
-        let token_url = url("token_url", &self.token_url, &mut errors);
+        let authorization_url = url(
+            "authorization_url",
+            "Authorization URL",
+            &self.authorization_url,
+            &mut errors,
+        );
+        let token_url = url("token_url", "Token URL", &self.token_url, &mut errors);
         let scope = match purpose {
             Some(OAuthPurpose::Custom) => {
                 let scope = self.scope.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -316,7 +329,7 @@ pub async fn create(
     Form(mut form): Form<ConnectionForm>,
 ) -> Result<Response, AppError> {
     let secret = typed_secret(&mut form);
-    let fields = match form.parse() {
+    let fields = match form.parse(&state.config.egress) {
         Ok(fields) => fields,
         Err(errors) => return Ok(Rejected(new_page(&state, &ctx, form, errors)).into_response()),
     };
@@ -411,7 +424,7 @@ pub async fn update(
         page.errors = errors;
         Rejected(page).into_response()
     };
-    let fields = match form.parse() {
+    let fields = match form.parse(&state.config.egress) {
         Ok(fields) => fields,
         Err(errors) => return Ok(rejected(form, errors)),
     };
@@ -705,6 +718,9 @@ fn explain(state: &App, connection: &OAuthConnection, error: &CallError) -> Stri
                 "{}{code}. {} {}{trace}",
                 advice.title, advice.meaning, advice.next_step
             )
+        }
+        CallError::Destination(refused) => {
+            format!("{refused} Nothing was sent there, and nothing was stored.")
         }
         other => format!("{other}. Nothing was stored; try again."),
     }

@@ -13,6 +13,7 @@ mod assets;
 mod auth;
 mod certificates;
 mod concurrency;
+mod egress;
 mod expiring;
 mod external_apis;
 mod health;

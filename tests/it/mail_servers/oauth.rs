@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::probe::{Attempt, TIMEOUT, connected, failed_at, trusting_test_ca};
+use super::probe::{Attempt, TIMEOUT, connected, failed_at, loopback_allowed, trusting_test_ca};
 use super::servers::{USER, mail_servers};
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.right-token";
@@ -290,6 +290,7 @@ fn plain_text() -> ProbeOptions {
     ProbeOptions {
         timeout: TIMEOUT,
         extra_roots: Vec::new(),
+        egress: loopback_allowed(),
     }
 }
 

@@ -2,6 +2,7 @@ use std::net::TcpListener as StdTcpListener;
 use std::time::{Duration, Instant};
 
 use portico::domain::{MailProtocol, Security};
+use portico::egress::EgressPolicy;
 use portico::mail::{Credential, ProbeOptions, ProbeOutcome, ServerSettings, Stage, probe};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -11,11 +12,18 @@ use super::servers::{PASSWORD, UNICODE_PASSWORD, UNICODE_USER, USER, mail_server
 
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The test servers listen on loopback, which the operator opens as PORTICO_EGRESS_ALLOW
+/// would.
+pub(super) fn loopback_allowed() -> EgressPolicy {
+    EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()])
+}
+
 /// Options that trust the test CA, as `--mail-ca-file` would for a private CA.
 pub(super) fn trusting_test_ca() -> ProbeOptions {
     ProbeOptions {
         timeout: TIMEOUT,
         extra_roots: vec![mail_servers().ca.clone()],
+        egress: loopback_allowed(),
     }
 }
 
@@ -223,6 +231,7 @@ async fn a_certificate_from_an_unknown_authority_fails_at_tls() {
     let public_roots_only = ProbeOptions {
         timeout: TIMEOUT,
         extra_roots: Vec::new(),
+        egress: loopback_allowed(),
     };
 
     let message = failed_at(Stage::Tls, attempt.probe(&public_roots_only).await);
@@ -315,6 +324,7 @@ async fn a_server_that_never_speaks_fails_at_greeting_on_time() {
     let options = ProbeOptions {
         timeout: Duration::from_secs(1),
         extra_roots: Vec::new(),
+        egress: loopback_allowed(),
     };
 
     let started = Instant::now();
@@ -371,6 +381,7 @@ async fn an_unknown_host_fails_at_dns() {
     let options = ProbeOptions {
         timeout: Duration::from_secs(5),
         extra_roots: Vec::new(),
+        egress: loopback_allowed(),
     };
 
     let message = failed_at(Stage::Dns, attempt.probe(&options).await);

@@ -12,6 +12,7 @@ use portico::app::{App, AppState};
 use portico::config::{Config, MetricsAccess, MicrosoftArgs};
 use portico::crypto::SecretKey;
 use portico::domain::{DisplayName, EmailAddress, Role, Slug, TenantName};
+use portico::egress::EgressPolicy;
 use portico::store::tenants::{self, Tenant};
 use portico::store::users::{self, NewUser, UserId};
 use reqwest::StatusCode;
@@ -121,6 +122,9 @@ pub async fn spawn_app_with(
         metrics: MetricsAccess::default(),
         shutdown_timeout: std::time::Duration::from_secs(5),
         smtp_relay: None,
+        // The tests' mail servers and OAuth endpoints listen on loopback, as an operator
+        // would open an on-premises range.
+        egress: EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
     };
     configure(&mut config);
     let state = App::start(config).await.unwrap();
