@@ -12,7 +12,9 @@ use crate::domain::{AuditAction, OAuthAuthority, OAuthStatus};
 use crate::microsoft::delegated::{DelegatedApp, DelegatedTokens, PendingAuthorization};
 use crate::microsoft::{CallError, MicrosoftError};
 use crate::store::audit::{self, NewAuditEvent};
-use crate::store::oauth_connections::{self, OAuthConnection, SealedTokens, secret_context};
+use crate::store::oauth_connections::{
+    self, ConnectionFields, OAuthConnection, SealedTokens, secret_context,
+};
 use crate::store::tenants::TenantId;
 
 /// Access tokens are renewed this long before they expire.
@@ -35,6 +37,34 @@ pub fn client_secret(
             )
         })
         .transpose()
+}
+
+/// The settings a stored client secret is bound to that `fields` would change, by their
+/// labels: the secret goes only to the app, directory, cloud and URLs it was entered for.
+pub fn secret_destination_changes(
+    stored: &OAuthConnection,
+    fields: &ConnectionFields,
+) -> Vec<&'static str> {
+    [
+        (
+            "Application (client) ID",
+            stored.client_id != fields.client_id,
+        ),
+        (
+            "Directory (tenant) ID",
+            stored.directory != fields.directory,
+        ),
+        ("cloud", stored.cloud != fields.cloud),
+        (
+            "Authorization URL",
+            stored.authorization_url != fields.authorization_url,
+        ),
+        ("Token URL", stored.token_url != fields.token_url),
+    ]
+    .into_iter()
+    .filter(|(_, changed)| *changed)
+    .map(|(label, _)| label)
+    .collect()
 }
 
 /// The app and endpoints to use: the admin's own (Advanced), or Microsoft's.
@@ -102,16 +132,20 @@ pub async fn complete_authentication(
         refresh_token: Some(&refresh),
     };
     let now = app.clock.now().unix_timestamp();
-    oauth_connections::store_authentication(
+    let stored = oauth_connections::store_authentication(
         &app.db,
         &connection.tenant_id,
         &connection.id,
+        connection.version,
         &who,
         &sealed,
         now,
     )
     .await
     .map_err(|err| AuthenticationError::Store(err.to_string()))?;
+    if !stored {
+        return Err(AuthenticationError::SettingsChanged);
+    }
     Ok(Ok(who))
 }
 
@@ -121,6 +155,13 @@ pub enum AuthenticationError {
     Seal(#[from] SealError),
     #[error("storing the tokens: {0}")]
     Store(String),
+    /// The connection was saved while Microsoft answered: the consent was for settings that
+    /// no longer hold, so its tokens were not stored.
+    #[error(
+        "The connection's settings were changed while Microsoft answered, so nothing was \
+         stored. Authenticate again."
+    )]
+    SettingsChanged,
 }
 
 fn expiry(app: &App, tokens: &DelegatedTokens) -> i64 {

@@ -162,8 +162,20 @@ async fn needs_reauthentication(db: &Db, keys: &Keyring, tenant: &TenantId) -> R
         expires_at: now + 3600,
         refresh_token: Some(&refresh),
     };
-    oauth_connections::store_authentication(db, tenant, &id, "support@contoso.com", &tokens, now)
-        .await?;
+    // A new connection is at version 1.
+    let stored = oauth_connections::store_authentication(
+        db,
+        tenant,
+        &id,
+        1,
+        "support@contoso.com",
+        &tokens,
+        now,
+    )
+    .await?;
+    if !stored {
+        return Err("the new connection's tokens were not stored".into());
+    }
     let lease = oauth_connections::claim_renewal(db, tenant, &id, now, now + 60)
         .await?
         .ok_or("the new connection could not be leased")?;

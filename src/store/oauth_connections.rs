@@ -189,14 +189,15 @@ pub async fn create(
 }
 
 /// Saves the settings of the connection as loaded at `version` (`Stale` if it moved on
-/// since). A connection whose app or scope changed must be authenticated again, so its
-/// tokens are dropped.
+/// since), with a new sealed client secret when one was typed. A connection whose app or
+/// scope changed must be authenticated again, so its tokens are dropped.
 pub async fn update(
     db: &Db,
     tenant: &TenantId,
     id: &str,
     version: i64,
     fields: &ConnectionFields,
+    new_client_secret_sealed: Option<&str>,
 ) -> Result<(), SaveError> {
     let updated = sqlx::query(
         "UPDATE oauth_connections SET name = $1, client_id = $2, directory = $3, cloud = $4, \
@@ -204,7 +205,9 @@ pub async fn update(
          status = 'not_authenticated', status_reason = NULL, authenticated_as = NULL, \
          authenticated_at = NULL, refresh_token_sealed = NULL, access_token_sealed = NULL, \
          access_token_expires_at = NULL, renewal_failures = 0, renewal_not_before = NULL, \
-         renewal_lease = NULL, updated_at = $9, version = version + 1 \
+         renewal_lease = NULL, updated_at = $9, version = version + 1, \
+         client_secret_sealed = COALESCE($13, client_secret_sealed), \
+         secret_replaced_at = CASE WHEN $13 IS NULL THEN secret_replaced_at ELSE $9 END \
          WHERE tenant_id = $10 AND id = $11 AND version = $12",
     )
     .bind(&fields.name)
@@ -219,6 +222,7 @@ pub async fn update(
     .bind(tenant.as_str())
     .bind(id)
     .bind(version)
+    .bind(new_client_secret_sealed)
     .execute(db.pool())
     .await
     .map_err(save_error)?;
@@ -263,21 +267,25 @@ pub async fn replace_secret(
     .await
 }
 
-/// Records a successful authentication: tokens, who, and the status, in one statement.
+/// Records a successful authentication: tokens, who, and the status, in one statement, and
+/// only if the connection is still at `version`, the settings the consent was given for (a
+/// save during the code exchange wins, and these tokens are not stored). Returns whether
+/// they were stored.
 pub async fn store_authentication(
     db: &Db,
     tenant: &TenantId,
     id: &str,
+    version: i64,
     authenticated_as: &str,
     tokens: &SealedTokens<'_>,
     now: i64,
-) -> Result<(), SaveError> {
+) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query(
         "UPDATE oauth_connections SET status = 'authenticated', status_reason = NULL, \
          authenticated_as = $1, authenticated_at = $2, refresh_token_sealed = $3, \
          access_token_sealed = $4, access_token_expires_at = $5, renewed_at = $2, \
          renewal_failures = 0, renewal_not_before = NULL, renewal_lease = NULL \
-         WHERE tenant_id = $6 AND id = $7",
+         WHERE tenant_id = $6 AND id = $7 AND version = $8",
     )
     .bind(authenticated_as)
     .bind(now)
@@ -286,9 +294,10 @@ pub async fn store_authentication(
     .bind(tokens.expires_at)
     .bind(tenant.as_str())
     .bind(id)
+    .bind(version)
     .execute(db.pool())
     .await?;
-    found(updated.rows_affected())
+    Ok(updated.rows_affected() == 1)
 }
 
 /// Stores renewed tokens. The rotated refresh token and the new access token are written in

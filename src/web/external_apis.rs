@@ -489,6 +489,9 @@ pub async fn update(
     let credential = load(&state, &ctx, &id).await?;
     let mut errors = FieldErrors::new();
     let fields = parse_fields(&state, &form, &mut errors).await;
+    if let Some(fields) = &fields {
+        refuse_moving_the_secret(&credential, fields, &mut errors);
+    }
     let Some(fields) = fields.filter(|_| errors.is_empty()) else {
         let mut page = show_page(&state, &ctx, &credential).await?;
         page.form = form.without_secret();
@@ -531,6 +534,34 @@ pub async fn update(
     )
     .await?;
     Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=saved"))).into_response())
+}
+
+/// A client secret is sent to Microsoft for the app, directory and cloud it was entered for,
+/// never for another. (A certificate's private key is never sent: the admin uploads the
+/// certificate to whichever app it should prove.)
+fn refuse_moving_the_secret(
+    credential: &GraphCredential,
+    fields: &CredentialFields,
+    errors: &mut FieldErrors,
+) {
+    if !matches!(
+        credential.authentication,
+        Authentication::ClientSecret { .. }
+    ) {
+        return;
+    }
+    let message = "The stored client secret was entered for this app, directory and cloud, \
+                   and is never sent for another. To use another app, add a Graph credential \
+                   for it.";
+    for (field, changed) in [
+        ("client_id", credential.client_id != fields.client_id),
+        ("directory", credential.directory_id != fields.directory_id),
+        ("cloud", credential.cloud != fields.cloud),
+    ] {
+        if changed {
+            errors.add(field, message);
+        }
+    }
 }
 
 /// "Replace secret": a new secret and its new expiry date, as the seeds' "update client secret".

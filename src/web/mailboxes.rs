@@ -289,11 +289,27 @@ async fn parse(
                     }
                 }
             } else {
-                let has_stored_password = stored
-                    .and_then(|mailbox| mailbox.server.as_ref())
-                    .is_some_and(|server| server.password_sealed.is_some());
-                match &new_password {
-                    Some(password) => Some(ServerAuth::Password {
+                // A stored password belongs to where it was entered for: it is kept only
+                // while protocol, server, port, security and username stay the same.
+                let moved_from = stored.and_then(|mailbox| {
+                    let server = mailbox.server.as_ref()?;
+                    server.password_sealed.as_ref()?;
+                    Some(
+                        [
+                            ("Protocol", Some(mailbox.protocol) != Some(protocol)),
+                            ("Server", host.as_deref() != Some(server.host.as_str())),
+                            ("Port", port != Some(server.port)),
+                            ("Security", security != Some(server.security)),
+                            ("Username", username != server.username),
+                        ]
+                        .into_iter()
+                        .filter(|(_, changed)| *changed)
+                        .map(|(label, _)| label)
+                        .collect::<Vec<_>>(),
+                    )
+                });
+                match (&new_password, moved_from) {
+                    (Some(password), _) => Some(ServerAuth::Password {
                         sealed: Some(
                             state
                                 .config
@@ -301,8 +317,22 @@ async fn parse(
                                 .seal(password, &password_context(&ctx.tenant.id, mailbox_id)),
                         ),
                     }),
-                    None if has_stored_password => Some(ServerAuth::Password { sealed: None }),
-                    None => {
+                    (None, Some(changed)) if changed.is_empty() => {
+                        Some(ServerAuth::Password { sealed: None })
+                    }
+                    (None, Some(changed)) => {
+                        errors.add(
+                            "password",
+                            format!(
+                                "You changed the {}: the stored password was entered for the \
+                                 old settings and is never sent anywhere else. Enter the \
+                                 mailbox's password again.",
+                                changed.join(", ")
+                            ),
+                        );
+                        None
+                    }
+                    (None, None) => {
                         errors.add("password", "Enter the mailbox's password.");
                         None
                     }

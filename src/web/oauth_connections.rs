@@ -14,7 +14,7 @@ use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::session::{self, OAuthFlash, PendingOAuthConnection};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
-use crate::connections;
+use crate::connections::{self, AuthenticationError};
 use crate::domain::{
     AuditAction, ClientId, Cloud, FieldErrors, OAuthAuthority, OAuthPurpose, OAuthStatus, Role,
     UserStatus, parse_name,
@@ -410,6 +410,10 @@ pub async fn show(
     Ok(page)
 }
 
+/// The Edit form's client secret: its own key, since the "Update client secret" card on the
+/// same page has a `client_secret` field of its own.
+const EDIT_SECRET_FIELD: &str = "edit_client_secret";
+
 pub async fn update(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
@@ -428,7 +432,39 @@ pub async fn update(
         Ok(fields) => fields,
         Err(errors) => return Ok(rejected(form, errors)),
     };
-    match oauth_connections::update(&state.db, &ctx.tenant.id, &id, form.version, &fields).await {
+    let typed_secret = form
+        .client_secret
+        .as_ref()
+        .filter(|secret| !secret.expose_secret().trim().is_empty());
+    let moved = connections::secret_destination_changes(&connection, &fields);
+    let new_secret = match typed_secret {
+        Some(secret) => Some(state.config.secret_key.seal(
+            secret,
+            &secret_context(&ctx.tenant.id, &id, "client-secret"),
+        )),
+        None if connection.client_secret_sealed.is_some() && !moved.is_empty() => {
+            let message = format!(
+                "You changed the {}: the stored client secret was entered for the old \
+                 settings and is never sent anywhere else. Paste the client secret again.",
+                moved.join(", ")
+            );
+            return Ok(rejected(
+                form,
+                FieldErrors::single(EDIT_SECRET_FIELD, message),
+            ));
+        }
+        None => None,
+    };
+    match oauth_connections::update(
+        &state.db,
+        &ctx.tenant.id,
+        &id,
+        form.version,
+        &fields,
+        new_secret.as_deref(),
+    )
+    .await
+    {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
             return Ok(rejected(
@@ -448,7 +484,12 @@ pub async fn update(
         }
         Err(other) => return Err(other.into()),
     }
-    let detail = format!("{}; authenticate again", fields.purpose.label());
+    let secret = if new_secret.is_some() {
+        "client secret replaced; "
+    } else {
+        ""
+    };
+    let detail = format!("{}; {secret}authenticate again", fields.purpose.label());
     ctx.audit(
         &state,
         AuditAction::OAuthConnectionChanged,
@@ -643,18 +684,29 @@ pub async fn callback(
     let page = format!("/t/{}/oauth-connections/{}", tenant.slug, connection.id);
 
     let outcome = match (query.error.as_deref(), query.code.as_deref()) {
-        (Some(error), _) => Err(CallError::Microsoft(Box::new(
-            MicrosoftError::from_redirect(error, query.error_description.as_deref()),
-        ))),
-        (None, Some(code)) => connections::complete_authentication(
+        (Some(error), _) => Err(explain(
             &state,
             &connection,
-            &redirect_uri(&state),
-            code,
-            &pending.flow,
-        )
-        .await
-        .map_err(|e| AppError::Internal(Box::new(e)))?,
+            &CallError::Microsoft(Box::new(MicrosoftError::from_redirect(
+                error,
+                query.error_description.as_deref(),
+            ))),
+        )),
+        (None, Some(code)) => {
+            match connections::complete_authentication(
+                &state,
+                &connection,
+                &redirect_uri(&state),
+                code,
+                &pending.flow,
+            )
+            .await
+            {
+                Ok(outcome) => outcome.map_err(|error| explain(&state, &connection, &error)),
+                Err(changed @ AuthenticationError::SettingsChanged) => Err(changed.to_string()),
+                Err(other) => return Err(AppError::Internal(Box::new(other))),
+            }
+        }
         (None, None) => return Ok(expired()),
     };
     let flash = match outcome {
@@ -679,10 +731,10 @@ pub async fn callback(
                 message: format!("Authenticated as {who}. Portico now renews the token by itself."),
             }
         }
-        Err(error) => OAuthFlash {
+        Err(message) => OAuthFlash {
             connection_id: connection.id.clone(),
             ok: false,
-            message: explain(&state, &connection, &error),
+            message,
         },
     };
     session::set_oauth_flash(&session, flash).await?;

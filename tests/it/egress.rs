@@ -26,7 +26,7 @@ on_both_backends!(
 const BANNER: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3";
 
 /// A service on loopback that greets like SSH and counts who connected.
-async fn loopback_service() -> (u16, Arc<AtomicUsize>) {
+pub(crate) async fn loopback_service() -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));

@@ -8,8 +8,8 @@ use crate::support::fake_microsoft::{FakeApp, MailboxAccess};
 use crate::support::{Backend, Browser, Page, TestApp, captured_logs, spawn_app};
 
 const CONTOSO: Uuid = uuid!("44444444-4444-4444-8444-444444444444");
-const MAIL_APP: Uuid = uuid!("55555555-5555-4555-8555-555555555555");
-const SECRET: &str = "Graph~Canary-Secret.0123456789";
+pub(crate) const MAIL_APP: Uuid = uuid!("55555555-5555-4555-8555-555555555555");
+pub(crate) const SECRET: &str = "Graph~Canary-Secret.0123456789";
 
 on_both_backends!(
     admin_adds_a_credential_and_sees_the_granted_permissions,
@@ -24,14 +24,14 @@ on_both_backends!(
     deleting_and_other_tenants_ids,
 );
 
-fn in_days(days: i64) -> String {
+pub(crate) fn in_days(days: i64) -> String {
     (OffsetDateTime::now_utc() + Duration::days(days))
         .date()
         .to_string()
 }
 
 /// The mail app in Contoso, with these application permissions granted.
-fn register(app: &TestApp, roles: &[&str]) {
+pub(crate) fn register(app: &TestApp, roles: &[&str]) {
     app.microsoft
         .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
     let mut azure_app = FakeApp::new(MAIL_APP, CONTOSO)
@@ -48,7 +48,7 @@ fn register(app: &TestApp, roles: &[&str]) {
 }
 
 /// Adds a credential through the form; returns its page path.
-async fn add(admin: &Browser, secret: &str, expires_on: &str) -> String {
+pub(crate) async fn add(admin: &Browser, secret: &str, expires_on: &str) -> String {
     let page = admin
         .submit(
             "/t/acme/external-apis/new",
@@ -208,20 +208,25 @@ async fn wrong_expired_and_unknown_credentials_are_explained(backend: Backend) {
         .assert_contains("AADSTS7000222")
         .assert_contains("Client secret has expired");
 
+    // A secret is never sent for another app: the unknown app is a credential of its own.
     let unknown_app = Uuid::new_v4().to_string();
-    admin
+    let unknown = admin
         .submit(
-            &wrong,
-            &wrong,
+            "/t/acme/external-apis/new",
+            "/t/acme/external-apis",
             &[
-                ("name", "Support mail"),
+                ("name", "Unknown app"),
                 ("client_id", &unknown_app),
                 ("directory", &CONTOSO.to_string()),
                 ("cloud", "global"),
+                ("client_secret", SECRET),
+                ("secret_expires_on", &in_days(180)),
             ],
         )
-        .await;
-    test_connection(&admin, &wrong)
+        .await
+        .location
+        .unwrap();
+    test_connection(&admin, &unknown)
         .await
         .assert_contains("AADSTS700016")
         .assert_contains("Application not found in the directory");

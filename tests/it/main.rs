@@ -24,6 +24,7 @@ mod microsoft_sign_in;
 mod oauth_connections;
 mod operations;
 mod scale_out;
+mod secret_destinations;
 mod security_faults;
 mod security_headers;
 mod security_input;

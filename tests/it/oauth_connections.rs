@@ -11,8 +11,8 @@ use crate::support::fake_microsoft::{FakeApp, FakeUser};
 use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, spawn_app};
 
 const CONTOSO: Uuid = uuid!("88888888-8888-4888-8888-888888888888");
-const OAUTH_APP: Uuid = uuid!("99999999-9999-4999-8999-999999999999");
-const SECRET: &str = "Delegated~Secret.77";
+pub(crate) const OAUTH_APP: Uuid = uuid!("99999999-9999-4999-8999-999999999999");
+pub(crate) const SECRET: &str = "Delegated~Secret.77";
 
 on_both_backends!(
     authenticate_round_trip_ends_authenticated_as_the_mailbox_user,
@@ -85,7 +85,7 @@ pub(crate) async fn authorize(admin: &Browser, page: &str) -> String {
         .unwrap_or_else(|| panic!("Microsoft did not redirect: {}", microsoft.body))
 }
 
-async fn status_of(app: &TestApp) -> oauth_connections::OAuthConnection {
+pub(crate) async fn status_of(app: &TestApp) -> oauth_connections::OAuthConnection {
     let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
         .await
         .unwrap()
