@@ -273,6 +273,56 @@ fn advice(code: Option<u32>, error: &str, context: &AdviceContext<'_>) -> Advice
             "This sign-in's code was already used.".into(),
             "Start again from the sign-in page.".into(),
         ),
+        (Some(53003), _) => (
+            "Blocked by Conditional Access",
+            "A Conditional Access policy of your organization does not let this sign-in through (for this app, place, device or account).".into(),
+            "Ask your Microsoft 365 admin which policy blocked it: Entra admin center → Sign-in logs shows the policy under Conditional Access, by the correlation ID below.".into(),
+        ),
+        (Some(53000), _) => (
+            "Device not compliant",
+            "A Conditional Access policy asks for a device your organization manages and marks compliant; this one is not.".into(),
+            "Sign in from a managed device, or ask your IT department to enroll this one (Intune) and bring it into compliance.".into(),
+        ),
+        (Some(53001), _) => (
+            "Device not joined to your organization",
+            "A Conditional Access policy asks for a device joined to your organization's directory; this one is not.".into(),
+            "Sign in from a company device, or ask your IT department to join this one.".into(),
+        ),
+        (Some(50076 | 50079), _) => (
+            "Multi-factor authentication required",
+            "Your organization asks for a second factor for this sign-in (or for you to set one up first), and it was not completed.".into(),
+            "Sign in again and complete the verification Microsoft asks for; to set up a method, open https://aka.ms/mysecurityinfo.".into(),
+        ),
+        (Some(50105), _) => (
+            "Not assigned to the app",
+            "The app in your directory lets in only users and groups assigned to it, and this account is not one of them.".into(),
+            "An admin assigns the user (or a group of theirs) in Entra admin center → Enterprise applications → the app → Users and groups → Add user/group, or sets Properties → Assignment required? to No.".into(),
+        ),
+        (Some(7000112), _) => (
+            "App disabled",
+            "The app is disabled in the directory, so Microsoft lets no one sign in to it.".into(),
+            "An admin enables it in Entra admin center → Enterprise applications → the app → Properties → Enabled for users to sign-in? → Yes.".into(),
+        ),
+        (Some(50053), _) => (
+            "Account locked",
+            "Microsoft locked the account after too many wrong passwords, or blocked sign-ins coming from a suspicious address.".into(),
+            "Wait a few minutes and try again with the right password; if it stays locked, ask your Microsoft 365 admin.".into(),
+        ),
+        (Some(50055), _) => (
+            "Password expired",
+            "The account's password has expired.".into(),
+            "Change it at https://aka.ms/sspr (or as your organization does), then sign in again.".into(),
+        ),
+        (Some(50097), _) => (
+            "Device authentication required",
+            "Your organization asks the device itself to prove who it is, and this browser or device could not.".into(),
+            "Sign in from a device registered with your organization, in a browser that supports it (Edge, or Chrome with the Microsoft Single Sign On extension).".into(),
+        ),
+        (Some(50158), _) => (
+            "External security check not completed",
+            "Your organization sends this sign-in through another security service (an external MFA or identity provider), and its check was not completed.".into(),
+            "Sign in again and complete that check; if it keeps failing, ask your IT department.".into(),
+        ),
         (Some(65004), _) | (None, "access_denied") => (
             "Sign-in cancelled",
             "The sign-in at Microsoft was cancelled, or the permissions were declined. Nothing changed.".into(),
@@ -372,6 +422,39 @@ mod tests {
                 .contains("not an Exchange Online mailbox")
         );
         assert_eq!(GraphError::from_body(502, "<html>Bad gateway</html>"), None);
+    }
+
+    #[test]
+    fn common_sign_in_refusals_are_explained_not_generic() {
+        let context = AdviceContext {
+            redirect_uri: "https://portal.example/oauth/callback",
+            confidential_client: true,
+            certificate_page: None,
+            admin_consent_url: None,
+        };
+        for (code, title) in [
+            (53003, "Blocked by Conditional Access"),
+            (53000, "Device not compliant"),
+            (53001, "Device not joined to your organization"),
+            (50076, "Multi-factor authentication required"),
+            (50079, "Multi-factor authentication required"),
+            (50105, "Not assigned to the app"),
+            (700016, "Application not found in the directory"),
+            (7000112, "App disabled"),
+            (65001, "Consent required"),
+            (65004, "Sign-in cancelled"),
+            (50053, "Account locked"),
+            (50055, "Password expired"),
+            (50097, "Device authentication required"),
+            (50158, "External security check not completed"),
+        ] {
+            let body = format!(
+                r#"{{"error":"interaction_required","error_description":"AADSTS{code}: text.","error_codes":[{code}]}}"#
+            );
+            let advice = MicrosoftError::from_body(&body).advice(&context);
+            assert_eq!(advice.title, title, "AADSTS{code}");
+            assert!(!advice.next_step.is_empty(), "AADSTS{code}");
+        }
     }
 
     #[test]
