@@ -716,6 +716,78 @@ async fn microsoft_errors_are_explained(backend: Backend) {
             "Sign-in cancelled",
             "Try again".to_owned(),
         ),
+        (
+            "access_denied",
+            "AADSTS53003: Access has been blocked by Conditional Access policies.",
+            "Blocked by Conditional Access",
+            "Sign-in logs".to_owned(),
+        ),
+        (
+            "access_denied",
+            "AADSTS53000: Device is not in required device state: compliant.",
+            "Device not compliant",
+            "managed device".to_owned(),
+        ),
+        (
+            "access_denied",
+            "AADSTS53001: Device is not in required device state: domain_joined.",
+            "Device not joined to your organization",
+            "company device".to_owned(),
+        ),
+        (
+            "interaction_required",
+            "AADSTS50076: You must use multi-factor authentication.",
+            "Multi-factor authentication required",
+            "aka.ms/mysecurityinfo".to_owned(),
+        ),
+        (
+            "interaction_required",
+            "AADSTS50079: The user is required to use multi-factor authentication.",
+            "Multi-factor authentication required",
+            "verification".to_owned(),
+        ),
+        (
+            "access_denied",
+            "AADSTS50105: The signed in user is not assigned to a role for the application.",
+            "Not assigned to the app",
+            "Users and groups".to_owned(),
+        ),
+        (
+            "unauthorized_client",
+            "AADSTS7000112: Application is disabled.",
+            "App disabled",
+            "Enabled for users to sign-in".to_owned(),
+        ),
+        (
+            "access_denied",
+            "AADSTS65004: User declined to consent to access the app.",
+            "Sign-in cancelled",
+            "Try again".to_owned(),
+        ),
+        (
+            "invalid_grant",
+            "AADSTS50053: The account is locked.",
+            "Account locked",
+            "Wait a few minutes".to_owned(),
+        ),
+        (
+            "invalid_grant",
+            "AADSTS50055: The password is expired.",
+            "Password expired",
+            "aka.ms/sspr".to_owned(),
+        ),
+        (
+            "access_denied",
+            "AADSTS50097: Device authentication is required.",
+            "Device authentication required",
+            "registered with your organization".to_owned(),
+        ),
+        (
+            "access_denied",
+            "AADSTS50158: External security challenge not satisfied.",
+            "External security check not completed",
+            "complete that check".to_owned(),
+        ),
     ];
     for (error, description, title, advice) in cases {
         let callback = browser
