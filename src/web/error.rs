@@ -14,6 +14,9 @@ use crate::store::users::ChangeUserError;
 pub enum AppError {
     #[error("not found")]
     NotFound,
+    /// The page exists, but not for this method (a form posted to a page that only shows).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("forbidden")]
     Forbidden,
     #[error("the setup link is missing or wrong")]
@@ -140,6 +143,12 @@ impl IntoResponse for AppError {
                 StatusCode::NOT_FOUND,
                 "Page not found",
                 "There is nothing here, or it belongs to an organization you are not signed in to.",
+            ),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "This page cannot do that",
+                "This page exists, but not for what your browser sent. Nothing was changed. Go \
+                 back and use the page's own links and buttons.",
             ),
             Self::Forbidden => (
                 StatusCode::FORBIDDEN,
@@ -290,4 +299,9 @@ impl<T: IntoResponse> IntoResponse for BadGateway<T> {
 /// The fallback route.
 pub async fn not_found() -> AppError {
     AppError::NotFound
+}
+
+/// The fallback of a route asked with a method it lacks.
+pub async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed
 }

@@ -302,6 +302,7 @@ pub fn router(state: AppState) -> Router {
 
     portal
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         // Layers run outside-in from the bottom: request id, trace, error pages, body limit,
         // sessions, CSRF, then the timeout right around the handler.
         .layer(TimeoutLayer::with_status_code(

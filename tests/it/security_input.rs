@@ -35,7 +35,10 @@ properties_on_both_backends!(
     every_query_and_path_parameter_takes_hostile_values_without_failing,
 );
 
-crate::on_both_backends!(bodies_over_the_limit_are_refused_with_413_on_every_route);
+crate::on_both_backends!(
+    bodies_over_the_limit_are_refused_with_413_on_every_route,
+    a_method_a_route_lacks_gets_the_405_page_and_changes_nothing,
+);
 
 /// Cases per property: each is a real request (and a database snapshot), so few.
 /// `PROPTEST_CASES=1000` runs more, for a deeper look.
@@ -582,6 +585,39 @@ async fn bodies_over_the_limit_are_refused_with_413_on_every_route(backend: Back
             );
         }
     }
+    crate::security_isolation::assert_unchanged(
+        &before,
+        &app.tenant_rows(alpha.tenant.id.as_str()).await,
+    );
+}
+
+/// GET or POST (with a valid form token) to a route that lacks it: Portico's error page,
+/// 405, never a bare status.
+async fn a_method_a_route_lacks_gets_the_405_page_and_changes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let alpha = populate(&app, "alpha", "Alpha").await;
+    let token = alpha.admin.get("/t/alpha/").await.csrf_token();
+    let before = app.tenant_rows(alpha.tenant.id.as_str()).await;
+    let mut answered = 0;
+    for route in served_routes(&app) {
+        for method in ["GET", "POST"] {
+            if route.methods.contains(method) {
+                continue;
+            }
+            let Some(call) = calls(&route, "alpha", &alpha, &token).into_iter().next() else {
+                continue;
+            };
+            let page = alpha
+                .admin
+                .request(method, &call.path, &[("csrf_token", &token)])
+                .await;
+            page.assert_status(405)
+                .assert_contains("This page cannot do that")
+                .assert_contains("Nothing was changed");
+            answered += 1;
+        }
+    }
+    assert!(answered > 10, "only {answered} routes lack GET or POST");
     crate::security_isolation::assert_unchanged(
         &before,
         &app.tenant_rows(alpha.tenant.id.as_str()).await,
