@@ -2,6 +2,7 @@
 //! nothing, and says what to fix.
 
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 
 use url::{Host, Url};
 
@@ -292,6 +293,7 @@ async fn database(args: &ServeArgs) -> Vec<Finding> {
             "set DATABASE_URL=postgres://user:password@host/db, or leave it unset for SQLite",
         )];
     };
+    let mut private_modes = Vec::new();
     if backend == Backend::Sqlite {
         match sqlite_path(&url) {
             Ok(path) if !path.exists() => {
@@ -305,7 +307,8 @@ async fn database(args: &ServeArgs) -> Vec<Finding> {
                     "run `portico migrate` or start Portico; use PostgreSQL for several instances",
                 )];
             }
-            _ => {}
+            Ok(path) => private_modes.extend(sqlite_modes(&path)),
+            Err(_) => {}
         }
     }
     let db = match Db::connect(&url).await {
@@ -321,7 +324,8 @@ async fn database(args: &ServeArgs) -> Vec<Finding> {
     };
     let status = db.migration_status().await;
     db.close().await;
-    vec![match status {
+    let mut findings = private_modes;
+    findings.push(match status {
         Err(err) => Finding::problem(
             Level::Fail,
             TOPIC,
@@ -355,7 +359,35 @@ async fn database(args: &ServeArgs) -> Vec<Finding> {
             TOPIC,
             format!("connected, up to date ({} migrations)", status.known),
         ),
-    }]
+    });
+    findings
+}
+
+/// The SQLite file holds password hashes, the audit history and sealed secrets: it and its
+/// directory are for Portico's user alone (Portico creates them 0600 and 0700).
+fn sqlite_modes(file: &Path) -> Vec<Finding> {
+    const TOPIC: &str = "database";
+    let dir = file
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    [(file, 0o600, "file"), (dir, 0o700, "directory")]
+        .into_iter()
+        .filter_map(|(path, wanted, kind)| {
+            let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+            (mode & 0o077 != 0).then(|| {
+                Finding::problem(
+                    Level::Warn,
+                    TOPIC,
+                    format!(
+                        "the database {kind} {} is open to others than its owner (mode {mode:o})",
+                        path.display()
+                    ),
+                    format!("chmod {wanted:o} {}", path.display()),
+                )
+            })
+        })
+        .collect()
 }
 
 async fn microsoft(args: &ServeArgs) -> Vec<Finding> {

@@ -655,3 +655,38 @@ async fn an_sqlite_path_that_cannot_be_created_is_named_with_the_reason() {
         "{stderr}"
     );
 }
+
+/// A first start makes the data directory 0700 and the database 0600; doctor reports a
+/// database file opened up since, with the fix.
+#[tokio::test]
+async fn the_data_directory_and_database_are_private_and_doctor_says_when_not() {
+    let microsoft = FakeMicrosoft::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let migrated = run(portico(&data, &["migrate"]), "").await;
+    assert!(migrated.status.success(), "{migrated:?}");
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let database = data.join("portico.db");
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&database), 0o600);
+
+    std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut doctor = portico(&data, &["doctor"]);
+    doctor
+        .env("PORTICO_MICROSOFT_LOGIN_URL", microsoft.login_url())
+        .env("PORTICO_MICROSOFT_GRAPH_URL", microsoft.graph_url());
+    let report = run(doctor, "").await;
+    let stdout = String::from_utf8_lossy(&report.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "the database file {} is open to others than its owner (mode 644)",
+            database.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("fix: chmod 600 {}", database.display())),
+        "{stdout}"
+    );
+}
