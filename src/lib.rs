@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod doctor;
 pub mod domain;
 pub mod expiry;
+pub mod fair_share;
 pub mod jobs;
 pub mod key_rotation;
 pub mod mail;

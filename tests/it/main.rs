@@ -15,6 +15,7 @@ mod certificates;
 mod concurrency;
 mod expiring;
 mod external_apis;
+mod fairness;
 mod health;
 mod key_rotation;
 mod mail_servers;
