@@ -137,7 +137,14 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The deployment's mail relay (PORTICO_SMTP_URL), when there is one.
     pub smtp_relay: Option<SmtpRelay>,
+    /// The longest one expiry alert may take to send before it counts as failed: a tenant's
+    /// mail server that never answers holds one of the few sending places this long.
+    pub alert_send_timeout: Duration,
 }
+
+/// Two minutes: mail servers answer each step within seconds, and a send well inside its
+/// 5-minute lease is never taken over by another instance while it still runs.
+pub const DEFAULT_ALERT_SEND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// PORTICO_SMTP_URL, which may hold a password, and the address mail through it comes from.
 #[derive(Debug, Clone)]
@@ -261,6 +268,7 @@ impl Config {
             },
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             smtp_relay,
+            alert_send_timeout: DEFAULT_ALERT_SEND_TIMEOUT,
         })
     }
 

@@ -121,6 +121,7 @@ pub async fn spawn_app_with(
         metrics: MetricsAccess::default(),
         shutdown_timeout: std::time::Duration::from_secs(5),
         smtp_relay: None,
+        alert_send_timeout: portico::config::DEFAULT_ALERT_SEND_TIMEOUT,
     };
     configure(&mut config);
     let state = App::start(config).await.unwrap();
