@@ -33,6 +33,9 @@ const BATCH: i64 = 200;
 /// No send starts later than this into a run, so a run ends within this plus one send
 /// timeout, and alerts planned meanwhile wait for the next run, not for a slow tenant's.
 const SENDING_WINDOW: std::time::Duration = std::time::Duration::from_secs(50);
+/// An alert still failing this long after it was planned is given up: by then it is stale
+/// (a later threshold has its own alert), and the page says so instead of retrying forever.
+const GIVE_UP_AFTER: Duration = Duration::days(7);
 /// The longest wait between two tries of a failing alert.
 const MAX_RETRY_DELAY: Duration = Duration::minutes(64);
 
@@ -95,6 +98,8 @@ pub struct AlertRun {
     pub planned: usize,
     pub sent: usize,
     pub failed: usize,
+    /// Failed again after `GIVE_UP_AFTER`, and ended.
+    pub given_up: usize,
 }
 
 /// One run of the job: plan what is due, then send what this instance can claim.
@@ -138,6 +143,7 @@ enum Delivery {
     Withdrawn,
     Sent,
     Failed,
+    GivenUp,
 }
 
 /// Sends the due alerts this instance wins the claim of, a few tenants at a time and one
@@ -160,6 +166,7 @@ async fn deliver(app: &App) -> Result<AlertRun, AlertError> {
             Delivery::NotClaimed | Delivery::Withdrawn => {}
             Delivery::Sent => run.sent += 1,
             Delivery::Failed => run.failed += 1,
+            Delivery::GivenUp => run.given_up += 1,
         }
     }
     Ok(run)
@@ -196,6 +203,18 @@ async fn deliver_one(app: &App, alert: Alert) -> Result<Delivery, AlertError> {
     };
     tracing::warn!(alert = %alert.id, error = %reason, "an expiry alert was not sent");
     let now = app.clock.now();
+    // `attempts` as read before this claim: the tries before this one.
+    let tries = alert.attempts + 1;
+    if now - alert.created_at() >= GIVE_UP_AFTER {
+        let at = now.unix_timestamp();
+        if !expiry_alerts::give_up(&app.db, &alert.id, &lease, at, &reason).await? {
+            return Ok(Delivery::NotClaimed);
+        }
+        let days = GIVE_UP_AFTER.whole_days();
+        let detail = format!("given up after {days} days and {tries} tries: {reason}");
+        record(app, &alert, AuditAction::ExpiryAlertGivenUp, &detail).await?;
+        return Ok(Delivery::GivenUp);
+    }
     let retry_at = (now + retry_delay(alert.attempts)).unix_timestamp();
     expiry_alerts::release(&app.db, &alert.id, &lease, retry_at, &reason).await?;
     // The first failure is recorded; the retries are only logged.
@@ -516,12 +535,31 @@ fn body(app: &App, slug: &str, tenant_name: &str, alert: &Alert) -> String {
     )
 }
 
-/// The label of an alert's state, for the Expiring page.
+/// The label of an alert's state, for the Expiring page: what happened, and for an alert
+/// given up, what the admin can do about it.
 pub fn state_label(alert: &Alert) -> String {
     match (alert.status.as_str(), &alert.last_error) {
         ("sent", _) => "Sent".into(),
+        ("given_up", error) => format!(
+            "Given up after {} days ({} tries): {}. Nobody was told: fix what is named (the \
+             sender is chosen above), and check {} yourself; Portico alerts again at its \
+             next date.",
+            GIVE_UP_AFTER.whole_days(),
+            alert.attempts,
+            error.as_deref().unwrap_or("it could not be sent"),
+            alert.subject_name
+        ),
         (_, Some(error)) => format!("Not sent yet ({} tries): {error}", alert.attempts),
         _ => "Waiting to be sent".into(),
+    }
+}
+
+/// The badge tone of an alert's state.
+pub fn state_tone(alert: &Alert) -> &'static str {
+    match alert.status.as_str() {
+        "sent" => "ok",
+        "given_up" => "danger",
+        _ => "warn",
     }
 }
 

@@ -142,6 +142,7 @@ pub struct Alert {
     pub last_error: Option<String>,
     created_at: i64,
     sent_at: Option<i64>,
+    given_up_at: Option<i64>,
 }
 
 impl Alert {
@@ -156,10 +157,14 @@ impl Alert {
     pub fn sent_at(&self) -> Option<OffsetDateTime> {
         self.sent_at.map(from_unix)
     }
+
+    pub fn given_up_at(&self) -> Option<OffsetDateTime> {
+        self.given_up_at.map(from_unix)
+    }
 }
 
 const COLUMNS: &str = "id, tenant_id, kind, subject_id, instance, threshold, subject_name, ends_on, \
-     status, attempts, last_error, created_at, sent_at";
+     status, attempts, last_error, created_at, sent_at, given_up_at";
 
 /// Pending alerts no instance holds and whose retry time has come, taken in turns across
 /// tenants: every tenant's first alert, then every tenant's second, and so on, so a tenant
@@ -253,6 +258,28 @@ pub async fn release(
     .execute(db.pool())
     .await?;
     Ok(())
+}
+
+/// Ends an alert that kept failing for too long: it stays listed, with why, and is never
+/// tried again. Only the holder of `lease` may end it.
+pub async fn give_up(
+    db: &Db,
+    id: &str,
+    lease: &str,
+    now: i64,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE expiry_alerts SET status = 'given_up', given_up_at = $1, last_error = $2, \
+         claimed_by = NULL WHERE id = $3 AND claimed_by = $4",
+    )
+    .bind(now)
+    .bind(error)
+    .bind(id)
+    .bind(lease)
+    .execute(db.pool())
+    .await?;
+    Ok(ended.rows_affected() == 1)
 }
 
 /// The tenant's latest alerts, newest first.
