@@ -13,6 +13,7 @@ use crate::connections;
 use crate::credentials::{self, OpenError};
 use crate::domain::{AuditAction, Direction, ExpiryStatus, MailProtocol, sending_route};
 use crate::expiry;
+use crate::fair_share::{self, Turns};
 use crate::mail::outgoing::{self, OutgoingMessage, Route};
 use crate::mail::{Credential, ServerSettings};
 use crate::microsoft::CallError;
@@ -24,13 +25,19 @@ use crate::store::graph_credentials;
 use crate::store::mailboxes::{self, Mailbox, Server, password_context};
 use crate::store::tenants::{self, TenantId};
 
-/// How long one instance holds an alert while sending it.
+/// How long one instance holds an alert while sending it: longer than the send timeout
+/// (`Config::alert_send_timeout`), so no other instance takes it over while it is sent.
 const SENDING_LEASE: Duration = Duration::minutes(5);
-/// The longest one send may take, well inside its lease, so no other instance takes the
-/// alert over while it is still being sent.
-const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
-/// Alerts handled per run; the rest wait for the next minute.
-const BATCH: i64 = 50;
+/// Alerts looked at per run, taken in turns across tenants; the rest wait for the next one.
+const BATCH: i64 = 200;
+/// No send starts later than this into a run, so a run ends within this plus one send
+/// timeout, and alerts planned meanwhile wait for the next run, not for a slow tenant's.
+const SENDING_WINDOW: std::time::Duration = std::time::Duration::from_secs(50);
+/// An alert still failing this long after it was planned is given up: by then it is stale
+/// (a later threshold has its own alert), and the page says so instead of retrying forever.
+const GIVE_UP_AFTER: Duration = Duration::days(7);
+/// The longest wait between two tries of a failing alert.
+const MAX_RETRY_DELAY: Duration = Duration::minutes(64);
 
 /// When an alert is due, from the least to the most urgent. Stored by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -91,17 +98,16 @@ pub struct AlertRun {
     pub planned: usize,
     pub sent: usize,
     pub failed: usize,
+    /// Failed again after `GIVE_UP_AFTER`, and ended.
+    pub given_up: usize,
 }
 
 /// One run of the job: plan what is due, then send what this instance can claim.
 pub async fn run(app: &App) -> Result<AlertRun, AlertError> {
     let planned = plan(app).await?;
-    let (sent, failed) = deliver(app).await?;
-    Ok(AlertRun {
-        planned,
-        sent,
-        failed,
-    })
+    let mut run = deliver(app).await?;
+    run.planned = planned;
+    Ok(run)
 }
 
 /// Adds a row for every threshold reached by something of a tenant with recipients.
@@ -129,50 +135,110 @@ async fn plan(app: &App) -> Result<usize, AlertError> {
     Ok(planned)
 }
 
-/// Sends the due alerts this instance wins the claim of: (sent, failed).
-async fn deliver(app: &App) -> Result<(usize, usize), AlertError> {
-    let (mut sent, mut failed) = (0, 0);
-    let due = expiry_alerts::due(&app.db, app.clock.now().unix_timestamp(), BATCH).await?;
-    for alert in due {
-        // Each lease runs from its own claim: the sends before it may have taken a while.
-        let now = app.clock.now();
-        let until = (now + SENDING_LEASE).unix_timestamp();
-        let Some(lease) =
-            expiry_alerts::claim(&app.db, &alert, now.unix_timestamp(), until).await?
-        else {
-            continue;
-        };
-        if !still_applies(app, &alert).await? {
-            expiry_alerts::withdraw(&app.db, &alert.id, &lease).await?;
-            tracing::info!(alert = %alert.id, "an expiry alert no longer applies: withdrawn");
-            continue;
-        }
-        let outcome = tokio::time::timeout(SEND_TIMEOUT, send_one(app, &alert))
-            .await
-            .unwrap_or_else(|_| Ok(Err("sending took longer than two minutes".into())))?;
-        match outcome {
-            Ok(how) => {
-                let at = app.clock.now().unix_timestamp();
-                if expiry_alerts::mark_sent(&app.db, &alert.id, &lease, at).await? {
-                    record(app, &alert, AuditAction::ExpiryAlertSent, &how).await?;
-                    sent += 1;
-                }
-            }
-            Err(reason) => {
-                tracing::warn!(alert = %alert.id, error = %reason, "an expiry alert was not sent");
-                // 1, 2, 4 … 64 minutes, then every 64: a relay that is down heals by itself.
-                let backoff = Duration::minutes(1 << (alert.attempts).clamp(0, 6));
-                let retry_at = (app.clock.now() + backoff).unix_timestamp();
-                expiry_alerts::release(&app.db, &alert.id, &lease, retry_at, &reason).await?;
-                // The first failure is recorded; the retries are only logged.
-                if alert.attempts == 0 {
-                    record(app, &alert, AuditAction::ExpiryAlertFailed, &reason).await?;
-                }
-                failed += 1;
-            }
+/// What became of one due alert.
+enum Delivery {
+    /// Another instance holds it, or another alert of its tenant is being sent; or its
+    /// claim lapsed before the outcome could be recorded.
+    NotClaimed,
+    Withdrawn,
+    Sent,
+    Failed,
+    GivenUp,
+}
+
+/// Sends the due alerts this instance wins the claim of, a few tenants at a time and one
+/// alert per tenant at a time (see `fair_share`), so one tenant's hanging mail server or
+/// long queue costs another tenant at most one send timeout.
+async fn deliver(app: &App) -> Result<AlertRun, AlertError> {
+    let now = app.clock.now().unix_timestamp();
+    let work = expiry_alerts::due(&app.db, now, BATCH)
+        .await?
+        .into_iter()
+        .map(|alert| (alert.tenant_id.clone(), alert))
+        .collect();
+    let turns = Turns {
+        concurrency: fair_share::CONCURRENCY,
+        start_until: tokio::time::Instant::now() + SENDING_WINDOW,
+    };
+    let mut run = AlertRun::default();
+    for delivery in fair_share::in_turns(work, turns, |alert| deliver_one(app, alert)).await {
+        match delivery? {
+            Delivery::NotClaimed | Delivery::Withdrawn => {}
+            Delivery::Sent => run.sent += 1,
+            Delivery::Failed => run.failed += 1,
+            Delivery::GivenUp => run.given_up += 1,
         }
     }
-    Ok((sent, failed))
+    Ok(run)
+}
+
+/// Claims one alert and sends it, within the send timeout.
+async fn deliver_one(app: &App, alert: Alert) -> Result<Delivery, AlertError> {
+    // Each lease runs from its own claim: other sends may have taken a while.
+    let now = app.clock.now();
+    let until = (now + SENDING_LEASE).unix_timestamp();
+    let Some(lease) = expiry_alerts::claim(&app.db, &alert, now.unix_timestamp(), until).await?
+    else {
+        return Ok(Delivery::NotClaimed);
+    };
+    if !still_applies(app, &alert).await? {
+        expiry_alerts::withdraw(&app.db, &alert.id, &lease).await?;
+        tracing::info!(alert = %alert.id, "an expiry alert no longer applies: withdrawn");
+        return Ok(Delivery::Withdrawn);
+    }
+    let limit = app.config.alert_send_timeout;
+    let outcome = tokio::time::timeout(limit, send_one(app, &alert))
+        .await
+        .unwrap_or_else(|_| Ok(Err(format!("sending took longer than {}", in_words(limit)))))?;
+    let reason = match outcome {
+        Ok(how) => {
+            let at = app.clock.now().unix_timestamp();
+            if !expiry_alerts::mark_sent(&app.db, &alert.id, &lease, at).await? {
+                return Ok(Delivery::NotClaimed);
+            }
+            record(app, &alert, AuditAction::ExpiryAlertSent, &how).await?;
+            return Ok(Delivery::Sent);
+        }
+        Err(reason) => reason,
+    };
+    tracing::warn!(alert = %alert.id, error = %reason, "an expiry alert was not sent");
+    let now = app.clock.now();
+    // `attempts` as read before this claim: the tries before this one.
+    let tries = alert.attempts + 1;
+    if now - alert.created_at() >= GIVE_UP_AFTER {
+        let at = now.unix_timestamp();
+        if !expiry_alerts::give_up(&app.db, &alert.id, &lease, at, &reason).await? {
+            return Ok(Delivery::NotClaimed);
+        }
+        let days = GIVE_UP_AFTER.whole_days();
+        let detail = format!("given up after {days} days and {tries} tries: {reason}");
+        record(app, &alert, AuditAction::ExpiryAlertGivenUp, &detail).await?;
+        return Ok(Delivery::GivenUp);
+    }
+    let retry_at = (now + retry_delay(alert.attempts)).unix_timestamp();
+    expiry_alerts::release(&app.db, &alert.id, &lease, retry_at, &reason).await?;
+    // The first failure is recorded; the retries are only logged.
+    if alert.attempts == 0 {
+        record(app, &alert, AuditAction::ExpiryAlertFailed, &reason).await?;
+    }
+    Ok(Delivery::Failed)
+}
+
+/// The wait before the next try after `failures` failed ones: 1, 2, 4 … 64 minutes, then
+/// every 64, so a relay that is down heals by itself without being hammered.
+fn retry_delay(failures: i64) -> Duration {
+    Duration::minutes(1_i64 << failures.clamp(0, 6)).min(MAX_RETRY_DELAY)
+}
+
+/// A timeout as a person says it: "5 seconds", "2 minutes".
+fn in_words(limit: std::time::Duration) -> String {
+    match limit.as_secs() {
+        0 => format!("{} ms", limit.as_millis()),
+        1 => "1 second".into(),
+        60 => "1 minute".into(),
+        seconds if seconds % 60 == 0 => format!("{} minutes", seconds / 60),
+        seconds => format!("{seconds} seconds"),
+    }
 }
 
 /// Whether what the alert is about still stands: the same secret, certificate or consent,
@@ -469,12 +535,31 @@ fn body(app: &App, slug: &str, tenant_name: &str, alert: &Alert) -> String {
     )
 }
 
-/// The label of an alert's state, for the Expiring page.
+/// The label of an alert's state, for the Expiring page: what happened, and for an alert
+/// given up, what the admin can do about it.
 pub fn state_label(alert: &Alert) -> String {
     match (alert.status.as_str(), &alert.last_error) {
         ("sent", _) => "Sent".into(),
+        ("given_up", error) => format!(
+            "Given up after {} days ({} tries): {}. Nobody was told: fix what is named (the \
+             sender is chosen above), and check {} yourself; Portico alerts again at its \
+             next date.",
+            GIVE_UP_AFTER.whole_days(),
+            alert.attempts,
+            error.as_deref().unwrap_or("it could not be sent"),
+            alert.subject_name
+        ),
         (_, Some(error)) => format!("Not sent yet ({} tries): {error}", alert.attempts),
         _ => "Waiting to be sent".into(),
+    }
+}
+
+/// The badge tone of an alert's state.
+pub fn state_tone(alert: &Alert) -> &'static str {
+    match alert.status.as_str() {
+        "sent" => "ok",
+        "given_up" => "danger",
+        _ => "warn",
     }
 }
 
@@ -503,5 +588,25 @@ mod tests {
         for threshold in [Threshold::ThirtyDays, Threshold::Failing] {
             assert_eq!(Threshold::parse(threshold.as_str()), Some(threshold));
         }
+    }
+
+    #[test]
+    fn a_failing_alert_waits_twice_as_long_each_time_up_to_an_hour() {
+        let waits: Vec<i64> = (0..9)
+            .map(|failures| retry_delay(failures).whole_minutes())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 64, 64]);
+        assert_eq!(retry_delay(-1).whole_minutes(), 1);
+        assert_eq!(retry_delay(i64::MAX).whole_minutes(), 64);
+    }
+
+    #[test]
+    fn timeouts_read_as_people_say_them() {
+        let words = |seconds| in_words(std::time::Duration::from_secs(seconds));
+        assert_eq!(words(120), "2 minutes");
+        assert_eq!(words(60), "1 minute");
+        assert_eq!(words(5), "5 seconds");
+        assert_eq!(words(1), "1 second");
+        assert_eq!(in_words(std::time::Duration::from_millis(300)), "300 ms");
     }
 }

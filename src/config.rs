@@ -145,7 +145,14 @@ pub struct Config {
     pub smtp_relay: Option<SmtpRelay>,
     /// What a tenant's settings may connect to.
     pub egress: EgressPolicy,
+    /// The longest one expiry alert may take to send before it counts as failed: a tenant's
+    /// mail server that never answers holds one of the few sending places this long.
+    pub alert_send_timeout: Duration,
 }
+
+/// Two minutes: mail servers answer each step within seconds, and a send well inside its
+/// 5-minute lease is never taken over by another instance while it still runs.
+pub const DEFAULT_ALERT_SEND_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// PORTICO_SMTP_URL, which may hold a password, and the address mail through it comes from.
 #[derive(Debug, Clone)]
@@ -279,6 +286,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             smtp_relay,
             egress: EgressPolicy::allowing(egress_allow),
+            alert_send_timeout: DEFAULT_ALERT_SEND_TIMEOUT,
         })
     }
 

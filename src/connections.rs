@@ -9,6 +9,7 @@ use time::Duration;
 use crate::app::App;
 use crate::crypto::SealError;
 use crate::domain::{AuditAction, OAuthAuthority, OAuthStatus};
+use crate::fair_share::{self, Turns};
 use crate::microsoft::delegated::{DelegatedApp, DelegatedTokens, PendingAuthorization};
 use crate::microsoft::{CallError, MicrosoftError};
 use crate::store::audit::{self, NewAuditEvent};
@@ -205,9 +206,7 @@ pub async fn renew(app: &App, connection: &OAuthConnection) -> Result<Renewal, s
         .access_token_expires_at
         .is_some_and(|expires_at| expires_at > now + RENEW_AHEAD);
     if renewed_lately {
-        let retry_at = now.unix_timestamp();
-        oauth_connections::postpone_renewal(&app.db, tenant, &connection.id, &lease, retry_at)
-            .await?;
+        oauth_connections::release_renewal(&app.db, tenant, &connection.id, &lease).await?;
         return Ok(Renewal::Skipped);
     }
     let opened = client_secret(app, &connection).and_then(|secret| {
@@ -357,15 +356,35 @@ async fn record(
     .await
 }
 
+/// Connections looked at per run; the rest wait for the next one.
+const RENEWAL_BATCH: i64 = 200;
+/// No renewal starts later than this into a run (see `fair_share::Turns`).
+const RENEWAL_WINDOW: std::time::Duration = std::time::Duration::from_secs(50);
+
 /// Renews every connection whose token expires soon; run every minute in the background.
+/// A connection's Token URL may be its tenant's own server, so renewals take turns across
+/// tenants (one per tenant at a time, a few at once, retries behind fresh ones): a tenant
+/// whose token endpoint hangs holds up only its own connections.
 pub async fn renew_due(app: &App) -> Result<usize, sqlx::Error> {
     let now = app.clock.now();
     let horizon = (now + RENEW_AHEAD).unix_timestamp();
+    let work =
+        oauth_connections::due_for_renewal(&app.db, now.unix_timestamp(), horizon, RENEWAL_BATCH)
+            .await?
+            .into_iter()
+            .map(|connection| (connection.tenant_id.as_str().to_owned(), connection))
+            .collect();
+    let turns = Turns {
+        concurrency: fair_share::CONCURRENCY,
+        start_until: tokio::time::Instant::now() + RENEWAL_WINDOW,
+    };
+    let renewals = fair_share::in_turns(work, turns, |connection| async move {
+        renew(app, &connection).await
+    })
+    .await;
     let mut renewed = 0;
-    for connection in
-        oauth_connections::due_for_renewal(&app.db, now.unix_timestamp(), horizon).await?
-    {
-        if renew(app, &connection).await? == Renewal::Renewed {
+    for renewal in renewals {
+        if renewal? == Renewal::Renewed {
             renewed += 1;
         }
     }

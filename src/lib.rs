@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod domain;
 pub mod egress;
 pub mod expiry;
+pub mod fair_share;
 pub mod jobs;
 pub mod key_rotation;
 pub mod mail;

@@ -53,6 +53,8 @@ pub enum AuditAction {
     ExpiryAlertSent,
     /// An expiry alert could not be sent (its first failure; retries are only logged).
     ExpiryAlertFailed,
+    /// An expiry alert failed for 7 days and is tried no more.
+    ExpiryAlertGivenUp,
 }
 
 impl AuditAction {
@@ -104,6 +106,7 @@ impl AuditAction {
             Self::ExpiryAlertSettingsChanged => "settings.expiry_alerts_changed",
             Self::ExpiryAlertSent => "expiry_alert.sent",
             Self::ExpiryAlertFailed => "expiry_alert.failed",
+            Self::ExpiryAlertGivenUp => "expiry_alert.given_up",
         }
     }
 }

@@ -142,6 +142,7 @@ pub struct Alert {
     pub last_error: Option<String>,
     created_at: i64,
     sent_at: Option<i64>,
+    given_up_at: Option<i64>,
 }
 
 impl Alert {
@@ -156,16 +157,26 @@ impl Alert {
     pub fn sent_at(&self) -> Option<OffsetDateTime> {
         self.sent_at.map(from_unix)
     }
+
+    pub fn given_up_at(&self) -> Option<OffsetDateTime> {
+        self.given_up_at.map(from_unix)
+    }
 }
 
 const COLUMNS: &str = "id, tenant_id, kind, subject_id, instance, threshold, subject_name, ends_on, \
-     status, attempts, last_error, created_at, sent_at";
+     status, attempts, last_error, created_at, sent_at, given_up_at";
 
-/// Pending alerts no instance holds and whose retry time has come, oldest first.
+/// Pending alerts no instance holds and whose retry time has come, taken in turns across
+/// tenants: every tenant's first alert, then every tenant's second, and so on, so a tenant
+/// with many alerts due does not fill the batch. A tenant's fresh alerts come before its
+/// retries, and within a turn tenants with fresh alerts come first, so an alert that keeps
+/// failing waits behind every other tenant's new ones.
 pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Alert>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM expiry_alerts WHERE status = 'pending' AND not_before <= $1 \
-         ORDER BY created_at, id LIMIT $2"
+        "SELECT {COLUMNS} FROM (SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY tenant_id \
+         ORDER BY attempts > 0, created_at, id) AS turn FROM expiry_alerts \
+         WHERE status = 'pending' AND not_before <= $1) AS due \
+         ORDER BY turn, attempts > 0, created_at, id LIMIT $2"
     ))
     .bind(now)
     .bind(limit)
@@ -173,8 +184,12 @@ pub async fn due(db: &Db, now: i64, limit: i64) -> Result<Vec<Alert>, sqlx::Erro
     .await
 }
 
-/// Takes `alert` for this instance until `until`, if no other instance has it: the lease
-/// to send it, or `None`.
+/// Takes `alert` for this instance until `until`, if no other instance has it and no alert
+/// of its tenant is being sent (by any instance): the lease to send it, or `None`. One
+/// send per tenant at a time keeps a tenant whose mail server hangs to one place of each
+/// instance's few; a lease left by an instance that died lapses at `until` like any other.
+/// (On PostgreSQL two instances claiming alerts of one tenant in the same instant may both
+/// win; the bound is then one per instance.)
 pub async fn claim(
     db: &Db,
     alert: &Alert,
@@ -184,12 +199,16 @@ pub async fn claim(
     let lease = new_id();
     let claimed = sqlx::query(
         "UPDATE expiry_alerts SET claimed_by = $1, not_before = $2, attempts = attempts + 1 \
-         WHERE id = $3 AND status = 'pending' AND not_before <= $4",
+         WHERE id = $3 AND status = 'pending' AND not_before <= $4 AND NOT EXISTS \
+         (SELECT 1 FROM expiry_alerts AS sending WHERE sending.tenant_id = $5 \
+         AND sending.status = 'pending' AND sending.claimed_by IS NOT NULL \
+         AND sending.not_before > $4)",
     )
     .bind(&lease)
     .bind(until)
     .bind(&alert.id)
     .bind(now)
+    .bind(&alert.tenant_id)
     .execute(db.pool())
     .await?;
     Ok((claimed.rows_affected() == 1).then_some(lease))
@@ -239,6 +258,28 @@ pub async fn release(
     .execute(db.pool())
     .await?;
     Ok(())
+}
+
+/// Ends an alert that kept failing for too long: it stays listed, with why, and is never
+/// tried again. Only the holder of `lease` may end it.
+pub async fn give_up(
+    db: &Db,
+    id: &str,
+    lease: &str,
+    now: i64,
+    error: &str,
+) -> Result<bool, sqlx::Error> {
+    let ended = sqlx::query(
+        "UPDATE expiry_alerts SET status = 'given_up', given_up_at = $1, last_error = $2, \
+         claimed_by = NULL WHERE id = $3 AND claimed_by = $4",
+    )
+    .bind(now)
+    .bind(error)
+    .bind(id)
+    .bind(lease)
+    .execute(db.pool())
+    .await?;
+    Ok(ended.rows_affected() == 1)
 }
 
 /// The tenant's latest alerts, newest first.

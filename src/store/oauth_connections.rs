@@ -376,18 +376,47 @@ pub async fn postpone_renewal(
     Ok(())
 }
 
-/// Connections whose access token expires before `horizon` and that no renewer holds.
+/// Gives the lease back without counting a failure: another renewer got there first.
+/// (Counted as a failure, it would put a healthy connection behind the ones that fail.)
+pub async fn release_renewal(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    lease: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE oauth_connections SET renewal_not_before = NULL, renewal_lease = NULL \
+         WHERE tenant_id = $1 AND id = $2 AND renewal_lease = $3",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(lease)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Connections whose access token expires before `horizon` and that no renewer holds, at
+/// most `limit`, taken in turns across tenants: every tenant's first connection, then every
+/// tenant's second, and so on. A tenant's connections that renewed fine last time come
+/// first, soonest to expire first, and its retries after; within a turn, tenants with such
+/// fresh work come before tenants that have only retries.
 pub async fn due_for_renewal(
     db: &Db,
     now: i64,
     horizon: i64,
+    limit: i64,
 ) -> Result<Vec<OAuthConnection>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM oauth_connections WHERE status = 'authenticated' \
-         AND access_token_expires_at < $1 AND (renewal_not_before IS NULL OR renewal_not_before <= $2)"
+        "SELECT {COLUMNS} FROM (SELECT {COLUMNS}, ROW_NUMBER() OVER (PARTITION BY tenant_id \
+         ORDER BY renewal_failures > 0, access_token_expires_at, id) AS turn \
+         FROM oauth_connections WHERE status = 'authenticated' AND access_token_expires_at < $1 \
+         AND (renewal_not_before IS NULL OR renewal_not_before <= $2)) AS due \
+         ORDER BY turn, renewal_failures > 0, access_token_expires_at, id LIMIT $3"
     ))
     .bind(horizon)
     .bind(now)
+    .bind(limit)
     .fetch_all(db.pool())
     .await?;
     rows.into_iter().map(OAuthConnection::try_from).collect()

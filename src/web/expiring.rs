@@ -23,7 +23,8 @@ pub struct AlertLine {
     pub at: String,
     pub headline: String,
     pub state: String,
-    pub sent: bool,
+    /// The badge's tone: ok, warn or danger.
+    pub tone: &'static str,
 }
 
 #[derive(Template, WebTemplate)]
@@ -79,10 +80,15 @@ async fn page(
         .await?
         .iter()
         .map(|alert| AlertLine {
-            at: format_time(alert.sent_at().unwrap_or_else(|| alert.created_at())),
+            at: format_time(
+                alert
+                    .sent_at()
+                    .or_else(|| alert.given_up_at())
+                    .unwrap_or_else(|| alert.created_at()),
+            ),
             headline: alerts::headline(alert),
             state: alerts::state_label(alert),
-            sent: alert.status == "sent",
+            tone: alerts::state_tone(alert),
         })
         .collect();
     Ok(ExpiringPage {

@@ -26,6 +26,7 @@ on_both_backends!(
     an_app_without_mail_send_fails_the_alert_in_plain_words_until_granted,
     an_alert_about_a_secret_replaced_meanwhile_is_withdrawn_not_sent,
     no_alert_goes_through_a_mailbox_disabled_since_it_was_chosen,
+    an_alert_failing_for_seven_days_is_given_up_audited_and_shown,
 );
 
 /// Moves Portico's clock so that `ends_on` is `days` days away, and signs the admin in
@@ -609,4 +610,103 @@ async fn no_alert_goes_through_a_mailbox_disabled_since_it_was_chosen(backend: B
     admin.get("/t/acme/expiring").await.assert_contains(
         "Support is disabled or receives only: choose another sender on the Expiring page",
     );
+}
+
+async fn an_alert_failing_for_seven_days_is_given_up_audited_and_shown(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, admin, ends_on, support, _, _) = graph_sender(&app, &["Mail.ReadWrite"]).await;
+    tell_it_through(&admin, &support).await;
+    let reason = "through Support: Microsoft 365 refused to send as support@contoso.com \
+                  (ErrorAccessDenied): the app has not been granted the Mail.Send";
+
+    // The 30-day alert fails (no Mail.Send), and keeps failing, backing off, for 7 days.
+    days_before(&app, ends_on, 30).await;
+    let failed_once = AlertRun {
+        failed: 1,
+        ..AlertRun::default()
+    };
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!(
+        run,
+        AlertRun {
+            planned: 1,
+            ..failed_once
+        }
+    );
+    app.state
+        .clock
+        .advance(Duration::days(7) - Duration::minutes(5));
+    assert_eq!(alerts::run(&app.state).await.unwrap(), failed_once);
+    let admin = signed_in_again(&app).await;
+    admin
+        .get("/t/acme/expiring")
+        .await
+        .assert_contains("badge warn\">Not sent yet (2 tries)");
+
+    // Its first try after 7 days fails too, and is its last.
+    app.state.clock.advance(Duration::minutes(70));
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!(
+        run,
+        AlertRun {
+            given_up: 1,
+            ..AlertRun::default()
+        }
+    );
+    let audit = app.audit_actions(&tenant).await;
+    let given_up: Vec<_> = audit
+        .iter()
+        .filter(|(action, _, _)| action == "expiry_alert.given_up")
+        .collect();
+    assert_eq!(given_up.len(), 1, "{audit:?}");
+    let (_, target, detail) = given_up[0];
+    assert_eq!(target, "Contoso mail");
+    assert!(
+        detail.starts_with(&format!(
+            "The client secret of the Graph credential Contoso mail expires within 30 days, on \
+             {ends_on}: given up after 7 days and 3 tries: {reason}"
+        )),
+        "{detail}"
+    );
+    let admin = signed_in_again(&app).await;
+    admin
+        .get("/t/acme/expiring")
+        .await
+        .assert_contains(&format!(
+            "badge danger\">Given up after 7 days (3 tries): {reason}"
+        ))
+        .assert_contains(
+            "Nobody was told: fix what is named (the sender is chosen above), and check \
+             Contoso mail yourself; Portico alerts again at its next date.",
+        )
+        .assert_lacks("Not sent yet");
+    admin
+        .get("/t/acme/audit")
+        .await
+        .assert_contains("given up after 7 days and 3 tries");
+
+    // Mail.Send granted now changes nothing for it: it is never tried again.
+    app.microsoft.add_app(
+        FakeApp::new(MAIL_APP, CONTOSO)
+            .secret(
+                GRAPH_SECRET,
+                OffsetDateTime::now_utc() + Duration::days(365),
+            )
+            .application_role("Mail.ReadWrite")
+            .application_role("Mail.Send"),
+    );
+    app.state.clock.advance(Duration::hours(2));
+    assert_eq!(alerts::run(&app.state).await.unwrap(), AlertRun::default());
+    assert!(app.microsoft.sent_mail().is_empty());
+    assert_no_secret_shown(&app, &admin);
+}
+
+/// The admin signed in anew: a session ends 12 hours after sign-in, by the moved clock.
+async fn signed_in_again(app: &TestApp) -> Browser {
+    let admin = app.browser();
+    admin
+        .sign_in("acme", "admin@acme.test", PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
+    admin
 }

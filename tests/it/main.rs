@@ -16,6 +16,7 @@ mod concurrency;
 mod egress;
 mod expiring;
 mod external_apis;
+mod fairness;
 mod health;
 mod key_rotation;
 mod mail_servers;

@@ -1,12 +1,16 @@
 //! Expiry alerts, received by the real SMTP server: sent once per threshold even by two
 //! Portico instances sharing one database, through the deployment's relay or the tenant's
-//! own SMTP mailbox, and recorded in the audit log.
+//! own SMTP mailbox, and recorded in the audit log; and one tenant whose mail server hangs
+//! holds up another tenant's alert by at most one send timeout.
 
 use portico::alerts::{self, AlertRun};
 use portico::config::SmtpRelay;
 use portico::crypto::SecretKey;
 use secrecy::SecretString;
 use time::{Date, Duration, OffsetDateTime};
+use tokio::io::AsyncReadExt as _;
+use tokio::sync::watch;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::servers::{PASSWORD, USER, mail_servers};
@@ -17,6 +21,7 @@ use crate::support::{captured_logs, spawn_app_with};
 on_both_backends!(
     two_instances_send_each_threshold_once_through_the_relay,
     alerts_go_through_the_tenants_own_smtp_mailbox_and_failures_are_shown,
+    a_tarpit_sender_in_one_tenant_delays_another_tenants_alert_by_at_most_one_send_timeout,
 );
 
 const DIRECTORY: &str = "7a7a7a7a-1111-4222-8333-444444444444";
@@ -46,12 +51,17 @@ async fn instance(database: TestDatabase, key: &SecretKey, relay: bool) -> TestA
 
 /// A Graph credential whose client secret expires on `ends_on`.
 async fn secret_credential(admin: &Browser, ends_on: Date) {
+    named_secret_credential(admin, "acme", "Support mail", ends_on).await;
+}
+
+/// A Graph credential `name` of the tenant `slug`, its client secret ending on `ends_on`.
+async fn named_secret_credential(admin: &Browser, slug: &str, name: &str, ends_on: Date) {
     admin
         .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+            &format!("/t/{slug}/external-apis/new"),
+            &format!("/t/{slug}/external-apis"),
             &[
-                ("name", "Support mail"),
+                ("name", name),
                 ("client_id", APP),
                 ("directory", DIRECTORY),
                 ("cloud", "global"),
@@ -325,5 +335,204 @@ async fn alerts_go_through_the_tenants_own_smtp_mailbox_and_failures_are_shown(b
         |(action, _, detail)| action == "settings.expiry_alerts_changed"
             && *detail == format!("tell {recipient} through the mailbox Support out ({USER})")
     ));
+    assert!(!captured_logs().contains(PASSWORD));
+}
+
+/// A mail server that accepts every connection and never says a word: a tenant admin's
+/// tarpit. It reads (and drops) what it is sent until the client hangs up, and counts the
+/// connections it has accepted and the most it held open at once.
+struct Tarpit {
+    port: u16,
+    accepted: watch::Receiver<usize>,
+    most_open: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Tarpit {
+    async fn start() -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (accepted_tx, accepted) = watch::channel(0);
+        let open = std::sync::Arc::new(AtomicUsize::new(0));
+        let most_open = std::sync::Arc::new(AtomicUsize::new(0));
+        let (open_in, most_in) = (open.clone(), most_open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let now_open = open_in.fetch_add(1, Ordering::SeqCst) + 1;
+                most_in.fetch_max(now_open, Ordering::SeqCst);
+                accepted_tx.send_modify(|count| *count += 1);
+                let open = open_in.clone();
+                tokio::spawn(async move {
+                    let mut buffer = [0_u8; 1024];
+                    while matches!(stream.read(&mut buffer).await, Ok(read) if read > 0) {}
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self {
+            port,
+            accepted,
+            most_open,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        *self.accepted.borrow()
+    }
+
+    fn most_open(&self) -> usize {
+        self.most_open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until `count` connections have come, at most `within`.
+    async fn wait_for(&mut self, count: usize, within: std::time::Duration) {
+        let arrived = matches!(
+            tokio::time::timeout(within, self.accepted.wait_for(|seen| *seen >= count)).await,
+            Ok(Ok(_))
+        );
+        assert!(
+            arrived,
+            "the tarpit saw {} connections, not {count}",
+            self.accepted()
+        );
+    }
+}
+
+/// An outgoing SMTP mailbox of the tenant `slug` on 127.0.0.1:`port` (TLS, the test
+/// account's password), offered as its alert sender; returns its id.
+async fn smtp_sender(admin: &Browser, slug: &str, name: &str, port: u16) -> String {
+    let segment = admin
+        .submit(
+            &format!("/t/{slug}/segments"),
+            &format!("/t/{slug}/segments"),
+            &[("name", "Support"), ("description", "")],
+        )
+        .await
+        .location
+        .unwrap();
+    let made = admin
+        .submit(
+            &format!("{segment}/mailboxes/new"),
+            &format!("{segment}/mailboxes"),
+            &[
+                ("name", name),
+                ("email", USER),
+                ("protocol", "smtp"),
+                ("direction", "outgoing"),
+                ("host", "127.0.0.1"),
+                ("port", &port.to_string()),
+                ("security", "tls"),
+                ("username", USER),
+                ("authentication", "password"),
+                ("password", PASSWORD),
+                ("enabled", "on"),
+            ],
+        )
+        .await;
+    made.assert_status(303);
+    made.location
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The tenant `slug`'s alerts go to `recipient`, through the mailbox `sender` (or, empty,
+/// the deployment's relay).
+async fn tell(admin: &Browser, slug: &str, recipient: &str, sender: &str) {
+    admin
+        .submit(
+            &format!("/t/{slug}/expiring"),
+            &format!("/t/{slug}/expiring/alerts"),
+            &[("recipients", recipient), ("sender_mailbox_id", sender)],
+        )
+        .await
+        .assert_redirect(&format!("/t/{slug}/expiring?saved=1"));
+}
+
+/// How long one alert may take to send, in this test: short, so the test is quick, and
+/// long against a send to the local SMTP server.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn a_tarpit_sender_in_one_tenant_delays_another_tenants_alert_by_at_most_one_send_timeout(
+    backend: Backend,
+) {
+    let servers = mail_servers();
+    let mut tarpit = Tarpit::start().await;
+    let app = spawn_app_with(TestDatabase::create(backend).await, |config| {
+        config.mail_ca_file = Some(servers.ca_file.clone());
+        config.alert_send_timeout = SEND_TIMEOUT;
+    })
+    .await;
+    let ends_on = (OffsetDateTime::now_utc() + Duration::days(5)).date();
+
+    // Tenant A has three alerts due first. Without a sender they fail at once and wait to
+    // be retried; then A's admin points its sender at the tarpit.
+    let (acme, acme_admin) = app.tenant_with_admin("acme").await;
+    for name in ["First app", "Second app", "Third app"] {
+        named_secret_credential(&acme_admin, "acme", name, ends_on).await;
+    }
+    let acme_recipient = format!("it-{}@acme.test", Uuid::new_v4().simple());
+    tell(&acme_admin, "acme", &acme_recipient, "").await;
+    let run = alerts::run(&app.state).await.unwrap();
+    assert_eq!((run.planned, run.sent, run.failed), (3, 0, 3), "{run:?}");
+    let tarpit_sender = smtp_sender(&acme_admin, "acme", "Tarpit out", tarpit.port).await;
+    tell(&acme_admin, "acme", &acme_recipient, &tarpit_sender).await;
+
+    // Tenant B's one alert is planned later, and its sender works.
+    let (_, bravo_admin) = app.tenant_with_admin("bravo").await;
+    named_secret_credential(&bravo_admin, "bravo", "Bravo app", ends_on).await;
+    let bravo_sender = smtp_sender(&bravo_admin, "bravo", "Bravo out", servers.smtps).await;
+    let bravo_recipient = format!("it-{}@bravo.test", Uuid::new_v4().simple());
+    tell(&bravo_admin, "bravo", &bravo_recipient, &bravo_sender).await;
+
+    // A's retries are due again. Taken in creation order, one after another, B's alert
+    // would wait behind all three of A's hangs (3 send timeouts).
+    app.state.clock.advance(Duration::minutes(2));
+    let started = Instant::now();
+    let state = app.state.clone();
+    let job = tokio::spawn(async move { alerts::run(&state).await });
+    let deadline = started + 4 * SEND_TIMEOUT;
+    while servers.received_by(&bravo_recipient).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "B's alert did not arrive within {:?}",
+            4 * SEND_TIMEOUT
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let bravo_waited = started.elapsed();
+    assert!(
+        bravo_waited < SEND_TIMEOUT,
+        "B's alert took {bravo_waited:?}, more than one send timeout ({SEND_TIMEOUT:?})"
+    );
+    let received = readable(&servers.received_by(&bravo_recipient)[0]);
+    assert!(
+        received.contains("Bravo app expires within 7 days"),
+        "{received}"
+    );
+    // Meanwhile A had one send in flight, not more.
+    assert!(tarpit.accepted() <= 1, "{} connections", tarpit.accepted());
+
+    // A's next alert goes to the tarpit only once the first has timed out, one at a time.
+    tarpit.wait_for(2, 2 * SEND_TIMEOUT).await;
+    let second_at = started.elapsed();
+    assert!(second_at >= SEND_TIMEOUT, "{second_at:?}");
+    assert_eq!(tarpit.most_open(), 1);
+    job.abort();
+    assert!(servers.received_by(&acme_recipient).is_empty());
+    acme_admin
+        .get("/t/acme/expiring")
+        .await
+        .assert_contains("Not sent yet (2 tries): sending took longer than 5 seconds");
+    let timed_out = app
+        .audit_actions(&acme)
+        .await
+        .into_iter()
+        .filter(|(action, _, _)| action == "expiry_alert.failed")
+        .count();
+    // Only the first failure of each alert is audited (the one without a sender).
+    assert_eq!(timed_out, 3);
     assert!(!captured_logs().contains(PASSWORD));
 }

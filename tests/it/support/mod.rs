@@ -125,6 +125,7 @@ pub async fn spawn_app_with(
         // The tests' mail servers and OAuth endpoints listen on loopback, as an operator
         // would open an on-premises range.
         egress: EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
+        alert_send_timeout: portico::config::DEFAULT_ALERT_SEND_TIMEOUT,
     };
     configure(&mut config);
     let state = App::start(config).await.unwrap();
