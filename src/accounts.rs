@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 
 use secrecy::SecretString;
+use time::{Duration, OffsetDateTime};
+use tower_sessions::session::Id as SessionId;
 
 use crate::app::App;
 use crate::domain::{
@@ -14,6 +16,7 @@ use crate::microsoft::sign_in::VerifiedIdentity;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::identities::{self, LinkError, Redeemed};
 use crate::store::microsoft_sign_in::SignInSettings;
+use crate::store::sessions;
 use crate::store::tenants::Tenant;
 use crate::store::users::{self, CreateUserError, NewUser, User, UserId};
 use crate::throttle;
@@ -224,6 +227,39 @@ pub async fn check_current_password(
         return refuse().await;
     }
     Ok(CurrentPassword::Confirmed)
+}
+
+/// How long after signing in with Microsoft a user without a password may set a first one.
+/// A local password bypasses Entra's MFA and Conditional Access and outlives the account
+/// being disabled there, so it must be set by whoever just proved the Microsoft account, not
+/// by anyone holding an older session.
+pub const FIRST_PASSWORD_WINDOW: Duration = Duration::minutes(10);
+
+/// Whether a session that signed in with Microsoft at `microsoft_signed_in_at` (or not at
+/// all) may set a first password now.
+pub fn may_set_first_password(
+    microsoft_signed_in_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
+    microsoft_signed_in_at.is_some_and(|at| now - at <= FIRST_PASSWORD_WINDOW)
+}
+
+/// Ends every session of `user` but `keep`, after a change that must lock out whoever
+/// holds an older session: an admin's password reset, a Microsoft unlink, the user's own
+/// password change (which keeps the session making it). Returns how the audit entry says it.
+pub async fn end_sessions(
+    app: &App,
+    tenant: &Tenant,
+    user: &UserId,
+    keep: Option<&SessionId>,
+) -> Result<String, sqlx::Error> {
+    let ended = sessions::end_user_sessions(&app.db, &tenant.id, user, keep).await?;
+    let other = if keep.is_some() { " other" } else { "" };
+    Ok(match ended {
+        0 => format!("no{other} session was open"),
+        1 => format!("1{other} session ended"),
+        n => format!("{n}{other} sessions ended"),
+    })
 }
 
 /// How a Microsoft sign-in ended for Portico.

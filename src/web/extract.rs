@@ -53,6 +53,8 @@ pub struct TenantCtx {
     pub tenant: Tenant,
     pub user: User,
     pub csrf_token: String,
+    /// How and when this session signed in.
+    pub signed_in: session::SignedIn,
 }
 
 impl TenantCtx {
@@ -90,6 +92,7 @@ impl FromRequestParts<AppState> for TenantCtx {
             tenant,
             user,
             csrf_token,
+            signed_in,
         })
     }
 }

@@ -28,6 +28,7 @@ mod security_headers;
 mod security_input;
 mod security_isolation;
 mod security_secrets;
+mod session_hygiene;
 mod setup;
 mod sign_in_certificates;
 mod throttling;
