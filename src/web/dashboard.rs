@@ -50,7 +50,10 @@ impl From<audit::AuditEventRow> for AuditLine {
             actor: row.actor,
             action: row.action,
             target: row.target,
-            detail: row.detail,
+            detail: match row.attempts {
+                1 => row.detail,
+                attempts => format!("{} ({attempts} attempts)", row.detail),
+            },
             ip: row.ip.unwrap_or_default(),
         }
     }
