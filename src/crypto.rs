@@ -209,10 +209,46 @@ impl Keyring {
             .open(sealed, context)
     }
 
+    /// A MAC of `message` for `purpose` (HMAC-SHA256 under the current key), URL-safe: for
+    /// values Portico hands out and must recognize as its own, such as the form-token cookie.
+    pub fn sign(&self, purpose: &str, message: &str) -> String {
+        URL_SAFE_NO_PAD.encode(mac(&self.current, purpose, message))
+    }
+
+    /// Whether `signature` is `sign(purpose, message)` under any key of the ring, compared in
+    /// constant time.
+    pub fn verify_signature(&self, purpose: &str, message: &str, signature: &str) -> bool {
+        let Ok(offered) = URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        std::iter::once(&self.current).chain(&self.old).any(|key| {
+            use subtle::ConstantTimeEq;
+            mac(key, purpose, message).ct_eq(&offered).into()
+        })
+    }
+
     /// The start every value sealed with the current key has, e.g. `v1.1a2b3c4d.`.
     pub fn current_prefix(&self) -> String {
         format!("{SEALED_VERSION}.{}.", self.current.key_id())
     }
+}
+
+/// HMAC-SHA256 of `purpose`, a NUL and `message`, under a key of its own derived from `key`,
+/// so a MAC never doubles as anything the sealing key does.
+fn mac(key: &SecretKey, purpose: &str, message: &str) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mac_key = Sha256::new()
+        .chain_update(b"portico mac key v1\0")
+        .chain_update(key.0)
+        .finalize();
+    // HMAC takes keys of any length: this cannot fail.
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&mac_key) else {
+        return [0; 32];
+    };
+    mac.update(purpose.as_bytes());
+    mac.update(b"\0");
+    mac.update(message.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 impl From<SecretKey> for Keyring {
@@ -482,6 +518,20 @@ mod tests {
         ));
         assert!(Keyring::new(new.clone(), vec![old.clone(), new.clone()]).is_err());
         assert!(!format!("{ring:?}").contains(new.to_base64().as_str()));
+    }
+
+    #[test]
+    fn signatures_verify_only_for_their_message_purpose_and_keys() {
+        let (old, new) = (SecretKey::generate(), SecretKey::generate());
+        let before = Keyring::from(old.clone()).sign("csrf", "token");
+        let ring = Keyring::new(new.clone(), vec![old]).unwrap();
+        let now = ring.sign("csrf", "token");
+        assert!(ring.verify_signature("csrf", "token", &now));
+        assert!(ring.verify_signature("csrf", "token", &before));
+        assert!(!ring.verify_signature("csrf", "tokem", &now));
+        assert!(!ring.verify_signature("other", "token", &now));
+        assert!(!ring.verify_signature("csrf", "token", "not base64!"));
+        assert!(!Keyring::from(new).verify_signature("csrf", "token", &before));
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub async fn sign_in(
 ) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
     session.insert(CSRF_KEY, random_token()).await?;
+    // Signing in is activity: the next pages need not move the idle deadline again.
+    session.insert(ACTIVE_AT_KEY, now.unix_timestamp()).await?;
     session
         .insert(
             SIGNED_IN_KEY,
