@@ -97,9 +97,17 @@ pub struct ServeArgs {
     #[arg(long, env = "PORTICO_SMTP_FROM")]
     pub smtp_from: Option<String>,
 
+    /// Days the audit log keeps an entry; a daily job deletes older ones (at least 1).
+    #[arg(long, env = "PORTICO_AUDIT_RETENTION_DAYS", default_value_t = DEFAULT_AUDIT_RETENTION_DAYS)]
+    pub audit_retention_days: u32,
+
     #[command(flatten)]
     pub microsoft: MicrosoftArgs,
 }
+
+/// How long audit entries are kept unless PORTICO_AUDIT_RETENTION_DAYS says otherwise: over
+/// a year, so last year's same month can still be compared.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
 
 /// Where Microsoft's identity platform and Graph are reached.
 #[derive(Debug, Clone, Args)]
@@ -137,6 +145,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// The deployment's mail relay (PORTICO_SMTP_URL), when there is one.
     pub smtp_relay: Option<SmtpRelay>,
+    /// Days the audit log keeps an entry (PORTICO_AUDIT_RETENTION_DAYS).
+    pub audit_retention_days: u32,
 }
 
 /// PORTICO_SMTP_URL, which may hold a password, and the address mail through it comes from.
@@ -162,6 +172,11 @@ pub enum ConfigError {
     BaseUrl,
     #[error("PORTICO_METRICS_TOKEN must be at least 16 characters (openssl rand -hex 32)")]
     MetricsToken,
+    #[error(
+        "PORTICO_AUDIT_RETENTION_DAYS must be a whole number of days, at least 1 (the sign-in \
+         throttle counts the last quarter hour of the audit log)"
+    )]
+    AuditRetention,
     #[error(
         "PORTICO_SMTP_URL must look like smtps://user:password@host:465, \
          smtp://user:password@host:587?tls=required or smtp://host:25"
@@ -247,6 +262,9 @@ impl Config {
             KeyFile::CreateWhenMissing,
         )?;
         let smtp_relay = smtp_relay(&args, &base_url)?;
+        if args.audit_retention_days == 0 {
+            return Err(ConfigError::AuditRetention);
+        }
         Ok(Self {
             bind: args.bind,
             base_url,
@@ -261,6 +279,7 @@ impl Config {
             },
             shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
             smtp_relay,
+            audit_retention_days: args.audit_retention_days,
         })
     }
 

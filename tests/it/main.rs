@@ -31,5 +31,6 @@ mod security_secrets;
 mod session_hygiene;
 mod setup;
 mod sign_in_certificates;
+mod storage;
 mod throttling;
 mod users;

@@ -121,6 +121,7 @@ pub async fn spawn_app_with(
         metrics: MetricsAccess::default(),
         shutdown_timeout: std::time::Duration::from_secs(5),
         smtp_relay: None,
+        audit_retention_days: portico::config::DEFAULT_AUDIT_RETENTION_DAYS,
     };
     configure(&mut config);
     let state = App::start(config).await.unwrap();
