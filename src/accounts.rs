@@ -4,8 +4,11 @@
 use std::net::IpAddr;
 
 use secrecy::SecretString;
+use time::{Duration, OffsetDateTime};
+use tower_sessions::session::Id as SessionId;
 
 use crate::app::App;
+use crate::crypto::HashError;
 use crate::domain::{
     AuditAction, CONSUMERS_DIRECTORY, DisplayName, EmailAddress, Role, UserStatus,
 };
@@ -14,9 +17,10 @@ use crate::microsoft::sign_in::VerifiedIdentity;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::identities::{self, LinkError, Redeemed};
 use crate::store::microsoft_sign_in::SignInSettings;
+use crate::store::sessions;
 use crate::store::tenants::Tenant;
 use crate::store::users::{self, CreateUserError, NewUser, User, UserId};
-use crate::throttle;
+use crate::throttle::{self, Place};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum SignInOutcome {
@@ -28,13 +32,23 @@ pub enum SignInOutcome {
     Throttled,
 }
 
+/// Why a password check could not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    /// `HashError::Busy` when the hashing queue is full: nothing was checked or counted.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
 pub async fn sign_in_with_password(
     app: &App,
     tenant: &Tenant,
     email: &str,
     password: SecretString,
     ip: IpAddr,
-) -> Result<SignInOutcome, sqlx::Error> {
+) -> Result<SignInOutcome, CheckError> {
     let outcome = check_password_sign_in(app, tenant, email, password, ip).await?;
     let result = match outcome {
         SignInOutcome::SignedIn(_) => SignInResult::Success,
@@ -51,117 +65,75 @@ async fn check_password_sign_in(
     email: &str,
     password: SecretString,
     ip: IpAddr,
-) -> Result<SignInOutcome, sqlx::Error> {
-    let typed_email = email.trim().to_lowercase();
-    if throttled(app, tenant, &typed_email, ip).await? {
-        let detail = "too many failed sign-ins";
-        record(
-            app,
-            tenant,
-            &typed_email,
-            None,
-            AuditAction::SignInThrottled,
-            detail,
-            ip,
-        )
-        .await?;
-        return Ok(SignInOutcome::Throttled);
-    }
-
+) -> Result<SignInOutcome, CheckError> {
+    // What the log keeps of a typed email is bounded, whatever was typed.
+    let typed_email = audit::cut_name(&email.trim().to_lowercase()).to_owned();
     let candidate = match EmailAddress::parse(email) {
         Ok(email) => users::find_for_sign_in(&app.db, &tenant.id, &email).await?,
         Err(_) => None,
     };
-    let stored_hash = candidate.as_ref().and_then(|c| c.password_hash.clone());
-    // Verified even when there is no such user, so both cost the same time.
-    let password_ok = app.passwords.verify(password, stored_hash).await;
-
-    // Guesses sent in parallel all passed the check above; the right one must not slip
-    // through if the others' failures reached the limit meanwhile.
-    if password_ok && throttled(app, tenant, &typed_email, ip).await? {
-        let detail = "too many failed sign-ins";
-        record(
-            app,
-            tenant,
-            &typed_email,
-            None,
-            AuditAction::SignInThrottled,
-            detail,
-            ip,
-        )
-        .await?;
+    let detail = match &candidate {
+        Some(user) if user.password_hash.is_some() => "wrong password",
+        Some(_) => "account has no password",
+        None => "unknown email",
+    };
+    let failure = NewAuditEvent {
+        action: AuditAction::SignInFailed,
+        actor_user_id: candidate.as_ref().map(|user| user.id.as_str()),
+        actor: &typed_email,
+        target: &typed_email,
+        detail,
+        ip: Some(ip),
+    };
+    let refusal = NewAuditEvent {
+        action: AuditAction::SignInThrottled,
+        actor_user_id: None,
+        detail: "too many failed sign-ins",
+        ..failure
+    };
+    let place = throttle::reserve(
+        &app.db,
+        &tenant.id,
+        Some(&typed_email),
+        ip,
+        failure,
+        refusal,
+    )
+    .await?;
+    let Place::Taken(entry) = place else {
         return Ok(SignInOutcome::Throttled);
-    }
+    };
 
-    match candidate {
+    // Verified even when there is no such user, so both cost the same time.
+    let stored_hash = candidate.as_ref().and_then(|c| c.password_hash.clone());
+    let password_ok = match app.passwords.verify(password, stored_hash).await {
+        Ok(ok) => ok,
+        Err(err) => {
+            // Not checked (the hashing queue is full): not a failure either.
+            audit::withdraw(&app.db, &tenant.id, &entry).await?;
+            return Err(err.into());
+        }
+    };
+    Ok(match candidate {
         Some(user) if password_ok && user.status == UserStatus::Active => {
-            record(
-                app,
-                tenant,
-                &typed_email,
-                Some(&user.id),
-                AuditAction::SignIn,
-                "password",
-                ip,
-            )
-            .await?;
-            Ok(SignInOutcome::SignedIn(user.id))
+            audit::settle(&app.db, &tenant.id, &entry, AuditAction::SignIn, "password").await?;
+            SignInOutcome::SignedIn(user.id)
         }
-        Some(user) if password_ok => {
+        Some(_) if password_ok => {
             let detail = "account is disabled";
-            record(
-                app,
-                tenant,
-                &typed_email,
-                Some(&user.id),
+            audit::settle(
+                &app.db,
+                &tenant.id,
+                &entry,
                 AuditAction::SignInFailed,
                 detail,
-                ip,
             )
             .await?;
-            Ok(SignInOutcome::Refused)
+            SignInOutcome::Refused
         }
-        Some(user) => {
-            let detail = if user.password_hash.is_some() {
-                "wrong password"
-            } else {
-                "account has no password"
-            };
-            record(
-                app,
-                tenant,
-                &typed_email,
-                Some(&user.id),
-                AuditAction::SignInFailed,
-                detail,
-                ip,
-            )
-            .await?;
-            Ok(SignInOutcome::Refused)
-        }
-        None => {
-            record(
-                app,
-                tenant,
-                &typed_email,
-                None,
-                AuditAction::SignInFailed,
-                "unknown email",
-                ip,
-            )
-            .await?;
-            Ok(SignInOutcome::Refused)
-        }
-    }
-}
-
-async fn throttled(
-    app: &App,
-    tenant: &Tenant,
-    email: &str,
-    ip: IpAddr,
-) -> Result<bool, sqlx::Error> {
-    throttle::is_throttled(&app.db, &tenant.id, Some(email), ip).await
+        // The failure recorded when the check took its place stands.
+        _ => SignInOutcome::Refused,
+    })
 }
 
 /// How a signed-in user's current password checked out, before they change it.
@@ -177,53 +149,76 @@ pub enum CurrentPassword {
 }
 
 /// Checks the password a signed-in user typed as their current one, counting a wrong one
-/// like a failed sign-in.
+/// like a failed sign-in (and taking its place in the throttle before hashing, as sign-in).
 pub async fn check_current_password(
     app: &App,
     tenant: &Tenant,
     user: &User,
     typed: SecretString,
     ip: IpAddr,
-) -> Result<CurrentPassword, sqlx::Error> {
-    let refuse = || async {
-        let detail = "too many wrong passwords when changing the password";
-        record(
-            app,
-            tenant,
-            &user.email,
-            Some(&user.id),
-            AuditAction::SignInThrottled,
-            detail,
-            ip,
-        )
-        .await
-        .map(|()| CurrentPassword::Throttled)
-    };
-    if throttled(app, tenant, &user.email, ip).await? {
-        return refuse().await;
-    }
+) -> Result<CurrentPassword, CheckError> {
     let Some(stored) = users::password_hash(&app.db, &tenant.id, &user.id).await? else {
         return Ok(CurrentPassword::NoneSet);
     };
-    if !app.passwords.verify(typed, Some(stored)).await {
-        let action = AuditAction::OwnPasswordRejected;
-        record(
-            app,
-            tenant,
-            &user.email,
-            Some(&user.id),
-            action,
-            "wrong current password",
-            ip,
-        )
-        .await?;
+    let failure = NewAuditEvent {
+        action: AuditAction::OwnPasswordRejected,
+        actor_user_id: Some(user.id.as_str()),
+        actor: &user.email,
+        target: &user.email,
+        detail: "wrong current password",
+        ip: Some(ip),
+    };
+    let refusal = NewAuditEvent {
+        action: AuditAction::SignInThrottled,
+        detail: "too many wrong passwords when changing the password",
+        ..failure
+    };
+    let place =
+        throttle::reserve(&app.db, &tenant.id, Some(&user.email), ip, failure, refusal).await?;
+    let Place::Taken(entry) = place else {
+        return Ok(CurrentPassword::Throttled);
+    };
+    let verified = app.passwords.verify(typed, Some(stored)).await;
+    if verified.as_ref().is_ok_and(|ok| !ok) {
         return Ok(CurrentPassword::Wrong);
     }
-    // As at sign-in: guesses sent in parallel must not let the right one through.
-    if throttled(app, tenant, &user.email, ip).await? {
-        return refuse().await;
-    }
+    // Right, or not checked: either way not a failure.
+    audit::withdraw(&app.db, &tenant.id, &entry).await?;
+    verified?;
     Ok(CurrentPassword::Confirmed)
+}
+
+/// How long after signing in with Microsoft a user without a password may set a first one.
+/// A local password bypasses Entra's MFA and Conditional Access and outlives the account
+/// being disabled there, so it must be set by whoever just proved the Microsoft account, not
+/// by anyone holding an older session.
+pub const FIRST_PASSWORD_WINDOW: Duration = Duration::minutes(10);
+
+/// Whether a session that signed in with Microsoft at `microsoft_signed_in_at` (or not at
+/// all) may set a first password now.
+pub fn may_set_first_password(
+    microsoft_signed_in_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
+    microsoft_signed_in_at.is_some_and(|at| now - at <= FIRST_PASSWORD_WINDOW)
+}
+
+/// Ends every session of `user` but `keep`, after a change that must lock out whoever
+/// holds an older session: an admin's password reset, a Microsoft unlink, the user's own
+/// password change (which keeps the session making it). Returns how the audit entry says it.
+pub async fn end_sessions(
+    app: &App,
+    tenant: &Tenant,
+    user: &UserId,
+    keep: Option<&SessionId>,
+) -> Result<String, sqlx::Error> {
+    let ended = sessions::end_user_sessions(&app.db, &tenant.id, user, keep).await?;
+    let other = if keep.is_some() { " other" } else { "" };
+    Ok(match ended {
+        0 => format!("no{other} session was open"),
+        1 => format!("1{other} session ended"),
+        n => format!("{n}{other} sessions ended"),
+    })
 }
 
 /// How a Microsoft sign-in ended for Portico.
@@ -489,7 +484,8 @@ pub async fn record_link_rejected(
     .await
 }
 
-/// Audits a check refused because of too many recent failures.
+/// Audits a check refused because of too many recent failures from the address: once per
+/// quarter hour, counting the attempts.
 pub async fn record_throttled(
     app: &App,
     tenant: &Tenant,
@@ -497,16 +493,15 @@ pub async fn record_throttled(
     detail: &str,
     ip: IpAddr,
 ) -> Result<(), sqlx::Error> {
-    record(
-        app,
-        tenant,
-        who,
-        None,
-        AuditAction::SignInThrottled,
+    let refusal = NewAuditEvent {
+        action: AuditAction::SignInThrottled,
+        actor_user_id: None,
+        actor: who,
+        target: who,
         detail,
-        ip,
-    )
-    .await
+        ip: Some(ip),
+    };
+    throttle::record_refusal(&app.db, &tenant.id, None, ip, refusal).await
 }
 
 async fn refuse(

@@ -102,10 +102,17 @@ pub struct ServeArgs {
     /// separated by commas or spaces (an on-premises Exchange at 10.20.0.0/16, say).
     #[arg(long, env = "PORTICO_EGRESS_ALLOW")]
     pub egress_allow: Option<String>,
+    /// Days the audit log keeps an entry; a daily job deletes older ones (at least 1).
+    #[arg(long, env = "PORTICO_AUDIT_RETENTION_DAYS", default_value_t = DEFAULT_AUDIT_RETENTION_DAYS)]
+    pub audit_retention_days: u32,
 
     #[command(flatten)]
     pub microsoft: MicrosoftArgs,
 }
+
+/// How long audit entries are kept unless PORTICO_AUDIT_RETENTION_DAYS says otherwise: over
+/// a year, so last year's same month can still be compared.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
 
 /// Where Microsoft's identity platform and Graph are reached.
 #[derive(Debug, Clone, Args)]
@@ -148,6 +155,8 @@ pub struct Config {
     /// The longest one expiry alert may take to send before it counts as failed: a tenant's
     /// mail server that never answers holds one of the few sending places this long.
     pub alert_send_timeout: Duration,
+    /// Days the audit log keeps an entry (PORTICO_AUDIT_RETENTION_DAYS).
+    pub audit_retention_days: u32,
 }
 
 /// Two minutes: mail servers answer each step within seconds, and a send well inside its
@@ -177,6 +186,11 @@ pub enum ConfigError {
     BaseUrl,
     #[error("PORTICO_METRICS_TOKEN must be at least 16 characters (openssl rand -hex 32)")]
     MetricsToken,
+    #[error(
+        "PORTICO_AUDIT_RETENTION_DAYS must be a whole number of days, at least 1 (the sign-in \
+         throttle counts the last quarter hour of the audit log)"
+    )]
+    AuditRetention,
     #[error(
         "PORTICO_SMTP_URL must look like smtps://user:password@host:465, \
          smtp://user:password@host:587?tls=required or smtp://host:25"
@@ -271,6 +285,9 @@ impl Config {
             Some(raw) => parse_allow_list(raw).map_err(ConfigError::EgressAllow)?,
             None => Vec::new(),
         };
+        if args.audit_retention_days == 0 {
+            return Err(ConfigError::AuditRetention);
+        }
         Ok(Self {
             bind: args.bind,
             base_url,
@@ -287,6 +304,7 @@ impl Config {
             smtp_relay,
             egress: EgressPolicy::allowing(egress_allow),
             alert_send_timeout: DEFAULT_ALERT_SEND_TIMEOUT,
+            audit_retention_days: args.audit_retention_days,
         })
     }
 

@@ -1,6 +1,7 @@
 //! Key material and password hashing: the only module that touches raw secret bytes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -208,10 +209,46 @@ impl Keyring {
             .open(sealed, context)
     }
 
+    /// A MAC of `message` for `purpose` (HMAC-SHA256 under the current key), URL-safe: for
+    /// values Portico hands out and must recognize as its own, such as the form-token cookie.
+    pub fn sign(&self, purpose: &str, message: &str) -> String {
+        URL_SAFE_NO_PAD.encode(mac(&self.current, purpose, message))
+    }
+
+    /// Whether `signature` is `sign(purpose, message)` under any key of the ring, compared in
+    /// constant time.
+    pub fn verify_signature(&self, purpose: &str, message: &str, signature: &str) -> bool {
+        let Ok(offered) = URL_SAFE_NO_PAD.decode(signature) else {
+            return false;
+        };
+        std::iter::once(&self.current).chain(&self.old).any(|key| {
+            use subtle::ConstantTimeEq;
+            mac(key, purpose, message).ct_eq(&offered).into()
+        })
+    }
+
     /// The start every value sealed with the current key has, e.g. `v1.1a2b3c4d.`.
     pub fn current_prefix(&self) -> String {
         format!("{SEALED_VERSION}.{}.", self.current.key_id())
     }
+}
+
+/// HMAC-SHA256 of `purpose`, a NUL and `message`, under a key of its own derived from `key`,
+/// so a MAC never doubles as anything the sealing key does.
+fn mac(key: &SecretKey, purpose: &str, message: &str) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mac_key = Sha256::new()
+        .chain_update(b"portico mac key v1\0")
+        .chain_update(key.0)
+        .finalize();
+    // HMAC takes keys of any length: this cannot fail.
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(&mac_key) else {
+        return [0; 32];
+    };
+    mac.update(purpose.as_bytes());
+    mac.update(b"\0");
+    mac.update(message.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 impl From<SecretKey> for Keyring {
@@ -235,19 +272,41 @@ impl std::fmt::Debug for Keyring {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    /// Every hashing thread is busy and the queue in front of them is full: the request is
+    /// answered now (503, try again shortly) instead of waiting past its timeout.
+    #[error("the password hashing queue is full")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
 
 /// Work for the hashing threads.
 type HashJob = Box<dyn FnOnce() + Send>;
+
+/// Hashes that may wait per hashing thread. One takes about 30 ms on a current core, so a
+/// full queue is worked off in about two seconds, well within the 30-second request timeout.
+const QUEUE_PER_THREAD: usize = 64;
 
 /// Argon2id with OWASP's parameters, on threads of its own: one fewer than the cores (at
 /// least one), so a burst of sign-ins queues for them and leaves a core to the pages. And
 /// each hash's 19 MiB is then reused by the same few threads, where on the blocking pool
 /// every thread's allocator arena kept a copy (about 200 MiB after 32 sign-ins at once).
+/// The queue is bounded: past it, hashing answers `Busy` at once.
 #[derive(Clone)]
 pub struct PasswordHasher {
-    jobs: std::sync::mpsc::Sender<HashJob>,
+    jobs: std::sync::mpsc::SyncSender<HashJob>,
+    counts: Arc<HashCounts>,
+    threads: usize,
+    queue_capacity: usize,
+}
+
+#[derive(Default)]
+struct HashCounts {
+    /// Jobs sent and not yet taken by a thread.
+    queued: AtomicUsize,
+    /// Hashes a thread started computing (verifications included).
+    started: AtomicU64,
 }
 
 /// Verified against when the email is unknown, so that costs as much as a wrong password: the
@@ -258,10 +317,18 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$7As44HM+7jaeMZq38Ds7RQ$
 impl PasswordHasher {
     pub fn new() -> Result<Self, HashError> {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let (jobs, queue) = std::sync::mpsc::channel::<HashJob>();
+        let threads = cores.saturating_sub(1).max(1);
+        Self::with_limits(threads, threads * QUEUE_PER_THREAD)
+    }
+
+    /// `threads` hashing threads, and at most `queue_capacity` hashes waiting for them.
+    pub fn with_limits(threads: usize, queue_capacity: usize) -> Result<Self, HashError> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel::<HashJob>(queue_capacity);
         let queue = Arc::new(std::sync::Mutex::new(queue));
-        for n in 0..cores.saturating_sub(1).max(1) {
+        let counts = Arc::new(HashCounts::default());
+        for n in 0..threads {
             let queue = Arc::clone(&queue);
+            let counts = Arc::clone(&counts);
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
                 .spawn(move || {
@@ -271,29 +338,45 @@ impl PasswordHasher {
                         .map_err(drop)
                         .and_then(|q| q.recv().map_err(drop))
                     {
+                        counts.queued.fetch_sub(1, Ordering::Relaxed);
                         job();
                     }
                 })
-                .map_err(|e| HashError(e.to_string()))?;
+                .map_err(|e| HashError::Failed(e.to_string()))?;
         }
-        Ok(Self { jobs })
+        Ok(Self {
+            jobs,
+            counts,
+            threads,
+            queue_capacity,
+        })
     }
 
-    /// Runs `work` on a hashing thread, after the work queued before it.
+    /// Runs `work` on a hashing thread, after the work queued before it; `Busy` at once
+    /// when the queue is full.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let stopped = || HashError("the hashing threads stopped".into());
+        let stopped = || HashError::Failed("the hashing threads stopped".into());
         let (done, result) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send(Box::new(move || {
-                // A request that went away (the browser gave up) costs no hashing.
-                if !done.is_closed() {
-                    let _ = done.send(work());
-                }
-            }))
-            .map_err(|_| stopped())?;
+        let counts = Arc::clone(&self.counts);
+        // Counted before sending, so a thread that takes the job at once never counts below 0.
+        self.counts.queued.fetch_add(1, Ordering::Relaxed);
+        let sent = self.jobs.try_send(Box::new(move || {
+            // A request that went away (the browser gave up) costs no hashing.
+            if !done.is_closed() {
+                counts.started.fetch_add(1, Ordering::Relaxed);
+                let _ = done.send(work());
+            }
+        }));
+        if let Err(err) = sent {
+            self.counts.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(match err {
+                std::sync::mpsc::TrySendError::Full(_) => HashError::Busy,
+                std::sync::mpsc::TrySendError::Disconnected(_) => stopped(),
+            });
+        }
         result.await.map_err(|_| stopped())
     }
 
@@ -302,7 +385,11 @@ impl PasswordHasher {
     }
 
     /// Checks `password` against `stored`, or against a dummy hash when there is none.
-    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> bool {
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<String>,
+    ) -> Result<bool, HashError> {
         let known = stored.is_some();
         let hash = stored.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let verified = self
@@ -311,9 +398,26 @@ impl PasswordHasher {
                     .verify_password(password.expose_secret().as_bytes(), hash.as_str())
                     .is_ok()
             })
-            .await
-            .unwrap_or(false);
-        known && verified
+            .await?;
+        Ok(known && verified)
+    }
+
+    /// Hashes started since this hasher was made (verifications included).
+    pub fn hashes_started(&self) -> u64 {
+        self.counts.started.load(Ordering::Relaxed)
+    }
+
+    /// Hashes waiting for a thread now.
+    pub fn queued(&self) -> usize {
+        self.counts.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
     }
 }
 
@@ -327,7 +431,7 @@ fn hash_blocking(password: &SecretString) -> Result<String, HashError> {
     argon2()
         .hash_password(password.expose_secret().as_bytes())
         .map(|hash| hash.to_string())
-        .map_err(|e| HashError(e.to_string()))
+        .map_err(|e| HashError::Failed(e.to_string()))
 }
 
 #[cfg(test)]
@@ -417,6 +521,20 @@ mod tests {
     }
 
     #[test]
+    fn signatures_verify_only_for_their_message_purpose_and_keys() {
+        let (old, new) = (SecretKey::generate(), SecretKey::generate());
+        let before = Keyring::from(old.clone()).sign("csrf", "token");
+        let ring = Keyring::new(new.clone(), vec![old]).unwrap();
+        let now = ring.sign("csrf", "token");
+        assert!(ring.verify_signature("csrf", "token", &now));
+        assert!(ring.verify_signature("csrf", "token", &before));
+        assert!(!ring.verify_signature("csrf", "tokem", &now));
+        assert!(!ring.verify_signature("other", "token", &now));
+        assert!(!ring.verify_signature("csrf", "token", "not base64!"));
+        assert!(!Keyring::from(new).verify_signature("csrf", "token", &before));
+    }
+
+    #[test]
     fn key_of_wrong_length_is_refused() {
         assert!(SecretKey::from_base64(&STANDARD.encode([0u8; 31])).is_none());
         assert!(SecretKey::from_base64("not base64!").is_none());
@@ -430,16 +548,63 @@ mod tests {
             .await
             .unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(
+        let verify = async |password: &str, stored: Option<String>| {
             hasher
-                .verify(SecretString::from("correct horse"), Some(hash.clone()))
+                .verify(SecretString::from(password.to_owned()), stored)
                 .await
-        );
-        assert!(
-            !hasher
-                .verify(SecretString::from("wrong horse"), Some(hash))
-                .await
-        );
-        assert!(!hasher.verify(SecretString::from("anything"), None).await);
+                .unwrap()
+        };
+        assert!(verify("correct horse", Some(hash.clone())).await);
+        assert!(!verify("wrong horse", Some(hash)).await);
+        assert!(!verify("anything", None).await);
+        assert_eq!(hasher.hashes_started(), 4);
+    }
+
+    /// With every thread busy and the queue full, the next hash is refused at once, not
+    /// queued; once the threads are free again hashing goes on.
+    #[tokio::test]
+    async fn a_full_hashing_queue_answers_busy_at_once() {
+        let hasher = PasswordHasher::with_limits(1, 2).unwrap();
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let blocked = tokio::spawn({
+            let hasher = hasher.clone();
+            async move {
+                hasher
+                    .run(move || {
+                        let _ = started_tx.send(());
+                        let _ = gate.recv();
+                    })
+                    .await
+            }
+        });
+        started.await.unwrap();
+        let waiting: Vec<_> = (0..2)
+            .map(|_| {
+                tokio::spawn({
+                    let hasher = hasher.clone();
+                    async move { hasher.hash(SecretString::from("queued")).await }
+                })
+            })
+            .collect();
+        while hasher.queued() < 2 {
+            tokio::task::yield_now().await;
+        }
+        // The thread is held by the gate: an answer now cannot have waited for it.
+        assert!(matches!(
+            hasher
+                .verify(SecretString::from("one too many"), None)
+                .await,
+            Err(HashError::Busy)
+        ));
+        assert_eq!(hasher.hashes_started(), 1);
+
+        release.send(()).unwrap();
+        blocked.await.unwrap().unwrap();
+        for queued in waiting {
+            assert!(queued.await.unwrap().is_ok());
+        }
+        assert_eq!(hasher.hashes_started(), 3);
+        assert_eq!(hasher.queued(), 0);
     }
 }

@@ -13,13 +13,19 @@ use crate::store::job_runs;
 use crate::store::sessions::DbSessionStore;
 
 /// Every background job.
-const JOBS: [Job; 3] = [Job::SessionCleanup, Job::OAuthRenewal, Job::ExpiryAlerts];
+const JOBS: [Job; 4] = [
+    Job::SessionCleanup,
+    Job::OAuthRenewal,
+    Job::ExpiryAlerts,
+    Job::AuditCleanup,
+];
 
 /// How often a job runs, across all instances.
 fn interval(job: Job) -> Duration {
     match job {
         Job::SessionCleanup => Duration::from_secs(15 * 60),
         Job::OAuthRenewal | Job::ExpiryAlerts => Duration::from_secs(60),
+        Job::AuditCleanup => Duration::from_secs(24 * 60 * 60),
     }
 }
 
@@ -42,7 +48,21 @@ async fn work(app: &App, job: Job) -> Result<(), String> {
             .await
             .map(drop)
             .map_err(|err| err.to_string()),
+        Job::AuditCleanup => delete_old_audit_entries(app)
+            .await
+            .map_err(|err| err.to_string()),
     }
+}
+
+/// Deletes audit entries older than PORTICO_AUDIT_RETENTION_DAYS, so the log does not grow
+/// without end (every failed sign-in writes to it). The throttle reads only its last quarter
+/// hour, which a retention of at least a day never touches.
+async fn delete_old_audit_entries(app: &App) -> Result<(), sqlx::Error> {
+    let retention = i64::from(app.config.audit_retention_days) * 24 * 60 * 60;
+    let before = app.clock.now().unix_timestamp().saturating_sub(retention);
+    let deleted = crate::store::audit::delete_older_than(&app.db, before).await?;
+    tracing::info!(deleted, "old audit entries deleted");
+    Ok(())
 }
 
 /// Runs `job` here, unless another instance on the database already ran it within its

@@ -76,6 +76,7 @@ pub enum Job {
     SessionCleanup,
     OAuthRenewal,
     ExpiryAlerts,
+    AuditCleanup,
 }
 
 impl SignInMethod {
@@ -126,6 +127,7 @@ impl Job {
             Self::SessionCleanup => "session_cleanup",
             Self::OAuthRenewal => "oauth_renewal",
             Self::ExpiryAlerts => "expiry_alerts",
+            Self::AuditCleanup => "audit_cleanup",
         }
     }
 }

@@ -15,6 +15,8 @@ pub enum AuditAction {
     UserEnabled,
     UserPasswordReset,
     OwnPasswordChanged,
+    /// A user without a password set a first one, shortly after signing in with Microsoft.
+    OwnPasswordSet,
     /// A wrong current password when changing one's own: counts toward throttling.
     OwnPasswordRejected,
     MicrosoftIdentityLinked,
@@ -72,6 +74,7 @@ impl AuditAction {
             Self::UserEnabled => "user.enabled",
             Self::UserPasswordReset => "user.password_reset",
             Self::OwnPasswordChanged => "user.own_password_changed",
+            Self::OwnPasswordSet => "user.own_password_set",
             Self::OwnPasswordRejected => "user.own_password_rejected",
             Self::MicrosoftIdentityLinked => "user.microsoft_linked",
             Self::MicrosoftIdentityUnlinked => "user.microsoft_unlinked",

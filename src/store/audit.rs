@@ -1,10 +1,11 @@
 use std::net::IpAddr;
 
-use sqlx::FromRow;
+use sqlx::{Any, AnyConnection, FromRow};
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
-use super::{Db, Page, Paged, from_unix, new_id, unix_now};
+use super::{Backend, Db, Page, Paged, from_unix, new_id, unix_now};
+use crate::crypto::sha256_hex;
 use crate::domain::AuditAction;
 
 /// One line of the audit log as it is written. `detail` is prose for people and must
@@ -20,6 +21,18 @@ pub struct NewAuditEvent<'a> {
     pub ip: Option<IpAddr>,
 }
 
+/// The longest actor or target stored: an email's longest form. Sign-in forms take up to
+/// 64 KiB, and what the log keeps of a typed email must not grow with it (nor outgrow
+/// PostgreSQL's index entries).
+pub const MAX_NAME_CHARS: usize = 254;
+
+/// `text` cut to at most `MAX_NAME_CHARS` characters.
+pub fn cut_name(text: &str) -> &str {
+    text.char_indices()
+        .nth(MAX_NAME_CHARS)
+        .map_or(text, |(end, _)| &text[..end])
+}
+
 #[derive(Debug, FromRow)]
 pub struct AuditEventRow {
     pub actor: String,
@@ -27,8 +40,14 @@ pub struct AuditEventRow {
     pub target: String,
     pub detail: String,
     pub ip: Option<String>,
+    /// How many refused attempts the entry stands for (1 but for throttled bursts).
+    pub attempts: i64,
     created_at: i64,
 }
+
+/// One audit entry's id, to settle a check recorded before its outcome was known.
+#[derive(Debug, Clone)]
+pub struct AuditEventId(String);
 
 impl AuditEventRow {
     pub fn created_at(&self) -> OffsetDateTime {
@@ -41,22 +60,173 @@ pub async fn record(
     tenant: &TenantId,
     event: NewAuditEvent<'_>,
 ) -> Result<(), sqlx::Error> {
+    insert(db.pool(), tenant, &event).await.map(drop)
+}
+
+async fn insert<'c>(
+    executor: impl sqlx::Executor<'c, Database = Any>,
+    tenant: &TenantId,
+    event: &NewAuditEvent<'_>,
+) -> Result<AuditEventId, sqlx::Error> {
+    let id = new_id();
     sqlx::query(
         "INSERT INTO audit_events (id, tenant_id, actor_user_id, actor, action, target, detail, \
          ip, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
-    .bind(new_id())
+    .bind(&id)
     .bind(tenant.as_str())
     .bind(event.actor_user_id)
-    .bind(event.actor)
+    .bind(cut_name(event.actor))
     .bind(event.action.as_str())
-    .bind(event.target)
+    .bind(cut_name(event.target))
     .bind(event.detail)
     .bind(event.ip.map(|ip| ip.to_string()))
     .bind(unix_now())
+    .execute(executor)
+    .await?;
+    Ok(AuditEventId(id))
+}
+
+/// Rewrites the outcome of an entry recorded before it was known (see `ThrottleLock`).
+pub async fn settle(
+    db: &Db,
+    tenant: &TenantId,
+    id: &AuditEventId,
+    action: AuditAction,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE audit_events SET action = $1, detail = $2 WHERE tenant_id = $3 AND id = $4",
+    )
+    .bind(action.as_str())
+    .bind(detail)
+    .bind(tenant.as_str())
+    .bind(&id.0)
     .execute(db.pool())
     .await?;
     Ok(())
+}
+
+/// Removes an entry recorded for a check that then did not happen (hashing was too busy).
+pub async fn withdraw(db: &Db, tenant: &TenantId, id: &AuditEventId) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM audit_events WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant.as_str())
+        .bind(&id.0)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Deletes entries older than `before` (unix seconds), of every tenant; returns how many.
+pub async fn delete_older_than(db: &Db, before: i64) -> Result<u64, sqlx::Error> {
+    let deleted = sqlx::query("DELETE FROM audit_events WHERE created_at < $1")
+        .bind(before)
+        .execute(db.pool())
+        .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// A transaction in which the throttle counts the failures of one account and address and
+/// records the next attempt, with no other such transaction for them in between, on any
+/// instance. SQLite: `BEGIN IMMEDIATE` takes the database's write lock at once (one writer
+/// at a time anyway). PostgreSQL: advisory locks on the account and the address, held to the
+/// end of the transaction; the account's is always taken first, so two never deadlock.
+pub struct ThrottleLock {
+    tx: sqlx::Transaction<'static, Any>,
+}
+
+/// Which earlier refusal a refused attempt adds itself to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepeatOf {
+    /// The account's (the entry's target).
+    Account,
+    /// The address's.
+    Address,
+}
+
+impl ThrottleLock {
+    pub async fn begin(db: &Db, account: Option<&str>, ip: IpAddr) -> Result<Self, sqlx::Error> {
+        Ok(match db.backend() {
+            Backend::Sqlite => Self {
+                tx: db.pool().begin_with("BEGIN IMMEDIATE").await?,
+            },
+            Backend::Postgres => {
+                let mut tx = db.pool().begin().await?;
+                let keys = account
+                    .map(|account| format!("throttle account {account}"))
+                    .into_iter()
+                    .chain([format!("throttle address {ip}")]);
+                for key in keys {
+                    sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT)")
+                        .bind(lock_key(&key))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Self { tx }
+            }
+        })
+    }
+
+    /// As `recent_failures`, inside the lock.
+    pub async fn recent_failures(
+        &mut self,
+        tenant: &TenantId,
+        account: Option<&str>,
+        ip: IpAddr,
+        window_seconds: i64,
+        actions: &[AuditAction],
+    ) -> Result<(i64, i64), sqlx::Error> {
+        count_failures(&mut self.tx, tenant, account, ip, window_seconds, actions).await
+    }
+
+    pub async fn record(
+        &mut self,
+        tenant: &TenantId,
+        event: &NewAuditEvent<'_>,
+    ) -> Result<AuditEventId, sqlx::Error> {
+        insert(&mut *self.tx, tenant, event).await
+    }
+
+    /// Records `event` as one more attempt of the same refusal of the account or address
+    /// within the last `window_seconds`, or as a new entry when there is none.
+    pub async fn record_repeated(
+        &mut self,
+        tenant: &TenantId,
+        event: &NewAuditEvent<'_>,
+        of: RepeatOf,
+        window_seconds: i64,
+    ) -> Result<(), sqlx::Error> {
+        let (column, value) = match of {
+            RepeatOf::Account => ("target", cut_name(event.target).to_owned()),
+            RepeatOf::Address => ("ip", event.ip.map(|ip| ip.to_string()).unwrap_or_default()),
+        };
+        let sql = format!(
+            "UPDATE audit_events SET attempts = attempts + 1 WHERE id = (SELECT id FROM \
+             audit_events WHERE tenant_id = $1 AND action = $2 AND {column} = $3 \
+             AND created_at > $4 ORDER BY created_at DESC, id DESC LIMIT 1)"
+        );
+        let added = sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .bind(event.action.as_str())
+            .bind(value)
+            .bind(unix_now() - window_seconds)
+            .execute(&mut *self.tx)
+            .await?;
+        if added.rows_affected() == 0 {
+            insert(&mut *self.tx, tenant, event).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+/// A PostgreSQL advisory lock key: the first 8 bytes of the SHA-256 of `name`.
+fn lock_key(name: &str) -> i64 {
+    let hex = sha256_hex(name);
+    u64::from_str_radix(&hex[..16], 16).map_or(0, |key| key as i64)
 }
 
 /// The tenant's log, newest first.
@@ -66,7 +236,7 @@ pub async fn list(
     page: Page,
 ) -> Result<Paged<AuditEventRow>, sqlx::Error> {
     let rows = sqlx::query_as(
-        "SELECT actor, action, target, detail, ip, created_at FROM audit_events \
+        "SELECT actor, action, target, detail, ip, attempts, created_at FROM audit_events \
          WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
     )
     .bind(tenant.as_str())
@@ -82,6 +252,26 @@ pub async fn list(
 /// throttle's memory, so every instance on a shared database sees the same counts.
 pub async fn recent_failures(
     db: &Db,
+    tenant: &TenantId,
+    account: Option<&str>,
+    ip: IpAddr,
+    window_seconds: i64,
+    actions: &[AuditAction],
+) -> Result<(i64, i64), sqlx::Error> {
+    let mut connection = db.pool().acquire().await?;
+    count_failures(
+        &mut connection,
+        tenant,
+        account,
+        ip,
+        window_seconds,
+        actions,
+    )
+    .await
+}
+
+async fn count_failures(
+    connection: &mut AnyConnection,
     tenant: &TenantId,
     account: Option<&str>,
     ip: IpAddr,
@@ -106,12 +296,12 @@ pub async fn recent_failures(
             );
             let mut query = sqlx::query_scalar(&sql)
                 .bind(tenant.as_str())
-                .bind(account)
+                .bind(cut_name(account))
                 .bind(since);
             for action in actions {
                 query = query.bind(action.as_str());
             }
-            query.fetch_one(db.pool()).await?
+            query.fetch_one(&mut *connection).await?
         }
     };
     let sql = format!(
@@ -122,6 +312,6 @@ pub async fn recent_failures(
     for action in actions {
         query = query.bind(action.as_str());
     }
-    let from_address: i64 = query.fetch_one(db.pool()).await?;
+    let from_address: i64 = query.fetch_one(&mut *connection).await?;
     Ok((for_account, from_address))
 }

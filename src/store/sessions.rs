@@ -5,8 +5,15 @@ use async_trait::async_trait;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
+use super::tenants::TenantId;
+use super::users::UserId;
 use super::{Db, from_unix, unix_now};
 use crate::crypto::sha256_hex;
+
+/// The record key under which the web layer keeps who signed the session in (an object with
+/// `tenant_id` and `user_id`). The store copies both into their own columns, so that a
+/// user's sessions can be found and ended without reading every record.
+pub const SIGNED_IN_KEY: &str = "signed_in";
 
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
@@ -28,6 +35,34 @@ impl DbSessionStore {
     }
 }
 
+/// Ends every session of the user, except `keep` (the session making the change, when the
+/// user changes their own password): a session stolen before a password reset, an unlink
+/// or a password change stops working on its next request. Returns how many ended.
+pub async fn end_user_sessions(
+    db: &Db,
+    tenant: &TenantId,
+    user: &UserId,
+    keep: Option<&Id>,
+) -> Result<u64, sqlx::Error> {
+    // No id hashes to the empty string: without `keep`, every session goes.
+    let keep_hash = keep.map_or_else(String::new, |id| sha256_hex(&id.to_string()));
+    let ended =
+        sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND user_id = $2 AND id_hash <> $3")
+            .bind(tenant.as_str())
+            .bind(user.as_str())
+            .bind(keep_hash)
+            .execute(db.pool())
+            .await?;
+    Ok(ended.rows_affected())
+}
+
+/// The tenant and user a record is signed in as, if it is.
+fn owner(record: &Record) -> (Option<&str>, Option<&str>) {
+    let signed_in = record.data.get(SIGNED_IN_KEY);
+    let field = |name| signed_in.and_then(|value| value.get(name)?.as_str());
+    (field("tenant_id"), field("user_id"))
+}
+
 fn backend(err: sqlx::Error) -> session_store::Error {
     session_store::Error::Backend(err.to_string())
 }
@@ -41,13 +76,16 @@ fn encode(record: &Record) -> session_store::Result<String> {
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
         loop {
+            let (tenant_id, user_id) = owner(record);
             let inserted = sqlx::query(
-                "INSERT INTO sessions (id_hash, record, expires_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (id_hash) DO NOTHING",
+                "INSERT INTO sessions (id_hash, record, expires_at, tenant_id, user_id) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id_hash) DO NOTHING",
             )
             .bind(sha256_hex(&record.id.to_string()))
             .bind(encode(record)?)
             .bind(record.expiry_date.unix_timestamp())
+            .bind(tenant_id)
+            .bind(user_id)
             .execute(self.db.pool())
             .await
             .map_err(backend)?;
@@ -61,13 +99,19 @@ impl SessionStore for DbSessionStore {
     /// Only updates: tower-sessions saves sessions it loaded (new ones go to `create`), and a
     /// request that loaded the session before a sign-out deleted it must not bring it back.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        sqlx::query("UPDATE sessions SET record = $2, expires_at = $3 WHERE id_hash = $1")
-            .bind(sha256_hex(&record.id.to_string()))
-            .bind(encode(record)?)
-            .bind(record.expiry_date.unix_timestamp())
-            .execute(self.db.pool())
-            .await
-            .map_err(backend)?;
+        let (tenant_id, user_id) = owner(record);
+        sqlx::query(
+            "UPDATE sessions SET record = $2, expires_at = $3, tenant_id = $4, user_id = $5 \
+             WHERE id_hash = $1",
+        )
+        .bind(sha256_hex(&record.id.to_string()))
+        .bind(encode(record)?)
+        .bind(record.expiry_date.unix_timestamp())
+        .bind(tenant_id)
+        .bind(user_id)
+        .execute(self.db.pool())
+        .await
+        .map_err(backend)?;
         Ok(())
     }
 

@@ -355,3 +355,28 @@ pub async fn set_own_password_hash(
     }
     Ok(())
 }
+
+/// A first password for a user who has none (they sign in with Microsoft). Only while they
+/// still have none: `Stale` when one was set meanwhile (by an admin, or in another tab), so
+/// it is never replaced without the current one.
+pub async fn set_first_password_hash(
+    db: &Db,
+    tenant: &TenantId,
+    id: &UserId,
+    password_hash: &str,
+) -> Result<(), ChangeUserError> {
+    let updated = sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2, version = version + 1 \
+         WHERE tenant_id = $3 AND id = $4 AND password_hash IS NULL",
+    )
+    .bind(password_hash)
+    .bind(unix_now())
+    .bind(tenant.as_str())
+    .bind(id.as_str())
+    .execute(db.pool())
+    .await?;
+    if updated.rows_affected() == 0 {
+        return Err(ChangeUserError::Stale);
+    }
+    Ok(())
+}

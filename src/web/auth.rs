@@ -82,7 +82,8 @@ pub async fn sign_in(
     Ok(match outcome {
         SignInOutcome::SignedIn(user_id) => {
             span.record_user(user_id.as_str());
-            session::sign_in(&session, &tenant.id, &user_id, state.clock.now()).await?;
+            let (method, now) = (session::SignInMethod::Password, state.clock.now());
+            session::sign_in(&session, &tenant.id, &user_id, method, now).await?;
             Redirect::to(&format!("/t/{}/", tenant.slug)).into_response()
         }
         SignInOutcome::Refused => {

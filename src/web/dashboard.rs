@@ -6,15 +6,17 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
+use tower_sessions::Session;
 
-use super::error::{AppError, Rejected, Throttled};
+use super::error::{AppError, Conflict, Rejected, Throttled};
 use super::extract::{ClientIp, Form, Query, TenantCtx};
 use super::{Layout, format_time};
 use crate::accounts::{self, CurrentPassword};
 use crate::app::AppState;
 use crate::domain::{AuditAction, FieldErrors, NewPassword, Role};
 use crate::expiry::{self, Expiring};
-use crate::store::{Page, audit, users};
+use crate::store::users::{self, ChangeUserError};
+use crate::store::{Page, audit};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "dashboard.html")]
@@ -48,7 +50,10 @@ impl From<audit::AuditEventRow> for AuditLine {
             actor: row.actor,
             action: row.action,
             target: row.target,
-            detail: row.detail,
+            detail: match row.attempts {
+                1 => row.detail,
+                attempts => format!("{} ({attempts} attempts)", row.detail),
+            },
             ip: row.ip.unwrap_or_default(),
         }
     }
@@ -97,9 +102,26 @@ pub struct ProfilePage {
     slug: String,
     errors: FieldErrors,
     saved: bool,
+    has_password: bool,
+    /// Beside the new password: what it takes, and for a user without a password, until
+    /// when this session may set one, or how to become able to.
+    new_password_hint: String,
 }
 
-fn profile_page(ctx: &TenantCtx, errors: FieldErrors, saved: bool) -> ProfilePage {
+/// What a user without a password reads beside the form when they may not set one now.
+const FIRST_PASSWORD_HOW: &str = "To set a password, sign out, sign in again with \
+     Microsoft, and set it here within 10 minutes. That shows the Microsoft account is \
+     still yours.";
+
+fn profile_page(
+    state: &AppState,
+    ctx: &TenantCtx,
+    errors: FieldErrors,
+    saved: bool,
+) -> ProfilePage {
+    let microsoft_at = ctx.signed_in.microsoft_signed_in_at();
+    let may_set =
+        !ctx.user.has_password && accounts::may_set_first_password(microsoft_at, state.clock.now());
     ProfilePage {
         layout: ctx.layout("Your profile", "profile"),
         email: ctx.user.email.clone(),
@@ -108,6 +130,18 @@ fn profile_page(ctx: &TenantCtx, errors: FieldErrors, saved: bool) -> ProfilePag
         slug: ctx.tenant.slug.clone(),
         errors,
         saved,
+        has_password: ctx.user.has_password,
+        new_password_hint: match microsoft_at {
+            _ if ctx.user.has_password => {
+                "At least 12 characters. Your other sessions will be signed out.".to_owned()
+            }
+            Some(at) if may_set => format!(
+                "At least 12 characters. You signed in with Microsoft just now, so you can \
+                 set one until {}.",
+                format_time(at + accounts::FIRST_PASSWORD_WINDOW)
+            ),
+            _ => FIRST_PASSWORD_HOW.to_owned(),
+        },
     }
 }
 
@@ -117,8 +151,12 @@ pub struct ProfileQuery {
     saved: Option<String>,
 }
 
-pub async fn profile(ctx: TenantCtx, Query(query): Query<ProfileQuery>) -> ProfilePage {
-    profile_page(&ctx, FieldErrors::new(), query.saved.is_some())
+pub async fn profile(
+    State(state): State<AppState>,
+    ctx: TenantCtx,
+    Query(query): Query<ProfileQuery>,
+) -> ProfilePage {
+    profile_page(&state, &ctx, FieldErrors::new(), query.saved.is_some())
 }
 
 #[derive(Deserialize)]
@@ -127,10 +165,13 @@ pub struct ChangePasswordForm {
     new_password: Option<SecretString>,
 }
 
-/// Anyone may change their own password, proving they know the current one.
+/// Anyone may change their own password, proving they know the current one; a user without
+/// one may set a first one shortly after signing in with Microsoft. Either way their other
+/// sessions end, and this one goes on.
 pub async fn change_password(
     State(state): State<AppState>,
     ctx: TenantCtx,
+    session: Session,
     ClientIp(ip): ClientIp,
     Form(form): Form<ChangePasswordForm>,
 ) -> Result<Response, AppError> {
@@ -141,31 +182,54 @@ pub async fn change_password(
         NewPassword::parse(form.new_password.unwrap_or_else(empty)),
     );
     let typed = form.current_password.unwrap_or_else(empty);
-    match accounts::check_current_password(&state, &ctx.tenant, &ctx.user, typed, ip).await? {
-        CurrentPassword::Confirmed | CurrentPassword::NoneSet => {}
-        CurrentPassword::Wrong => {
-            errors.add("current_password", "This is not your current password.");
-        }
-        CurrentPassword::Throttled => {
-            let errors = FieldErrors::single(
-                "current_password",
-                "Too many wrong passwords. Wait 15 minutes and try again.",
-            );
-            return Ok(Throttled(profile_page(&ctx, errors, false)).into_response());
-        }
-    }
+    let first =
+        match accounts::check_current_password(&state, &ctx.tenant, &ctx.user, typed, ip).await? {
+            CurrentPassword::Confirmed => false,
+            CurrentPassword::NoneSet => {
+                let microsoft_at = ctx.signed_in.microsoft_signed_in_at();
+                if !accounts::may_set_first_password(microsoft_at, state.clock.now()) {
+                    let message = "Not now: a first password can only be set within 10 minutes \
+                     of signing in with Microsoft.";
+                    errors.add("new_password", message);
+                }
+                true
+            }
+            CurrentPassword::Wrong => {
+                errors.add("current_password", "This is not your current password.");
+                false
+            }
+            CurrentPassword::Throttled => {
+                let errors = FieldErrors::single(
+                    "current_password",
+                    "Too many wrong passwords. Wait 15 minutes and try again.",
+                );
+                return Ok(Throttled(profile_page(&state, &ctx, errors, false)).into_response());
+            }
+        };
     let Some(new_password) = new_password.filter(|_| errors.is_empty()) else {
-        return Ok(Rejected(profile_page(&ctx, errors, false)).into_response());
+        return Ok(Rejected(profile_page(&state, &ctx, errors, false)).into_response());
     };
     let hash = state.passwords.hash(new_password.into_secret()).await?;
-    users::set_own_password_hash(&state.db, &ctx.tenant.id, &ctx.user.id, &hash).await?;
-    ctx.audit(
-        &state,
-        AuditAction::OwnPasswordChanged,
-        &ctx.user.email,
-        "",
-        ip,
-    )
-    .await?;
+    let action = if first {
+        match users::set_first_password_hash(&state.db, &ctx.tenant.id, &ctx.user.id, &hash).await {
+            Err(ChangeUserError::Stale) => {
+                let errors = FieldErrors::single(
+                    "new_password",
+                    "A password was set for you meanwhile. Reload this page and change it \
+                     with that one as your current password.",
+                );
+                return Ok(Conflict(profile_page(&state, &ctx, errors, false)).into_response());
+            }
+            result => result?,
+        }
+        AuditAction::OwnPasswordSet
+    } else {
+        users::set_own_password_hash(&state.db, &ctx.tenant.id, &ctx.user.id, &hash).await?;
+        AuditAction::OwnPasswordChanged
+    };
+    let keep = session.id();
+    let ended = accounts::end_sessions(&state, &ctx.tenant, &ctx.user.id, keep.as_ref()).await?;
+    ctx.audit(&state, action, &ctx.user.email, &ended, ip)
+        .await?;
     Ok(Redirect::to(&ctx.path("/profile?saved=1")).into_response())
 }

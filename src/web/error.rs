@@ -2,7 +2,7 @@
 
 use askama::Template;
 use axum::extract::Request;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -39,6 +39,10 @@ pub enum AppError {
     /// passes: the page says to try again, with 503 so load balancers know too.
     #[error("the database is unavailable: {0}")]
     DatabaseUnavailable(String),
+    /// Password hashing is saturated (its queue is full): answered at once with 503 and
+    /// Retry-After, rather than held until the request times out.
+    #[error("too many sign-ins at once")]
+    Busy,
     #[error(transparent)]
     Internal(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -53,8 +57,25 @@ macro_rules! internal_from {
     )*};
 }
 
+impl From<HashError> for AppError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::Busy => Self::Busy,
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<crate::accounts::CheckError> for AppError {
+    fn from(err: crate::accounts::CheckError) -> Self {
+        match err {
+            crate::accounts::CheckError::Database(err) => err.into(),
+            crate::accounts::CheckError::Hash(err) => err.into(),
+        }
+    }
+}
+
 internal_from!(
-    HashError,
     crate::crypto::SealError,
     crate::certificates::CertificateError,
 );
@@ -124,6 +145,10 @@ impl From<crate::credentials::OpenError> for AppError {
         }
     }
 }
+
+/// How long a client told `Busy` should wait: a full hashing queue is worked off in about
+/// two seconds.
+const BUSY_RETRY_AFTER_SECONDS: &str = "5";
 
 /// What the page should say; attached to the response so `render_error_pages`, which knows
 /// the request id, draws it.
@@ -204,6 +229,19 @@ impl IntoResponse for AppError {
                      again in a minute; if it lasts, tell your operator.",
                 )
             }
+            Self::Busy => {
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::RETRY_AFTER, BUSY_RETRY_AFTER_SECONDS)],
+                )
+                    .into_response();
+                response.extensions_mut().insert(ErrorPage {
+                    title: "Portico is busy",
+                    message: "Too many people are signing in at this moment, so nothing was \
+                              checked or changed. Wait a few seconds and try again.",
+                });
+                return response;
+            }
             Self::Internal(err) => {
                 tracing::error!(error = %err, "request failed");
                 (
@@ -251,13 +289,20 @@ pub async fn render_error_pages(request: Request, next: Next) -> Response {
         message: page.message,
         reference: &reference,
     };
-    match template.render() {
+    let mut drawn = match template.render() {
         Ok(html) => (status, axum::response::Html(html)).into_response(),
         Err(err) => {
             tracing::error!(error = %err, "error page failed to render");
             (status, page.title).into_response()
         }
+    };
+    // The headers an error set for the client (Retry-After) stay with its page.
+    if let Some(retry_after) = response.headers().get(header::RETRY_AFTER) {
+        drawn
+            .headers_mut()
+            .insert(header::RETRY_AFTER, retry_after.clone());
     }
+    drawn
 }
 
 /// A form shown again with messages beside its fields, answered as 400 Bad Request.

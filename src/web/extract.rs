@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tower_sessions::Session;
 
+use super::csrf::AnonymousToken;
 use super::error::AppError;
 use super::observe::RequestSpan;
 use super::session;
@@ -53,6 +54,8 @@ pub struct TenantCtx {
     pub tenant: Tenant,
     pub user: User,
     pub csrf_token: String,
+    /// How and when this session signed in.
+    pub signed_in: session::SignedIn,
 }
 
 impl TenantCtx {
@@ -90,6 +93,7 @@ impl FromRequestParts<AppState> for TenantCtx {
             tenant,
             user,
             csrf_token,
+            signed_in,
         })
     }
 }
@@ -110,7 +114,9 @@ impl FromRequestParts<AppState> for AdminCtx {
     }
 }
 
-/// The form token for pages shown before sign-in (setup, sign-in).
+/// The form token for pages shown before sign-in (setup, sign-in, a one-time link): the
+/// session's, when it has one, else the signed cookie's (see `csrf`). Never makes a session,
+/// so an anonymous page view writes nothing.
 pub struct CsrfToken(pub String);
 
 impl FromRequestParts<AppState> for CsrfToken {
@@ -118,9 +124,15 @@ impl FromRequestParts<AppState> for CsrfToken {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let session = session_of(parts, state).await?;
-        let token = session::csrf_token(&session).await?;
-        session::keep_alive(&session, state.clock.now()).await?;
-        Ok(Self(token))
+        if let Some(token) = session::existing_csrf_token(&session).await? {
+            session::keep_alive(&session, state.clock.now()).await?;
+            return Ok(Self(token));
+        }
+        parts
+            .extensions
+            .get::<AnonymousToken>()
+            .map(|anonymous| Self(anonymous.token()))
+            .ok_or_else(|| AppError::Internal("served without the CSRF layer".into()))
     }
 }
 

@@ -328,7 +328,8 @@ pub async fn callback(
     match outcome {
         MicrosoftSignInOutcome::SignedIn(user_id) => {
             span.record_user(user_id.as_str());
-            session::sign_in(&session, &tenant.id, &user_id, now).await?;
+            let method = session::SignInMethod::Microsoft;
+            session::sign_in(&session, &tenant.id, &user_id, method, now).await?;
             Ok(Redirect::to(&format!("/t/{}/", tenant.slug)).into_response())
         }
         MicrosoftSignInOutcome::NoAccount => {

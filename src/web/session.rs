@@ -7,10 +7,10 @@ use tower_sessions::Session;
 use crate::crypto::random_token;
 use crate::microsoft::delegated::PendingAuthorization;
 use crate::microsoft::sign_in::PendingSignIn;
+use crate::store::sessions::SIGNED_IN_KEY;
 use crate::store::tenants::TenantId;
 use crate::store::users::UserId;
 
-const SIGNED_IN_KEY: &str = "signed_in";
 const CSRF_KEY: &str = "csrf";
 const MICROSOFT_SIGN_IN_KEY: &str = "microsoft_sign_in";
 
@@ -34,12 +34,30 @@ pub struct SignedIn {
     pub tenant_id: String,
     pub user_id: String,
     pub signed_in_at: i64,
+    /// Signed in with Microsoft (not a password). Sessions from before this field read as
+    /// false, which only withholds the first-password form.
+    #[serde(default)]
+    pub with_microsoft: bool,
 }
 
 impl SignedIn {
     pub fn is_expired(&self, now: OffsetDateTime) -> bool {
         now.unix_timestamp() - self.signed_in_at > ABSOLUTE_TIMEOUT.whole_seconds()
     }
+
+    /// When this session signed in with Microsoft, if it did.
+    pub fn microsoft_signed_in_at(&self) -> Option<OffsetDateTime> {
+        self.with_microsoft
+            .then(|| OffsetDateTime::from_unix_timestamp(self.signed_in_at).ok())
+            .flatten()
+    }
+}
+
+/// How a session signed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInMethod {
+    Password,
+    Microsoft,
 }
 
 pub async fn signed_in(
@@ -54,10 +72,13 @@ pub async fn sign_in(
     session: &Session,
     tenant: &TenantId,
     user: &UserId,
+    method: SignInMethod,
     now: OffsetDateTime,
 ) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
     session.insert(CSRF_KEY, random_token()).await?;
+    // Signing in is activity: the next pages need not move the idle deadline again.
+    session.insert(ACTIVE_AT_KEY, now.unix_timestamp()).await?;
     session
         .insert(
             SIGNED_IN_KEY,
@@ -65,6 +86,7 @@ pub async fn sign_in(
                 tenant_id: tenant.as_str().to_owned(),
                 user_id: user.as_str().to_owned(),
                 signed_in_at: now.unix_timestamp(),
+                with_microsoft: method == SignInMethod::Microsoft,
             },
         )
         .await
@@ -215,6 +237,7 @@ mod tests {
             tenant_id: "t".into(),
             user_id: "u".into(),
             signed_in_at: signed_in_at.unix_timestamp(),
+            with_microsoft: false,
         };
         assert!(!session.is_expired(signed_in_at + Duration::hours(11)));
         assert!(session.is_expired(signed_in_at + Duration::hours(12) + Duration::seconds(1)));

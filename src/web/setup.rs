@@ -124,7 +124,8 @@ pub async fn create(
         ip,
     )
     .await?;
-    session::sign_in(&session, &tenant.id, &admin_id, state.clock.now()).await?;
+    let (method, now) = (session::SignInMethod::Password, state.clock.now());
+    session::sign_in(&session, &tenant.id, &admin_id, method, now).await?;
     Ok(Redirect::to(&format!("/t/{}/", tenant.slug)).into_response())
 }
 

@@ -6,10 +6,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
+use tower_sessions::Session;
 
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
+use crate::accounts;
 use crate::app::AppState;
 use crate::crypto::random_token;
 use crate::domain::{
@@ -377,9 +379,21 @@ pub struct ResetPasswordForm {
     version: i64,
 }
 
+/// The session making a change to `user`, if it is theirs: an admin resetting their own
+/// password or unlinking their own Microsoft account stays signed in here.
+fn own_session(
+    ctx: &TenantCtx,
+    user: &User,
+    session: &Session,
+) -> Option<tower_sessions::session::Id> {
+    session.id().filter(|_| user.id == ctx.user.id)
+}
+
+/// Ends every session of the user (a stolen one included) once their password is reset.
 pub async fn reset_password(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
+    session: Session,
     ClientIp(ip): ClientIp,
     Path((_, id)): Path<(String, String)>,
     Form(form): Form<ResetPasswordForm>,
@@ -403,8 +417,16 @@ pub async fn reset_password(
         }
         result => result?,
     }
-    ctx.audit(&state, AuditAction::UserPasswordReset, &user.email, "", ip)
-        .await?;
+    let keep = own_session(&ctx, &user, &session);
+    let ended = accounts::end_sessions(&state, &ctx.tenant, &user.id, keep.as_ref()).await?;
+    ctx.audit(
+        &state,
+        AuditAction::UserPasswordReset,
+        &user.email,
+        &ended,
+        ip,
+    )
+    .await?;
     Ok(Redirect::to(&ctx.path(&format!("/users/{id}?done=password"))).into_response())
 }
 
@@ -464,9 +486,12 @@ pub async fn create_microsoft_link(
     Ok(page)
 }
 
+/// Unlinks the user's Microsoft account and ends every session of theirs, so one signed in
+/// with that account stops working now.
 pub async fn unlink_microsoft(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
+    session: Session,
     ClientIp(ip): ClientIp,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Redirect, AppError> {
@@ -474,11 +499,13 @@ pub async fn unlink_microsoft(
         .await?
         .ok_or(AppError::NotFound)?;
     if identities::unlink(&state.db, &ctx.tenant.id, &user.id).await? {
+        let keep = own_session(&ctx, &user, &session);
+        let ended = accounts::end_sessions(&state, &ctx.tenant, &user.id, keep.as_ref()).await?;
         ctx.audit(
             &state,
             AuditAction::MicrosoftIdentityUnlinked,
             &user.email,
-            "",
+            &ended,
             ip,
         )
         .await?;

@@ -2,8 +2,10 @@
 
 use portico::domain::Role;
 
+use std::collections::BTreeMap;
+
 use crate::on_both_backends;
-use crate::support::{Backend, PASSWORD, spawn_app};
+use crate::support::{Backend, PASSWORD, TestApp, spawn_app};
 
 on_both_backends!(
     sign_in_lands_on_the_dashboard_under_a_new_session_id,
@@ -14,6 +16,8 @@ on_both_backends!(
     post_without_form_token_is_refused_and_changes_nothing,
     post_from_another_origin_is_refused,
     pages_move_the_idle_deadline_at_most_once_a_minute,
+    a_thousand_anonymous_sign_in_page_views_write_no_row,
+    anonymous_form_tokens_hold_only_with_their_signed_cookie,
 );
 
 async fn sign_in_lands_on_the_dashboard_under_a_new_session_id(backend: Backend) {
@@ -28,6 +32,8 @@ async fn sign_in_lands_on_the_dashboard_under_a_new_session_id(backend: Backend)
         .assert_status(200)
         .assert_contains("Sign in")
         .assert_contains("Acme Corp");
+    // The page makes no session (its form token is in a cookie of its own).
+    assert_eq!(browser.session_cookie(), None);
     let cookie = login
         .headers
         .get("set-cookie")
@@ -35,13 +41,16 @@ async fn sign_in_lands_on_the_dashboard_under_a_new_session_id(backend: Backend)
         .to_str()
         .unwrap()
         .to_owned();
+    assert!(cookie.starts_with("portico_form="), "{cookie}");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     assert!(
         !cookie.contains("Secure"),
         "plain http must not get Secure cookies: {cookie}"
     );
-    let before = browser.session_cookie().unwrap();
+    // An attacker plants a session id of their choosing before sign-in.
+    let before = tower_sessions::session::Id::default().to_string();
+    browser.set_session_cookie(&before);
 
     browser
         .sign_in("acme", "Agent@Acme.test", PASSWORD)
@@ -276,4 +285,142 @@ async fn pages_move_the_idle_deadline_at_most_once_a_minute(backend: Backend) {
     let cookie = cookie.unwrap_or_else(|| panic!("the cookie is not sent again"));
     assert!(cookie.contains("Max-Age=7200"), "{cookie}");
     assert_eq!(cost().await, (quiet, None));
+}
+
+/// How many rows each table holds.
+async fn row_counts(app: &TestApp) -> BTreeMap<String, usize> {
+    let mut counts: BTreeMap<String, usize> = app
+        .table_names()
+        .await
+        .into_iter()
+        .map(|table| (table, 0))
+        .collect();
+    for (table, _) in app.all_rows().await {
+        *counts.entry(table).or_default() += 1;
+    }
+    counts
+}
+
+/// Anonymous visitors, with cookies and without, open the sign-in page a thousand times:
+/// no table gains or loses a row, and no session cookie is handed out.
+async fn a_thousand_anonymous_sign_in_page_views_write_no_row(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.create_tenant("acme", "Acme Corp").await;
+    app.create_user(&tenant, "agent@acme.test", Role::Agent)
+        .await;
+    let before = row_counts(&app).await;
+    assert!(before.len() > 10, "{before:?}");
+
+    let returning = app.browser();
+    let cookieless = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for batch in 0..100 {
+        let views = (0..10).map(|n| {
+            let (cookieless, returning, app) = (&cookieless, &returning, &app);
+            async move {
+                if n == 0 {
+                    let page = returning.get("/t/acme/login").await;
+                    (page.status.as_u16(), page.headers)
+                } else {
+                    let response = cookieless
+                        .get(app.url("/t/acme/login"))
+                        .send()
+                        .await
+                        .unwrap();
+                    (response.status().as_u16(), response.headers().clone())
+                }
+            }
+        });
+        for (status, headers) in futures_util::future::join_all(views).await {
+            assert_eq!(status, 200, "batch {batch}");
+            for cookie in headers.get_all("set-cookie") {
+                let cookie = cookie.to_str().unwrap();
+                assert!(!cookie.starts_with("portico_session="), "{cookie}");
+            }
+        }
+    }
+    assert_eq!(returning.session_cookie(), None);
+    assert_eq!(row_counts(&app).await, before);
+}
+
+/// The form token of a page shown before sign-in holds only with the signed cookie that
+/// came with it, from Portico's own origin; once signed in, only the session's token holds.
+async fn anonymous_form_tokens_hold_only_with_their_signed_cookie(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.create_tenant("acme", "Acme Corp").await;
+    app.create_user(&tenant, "agent@acme.test", Role::Agent)
+        .await;
+    let credentials = [("email", "agent@acme.test"), ("password", PASSWORD)];
+    let with_token = |token: &str| {
+        let mut fields = vec![("csrf_token", token.to_owned())];
+        fields.extend(credentials.map(|(name, value)| (name, value.to_owned())));
+        fields
+    };
+    let post = async |browser: &crate::support::Browser, fields: &[(&str, String)]| {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        browser.post_raw("/t/acme/login", &fields).await
+    };
+
+    let alice = app.browser();
+    let token = alice.get("/t/acme/login").await.csrf_token();
+    // Another browser's token, a browser without the cookie, a forged cookie: all refused.
+    let mallory = app.browser();
+    mallory.get("/t/acme/login").await;
+    post(&mallory, &with_token(&token)).await.assert_status(403);
+    let cookieless = app.browser();
+    post(&cookieless, &with_token(&token))
+        .await
+        .assert_status(403)
+        .assert_contains("This form has expired");
+    let forged = app.browser();
+    let forged_cookie = format!("portico_form={token}.c2lnbmF0dXJl; Path=/");
+    let response = forged
+        .client
+        .post(app.url("/t/acme/login"))
+        .header("cookie", forged_cookie)
+        .form(&with_token(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    // The right pair from another site's page.
+    let response = alice
+        .client
+        .post(app.url("/t/acme/login"))
+        .header("origin", "https://evil.example")
+        .form(&with_token(&token))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert!(
+        !app.audit_actions(&tenant)
+            .await
+            .iter()
+            .any(|(action, _, _)| action.starts_with("sign_in")),
+        "a refused form was checked"
+    );
+
+    // The right pair from Portico's own page signs in; a failed try shows the same token.
+    let wrong = [
+        ("csrf_token", token.clone()),
+        ("email", "agent@acme.test".to_owned()),
+        ("password", "not the password".to_owned()),
+    ];
+    let again = post(&alice, &wrong).await;
+    again.assert_status(400);
+    assert_eq!(again.csrf_token(), token);
+    post(&alice, &with_token(&token))
+        .await
+        .assert_redirect("/t/acme/");
+    // Signed in, the session has its own token: the cookie's no longer holds.
+    let profile = alice.get("/t/acme/profile").await;
+    assert_ne!(profile.csrf_token(), token);
+    alice
+        .post_raw("/t/acme/logout", &[("csrf_token", &token)])
+        .await
+        .assert_status(403);
+    alice.get("/t/acme/").await.assert_status(200);
 }

@@ -9,7 +9,7 @@ use crate::on_both_backends;
 use crate::support::fake_microsoft::{FakeApp, FakeUser, Signing};
 use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, spawn_app};
 
-const CONTOSO: Uuid = uuid!("11111111-1111-4111-8111-111111111111");
+pub(crate) const CONTOSO: Uuid = uuid!("11111111-1111-4111-8111-111111111111");
 const FABRIKAM: Uuid = uuid!("22222222-2222-4222-8222-222222222222");
 const APP_ID: Uuid = uuid!("33333333-3333-4333-8333-333333333333");
 const SECRET: &str = "Fake~Secret.Value-123";
@@ -29,7 +29,7 @@ on_both_backends!(
 );
 
 /// Contoso (with a verified domain) and Fabrikam, and Portico's app registered in Contoso.
-fn register(app: &TestApp, azure_app: FakeApp) {
+pub(crate) fn register(app: &TestApp, azure_app: FakeApp) {
     app.microsoft
         .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
     app.microsoft
@@ -38,14 +38,14 @@ fn register(app: &TestApp, azure_app: FakeApp) {
 }
 
 /// Portico as a public client: redirect URI under "Mobile and desktop applications".
-fn public_app(app: &TestApp) -> FakeApp {
+pub(crate) fn public_app(app: &TestApp) -> FakeApp {
     FakeApp::new(APP_ID, CONTOSO)
         .named("Portico")
         .public_client_redirect_uri(&app.url("/auth/microsoft/callback"))
 }
 
 /// Fills in the settings page as an admin would.
-async fn configure(admin: &Browser, slug: &str, fields: &[(&str, &str)]) -> Page {
+pub(crate) async fn configure(admin: &Browser, slug: &str, fields: &[(&str, &str)]) -> Page {
     let page = format!("/t/{slug}/settings/microsoft-sign-in");
     let client_id = APP_ID.to_string();
     let mut all = vec![
@@ -57,7 +57,8 @@ async fn configure(admin: &Browser, slug: &str, fields: &[(&str, &str)]) -> Page
     admin.submit(&page, &page, &all).await
 }
 
-async fn restricted_tenant(app: &TestApp) -> Browser {
+/// Acme with an admin, signing in with Microsoft restricted to Contoso.
+pub(crate) async fn restricted_tenant(app: &TestApp) -> Browser {
     register(app, public_app(app).multi_tenant());
     let (_, admin) = app.tenant_with_admin("acme").await;
     configure(&admin, "acme", &[("directory", &CONTOSO.to_string())])

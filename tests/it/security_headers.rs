@@ -203,24 +203,58 @@ async fn every_answer_carries_the_security_headers_and_every_page_keeps_to_its_p
     }
 }
 
-/// The session cookie's attributes, lowercased, from a fresh sign-in page.
-async fn session_cookie_attributes(app: &TestApp) -> (Page, BTreeSet<String>) {
-    app.create_tenant("acme", "Acme").await;
-    let page = app.browser().get("/t/acme/login").await;
+/// The attributes, lowercased, of each cookie Portico sets: the form-token cookie of a fresh
+/// sign-in page, and the session cookie of the sign-in. Returns the sign-in page too.
+async fn cookie_attributes(app: &TestApp) -> (Page, Vec<BTreeSet<String>>) {
+    let tenant = app.create_tenant("acme", "Acme").await;
+    app.create_user(&tenant, "agent@acme.test", portico::domain::Role::Agent)
+        .await;
+    let browser = app.browser();
+    let page = browser.get("/t/acme/login").await;
     page.assert_status(200);
-    let cookie = page
+    // Sent by hand: over the tests' plain http a browser would keep a Secure cookie to itself.
+    let form_cookie = page
         .headers
         .get_all("set-cookie")
         .iter()
-        .map(|value| value.to_str().unwrap().to_owned())
-        .find(|value| value.starts_with("portico_session="))
-        .unwrap_or_else(|| panic!("no session cookie: {:?}", page.headers));
-    let attributes = cookie
-        .split(';')
-        .skip(1)
-        .map(|attribute| attribute.trim().to_ascii_lowercase())
-        .collect();
-    (page, attributes)
+        .map(|value| value.to_str().unwrap())
+        .find(|value| value.starts_with("portico_form="))
+        .and_then(|value| value.split(';').next())
+        .unwrap_or_else(|| panic!("no form cookie: {:?}", page.headers))
+        .to_owned();
+    let response = browser
+        .client
+        .post(app.url("/t/acme/login"))
+        .header("cookie", form_cookie)
+        .form(&[
+            ("csrf_token", page.csrf_token().as_str()),
+            ("email", "agent@acme.test"),
+            ("password", crate::support::PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let signed_in = Page::read(response).await;
+    signed_in.assert_redirect("/t/acme/");
+    let cookie = |page: &Page, name: &str| {
+        let cookie = page
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .find(|value| value.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("no {name} cookie: {:?}", page.headers));
+        cookie
+            .split(';')
+            .skip(1)
+            .map(|attribute| attribute.trim().to_ascii_lowercase())
+            .collect()
+    };
+    let cookies = vec![
+        cookie(&page, "portico_form"),
+        cookie(&signed_in, "portico_session"),
+    ];
+    (page, cookies)
 }
 
 #[tokio::test]
@@ -230,7 +264,7 @@ async fn https_deployments_get_hsts_and_secure_cookies() {
         config.base_url = "https://portal.example.com".parse().unwrap();
     })
     .await;
-    let (page, cookie) = session_cookie_attributes(&app).await;
+    let (page, cookies) = cookie_attributes(&app).await;
     let hsts = directives(header(&page, "strict-transport-security").unwrap_or_default());
     let max_age: u64 = hsts
         .keys()
@@ -238,29 +272,33 @@ async fn https_deployments_get_hsts_and_secure_cookies() {
         .and_then(|seconds| seconds.parse().ok())
         .unwrap_or_else(|| panic!("no HSTS max-age: {:?}", page.headers));
     assert!(max_age >= 365 * 24 * 3600, "HSTS for {max_age} s only");
-    for attribute in ["secure", "httponly", "samesite=lax", "path=/"] {
+    for cookie in cookies {
+        for attribute in ["secure", "httponly", "samesite=lax", "path=/"] {
+            assert!(
+                cookie.contains(attribute),
+                "{attribute} missing: {cookie:?}"
+            );
+        }
         assert!(
-            cookie.contains(attribute),
-            "{attribute} missing: {cookie:?}"
+            !cookie.iter().any(|a| a.starts_with("domain=")),
+            "{cookie:?}"
         );
     }
-    assert!(
-        !cookie.iter().any(|a| a.starts_with("domain=")),
-        "{cookie:?}"
-    );
 }
 
 #[tokio::test]
 async fn plain_http_deployments_keep_httponly_samesite_cookies_without_secure() {
     let app = spawn_app(Backend::Sqlite).await;
-    let (page, cookie) = session_cookie_attributes(&app).await;
+    let (page, cookies) = cookie_attributes(&app).await;
     assert_eq!(header(&page, "strict-transport-security"), None);
-    for attribute in ["httponly", "samesite=lax", "path=/"] {
-        assert!(
-            cookie.contains(attribute),
-            "{attribute} missing: {cookie:?}"
-        );
+    for cookie in cookies {
+        for attribute in ["httponly", "samesite=lax", "path=/"] {
+            assert!(
+                cookie.contains(attribute),
+                "{attribute} missing: {cookie:?}"
+            );
+        }
+        // Over plain http a Secure cookie would never come back: sign-in would not work.
+        assert!(!cookie.contains("secure"), "{cookie:?}");
     }
-    // Over plain http a Secure cookie would never come back: sign-in would not work.
-    assert!(!cookie.contains("secure"), "{cookie:?}");
 }

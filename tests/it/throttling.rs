@@ -3,6 +3,7 @@
 //! links per address. (Sign-in itself: auth.rs.)
 
 use portico::domain::Role;
+use portico::store::tenants::Tenant;
 use time::Duration;
 
 use crate::on_both_backends;
@@ -12,6 +13,9 @@ on_both_backends!(
     wrong_setup_links_pause_setup_for_that_address,
     wrong_current_passwords_pause_password_changes_and_sign_in,
     wrong_one_time_links_pause_links_from_that_address,
+    a_parallel_burst_for_one_account_costs_at_most_the_limit_in_hashes,
+    a_burst_from_one_address_is_recorded_without_an_entry_per_attempt,
+    a_full_hashing_queue_answers_503_at_once,
 );
 
 async fn wrong_setup_links_pause_setup_for_that_address(backend: Backend) {
@@ -202,4 +206,153 @@ async fn wrong_one_time_links_pause_links_from_that_address(backend: Backend) {
         .sign_in("acme", "admin@acme.test", PASSWORD)
         .await
         .assert_status(429);
+}
+
+/// The tenant's audit entries of `action`, with how many attempts each stands for.
+async fn entries(app: &TestApp, tenant: &Tenant, action: &str) -> Vec<(String, i64)> {
+    let page = portico::store::Page::new(None, 500);
+    portico::store::audit::list(&app.state.db, &tenant.id, page)
+        .await
+        .unwrap()
+        .rows
+        .into_iter()
+        .filter(|row| row.action == action)
+        .map(|row| (row.target, row.attempts))
+        .collect()
+}
+
+/// A hundred wrong passwords for one account at once: each takes its place in the throttle
+/// before argon2 runs, so only the first five are hashed, and the rest are one audit entry.
+async fn a_parallel_burst_for_one_account_costs_at_most_the_limit_in_hashes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.create_tenant("acme", "Acme Corp").await;
+    app.create_user(&tenant, "agent@acme.test", Role::Agent)
+        .await;
+    let browser = app.browser();
+    let token = browser.get("/t/acme/login").await.csrf_token();
+    let hashes_before = app.state.passwords.hashes_started();
+
+    let guesses = (0..100).map(|n| {
+        let (browser, token) = (&browser, token.as_str());
+        async move {
+            let guess = format!("wrong guess number {n}");
+            let fields = [
+                ("csrf_token", token),
+                ("email", "agent@acme.test"),
+                ("password", guess.as_str()),
+            ];
+            browser.post_raw("/t/acme/login", &fields).await.status
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+
+    let hashed = app.state.passwords.hashes_started() - hashes_before;
+    assert!(hashed <= 5, "{hashed} hashes for a burst of 100");
+    let refused = statuses.iter().filter(|s| s.as_u16() == 400).count();
+    let throttled = statuses.iter().filter(|s| s.as_u16() == 429).count();
+    assert_eq!((refused, throttled), (5, 95), "{statuses:?}");
+    let failed = entries(&app, &tenant, "sign_in.failed").await;
+    assert_eq!(failed.len(), 5, "{failed:?}");
+    assert_eq!(
+        entries(&app, &tenant, "sign_in.throttled").await,
+        vec![("agent@acme.test".to_owned(), 95)]
+    );
+
+    // The right password waits too, and costs no hash either.
+    browser
+        .sign_in("acme", "agent@acme.test", PASSWORD)
+        .await
+        .assert_status(429);
+    assert_eq!(app.state.passwords.hashes_started() - hashes_before, hashed);
+    // Another account of the tenant still signs in.
+    app.create_user(&tenant, "admin@acme.test", Role::Admin)
+        .await;
+    app.browser()
+        .sign_in("acme", "admin@acme.test", PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
+}
+
+/// Failed sign-ins from one address over many typed emails: twenty entries, then one that
+/// counts the rest, however many accounts are tried.
+async fn a_burst_from_one_address_is_recorded_without_an_entry_per_attempt(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant, admin) = app.tenant_with_admin("acme").await;
+    let before = app.audit_actions(&tenant).await.len();
+    for n in 0..60 {
+        let status = app
+            .browser()
+            .sign_in("acme", &format!("guess{n}@acme.test"), "some password")
+            .await
+            .status
+            .as_u16();
+        assert_eq!(status, if n < 20 { 400 } else { 429 }, "attempt {n}");
+    }
+    let written = app.audit_actions(&tenant).await.len() - before;
+    assert_eq!(written, 21);
+    let throttled = entries(&app, &tenant, "sign_in.throttled").await;
+    assert_eq!(throttled, vec![("guess20@acme.test".to_owned(), 40)]);
+    admin
+        .get("/t/acme/audit")
+        .await
+        .assert_contains("too many failed sign-ins (40 attempts)");
+}
+
+/// With every hashing thread busy and the queue full, a sign-in is answered 503 with
+/// Retry-After at once (before any queued hash started), counts no failure, and sign-in
+/// works again once the queue drains.
+async fn a_full_hashing_queue_answers_503_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.create_tenant("acme", "Acme Corp").await;
+    app.create_user(&tenant, "agent@acme.test", Role::Agent)
+        .await;
+    let hasher = app.state.passwords.clone();
+    // A hash with 150 passes instead of 2: verifying it holds a thread for a while.
+    let slow = "$argon2id$v=19$m=19456,t=150,p=1$7As44HM+7jaeMZq38Ds7RQ$Dtm0dl71cAAuD9ec5OBPlKmOJRk3UGOiNZjuzzGnK9U";
+    let started = hasher.hashes_started();
+    let hold = |stored: Option<&str>| {
+        let (hasher, stored) = (hasher.clone(), stored.map(str::to_owned));
+        tokio::spawn(async move { hasher.verify("x".to_owned().into(), stored).await })
+    };
+    let holders: Vec<_> = (0..hasher.threads()).map(|_| hold(Some(slow))).collect();
+    while hasher.hashes_started() < started + hasher.threads() as u64 {
+        tokio::task::yield_now().await;
+    }
+    let queued: Vec<_> = (0..hasher.queue_capacity()).map(|_| hold(None)).collect();
+    while hasher.queued() < hasher.queue_capacity() {
+        tokio::task::yield_now().await;
+    }
+
+    let page = app
+        .browser()
+        .sign_in("acme", "agent@acme.test", PASSWORD)
+        .await;
+    page.assert_status(503)
+        .assert_contains("Portico is busy")
+        .assert_lacks(PASSWORD);
+    assert_eq!(
+        page.headers.get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("5")
+    );
+    // Answered while the threads were still held: it waited for none of the queue.
+    assert_eq!(
+        hasher.hashes_started(),
+        started + hasher.threads() as u64,
+        "the busy answer waited for a hash"
+    );
+    assert!(entries(&app, &tenant, "sign_in.failed").await.is_empty());
+
+    for task in queued {
+        task.abort();
+    }
+    for task in holders {
+        task.await.unwrap().unwrap();
+    }
+    while hasher.queued() > 0 {
+        tokio::task::yield_now().await;
+    }
+    app.browser()
+        .sign_in("acme", "agent@acme.test", PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
 }

@@ -126,6 +126,7 @@ pub async fn spawn_app_with(
         // would open an on-premises range.
         egress: EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
         alert_send_timeout: portico::config::DEFAULT_ALERT_SEND_TIMEOUT,
+        audit_retention_days: portico::config::DEFAULT_AUDIT_RETENTION_DAYS,
     };
     configure(&mut config);
     let state = App::start(config).await.unwrap();
