@@ -690,3 +690,28 @@ async fn the_data_directory_and_database_are_private_and_doctor_says_when_not() 
         "{stdout}"
     );
 }
+
+/// Settings that cannot work stop Portico before it listens, with one line naming them.
+#[tokio::test]
+async fn an_audit_retention_of_zero_days_or_a_bad_egress_range_is_refused_at_start() {
+    for (name, value, expected) in [
+        (
+            "PORTICO_AUDIT_RETENTION_DAYS",
+            "0",
+            "PORTICO_AUDIT_RETENTION_DAYS must be a whole number of days, at least 1",
+        ),
+        (
+            "PORTICO_EGRESS_ALLOW",
+            "10.20.0.0/16, intranet",
+            "PORTICO_EGRESS_ALLOW: \"intranet\" is not a CIDR range",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = portico(dir.path(), &["serve", "--bind", "127.0.0.1:0"]);
+        command.env(name, value);
+        let output = run(command, "").await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name}={value} started");
+        assert!(stderr.contains(expected), "{name}={value}: {stderr}");
+    }
+}
