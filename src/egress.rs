@@ -114,11 +114,6 @@ impl EgressPolicy {
         }
     }
 
-    /// The ranges the operator opened.
-    pub fn allowed(&self) -> &[IpNet] {
-        &self.allowed
-    }
-
     /// Whether `address` may be reached. An IPv6 address that carries an IPv4 one (mapped,
     /// NAT64, 6to4) is judged by the IPv4 address too.
     pub fn check(&self, address: IpAddr) -> Result<(), Refused> {
@@ -317,6 +312,12 @@ mod tests {
         ] {
             assert!(!refused(&policy, public), "{public} was refused");
         }
+    }
+
+    #[test]
+    fn every_internal_range_is_written_right() {
+        let policy = EgressPolicy::default();
+        assert_eq!(policy.internal.len(), INTERNAL_V4.len() + INTERNAL_V6.len());
     }
 
     #[test]

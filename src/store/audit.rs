@@ -1,11 +1,11 @@
 use std::net::IpAddr;
 
+use sha2::{Digest as _, Sha256};
 use sqlx::{Any, AnyConnection, FromRow};
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
 use super::{Backend, Db, Page, Paged, from_unix, new_id, unix_now};
-use crate::crypto::sha256_hex;
 use crate::domain::AuditAction;
 
 /// One line of the audit log as it is written. `detail` is prose for people and must
@@ -225,8 +225,10 @@ impl ThrottleLock {
 
 /// A PostgreSQL advisory lock key: the first 8 bytes of the SHA-256 of `name`.
 fn lock_key(name: &str) -> i64 {
-    let hex = sha256_hex(name);
-    u64::from_str_radix(&hex[..16], 16).map_or(0, |key| key as i64)
+    let digest = Sha256::digest(name.as_bytes());
+    let mut first = [0; 8];
+    first.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(first)
 }
 
 /// The tenant's log, newest first.

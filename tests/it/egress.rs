@@ -48,7 +48,8 @@ async fn app_without_allowances(backend: Backend) -> TestApp {
     .await
 }
 
-async fn segment(admin: &Browser) -> String {
+/// Adds the segment "Support" to acme; returns its page.
+pub(crate) async fn segment(admin: &Browser) -> String {
     admin
         .submit(
             "/t/acme/segments",
@@ -60,21 +61,31 @@ async fn segment(admin: &Browser) -> String {
         .unwrap()
 }
 
-fn imap_mailbox<'a>(host: &'a str, port: &'a str) -> [(&'a str, &'a str); 11] {
+/// The fields of an incoming mailbox on `host`:`port` without TLS, signing in with a
+/// password.
+pub(crate) fn server_mailbox<'a>(
+    protocol: &'a str,
+    host: &'a str,
+    port: &'a str,
+    username: &'a str,
+    password: &'a str,
+) -> [(&'a str, &'a str); 11] {
     [
         ("name", "Support inbox"),
         ("email", "support@example.com"),
-        ("protocol", "imap"),
+        ("protocol", protocol),
         ("direction", "incoming"),
         ("host", host),
         ("port", port),
         ("security", "none"),
-        ("username", "support@example.com"),
+        ("username", username),
         ("authentication", "password"),
-        ("password", "Mailbox-Password-1"),
+        ("password", password),
         ("enabled", "on"),
     ]
 }
+
+const MAILBOX_PASSWORD: &str = "Mailbox-Password-1";
 
 async fn internal_mail_servers_are_refused_at_save_and_never_connected_to(backend: Backend) {
     let app = app_without_allowances(backend).await;
@@ -96,19 +107,39 @@ async fn internal_mail_servers_are_refused_at_save_and_never_connected_to(backen
         ("::1", "a loopback address"),
     ] {
         admin
-            .submit(&new, &create, &imap_mailbox(address, &port))
+            .submit(
+                &new,
+                &create,
+                &server_mailbox(
+                    "imap",
+                    address,
+                    &port,
+                    "support@example.com",
+                    MAILBOX_PASSWORD,
+                ),
+            )
             .await
             .assert_status(400)
             .assert_contains("The Server is ")
             .assert_contains(range)
             .assert_contains("ask its operator to allow that range")
             .assert_contains("value=\"support@example.com\"")
-            .assert_lacks("Mailbox-Password-1");
+            .assert_lacks(MAILBOX_PASSWORD);
     }
 
     // A name is judged when it is resolved: saved, then refused before anything is sent.
     let mailbox = admin
-        .submit(&new, &create, &imap_mailbox("localhost", &port))
+        .submit(
+            &new,
+            &create,
+            &server_mailbox(
+                "imap",
+                "localhost",
+                &port,
+                "support@example.com",
+                MAILBOX_PASSWORD,
+            ),
+        )
         .await
         .location
         .unwrap();
@@ -134,31 +165,19 @@ async fn internal_oauth_urls_are_refused_at_save_and_a_name_inside_is_never_sent
     let (_, admin) = app.tenant_with_admin("acme").await;
     let (port, connections) = loopback_service().await;
     let client_id = uuid!("66666666-6666-4666-8666-666666666666").to_string();
-    let fields = |token_url: String| {
-        vec![
-            ("name".to_owned(), "Support IMAP".to_owned()),
-            ("client_id".to_owned(), client_id.clone()),
-            ("directory".to_owned(), "contoso.onmicrosoft.com".to_owned()),
-            ("cloud".to_owned(), "global".to_owned()),
-            ("purpose".to_owned(), "imap".to_owned()),
-            (
-                "authorization_url".to_owned(),
-                "https://id.example.com/authorize".to_owned(),
-            ),
-            ("token_url".to_owned(), token_url),
-            (
-                "client_secret".to_owned(),
-                "OAuth-Client-Secret-1".to_owned(),
-            ),
-        ]
-    };
-    let submit = |fields: Vec<(String, String)>| {
-        let admin = &admin;
+    let add = |token_url: String| {
+        let (admin, client_id) = (&admin, &client_id);
         async move {
-            let fields: Vec<(&str, &str)> = fields
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str()))
-                .collect();
+            let fields = [
+                ("name", "Support IMAP"),
+                ("client_id", client_id.as_str()),
+                ("directory", "contoso.onmicrosoft.com"),
+                ("cloud", "global"),
+                ("purpose", "imap"),
+                ("authorization_url", "https://id.example.com/authorize"),
+                ("token_url", token_url.as_str()),
+                ("client_secret", "OAuth-Client-Secret-1"),
+            ];
             admin
                 .submit(
                     "/t/acme/oauth-connections/new",
@@ -174,14 +193,14 @@ async fn internal_oauth_urls_are_refused_at_save_and_a_name_inside_is_never_sent
         "https://169.254.169.254/token".to_owned(),
         "https://[::ffff:127.0.0.1]/token".to_owned(),
     ] {
-        submit(fields(internal))
+        add(internal)
             .await
             .assert_status(400)
             .assert_contains("The Token URL is ")
             .assert_lacks("OAuth-Client-Secret-1");
     }
 
-    let created = submit(fields(format!("https://localhost:{port}/token"))).await;
+    let created = add(format!("https://localhost:{port}/token")).await;
     let page = created
         .location
         .clone()

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use portico::connections;
 use secrecy::ExposeSecret as _;
 
-use crate::egress::loopback_service;
+use crate::egress::{loopback_service, segment, server_mailbox};
 use crate::external_apis;
 use crate::oauth_connections::{OAUTH_APP, authorize, connection, follow, status_of};
 use crate::on_both_backends;
@@ -27,50 +27,24 @@ async fn a_mailbox_moved_to_another_server_never_sends_it_the_old_password(backe
     let (_, admin) = app.tenant_with_admin("acme").await;
     let (old_port, _) = loopback_service().await;
     let (new_port, new_server) = loopback_service().await;
-    let segment = admin
+    let segment = segment(&admin).await;
+    let old_port = old_port.to_string();
+    let new_port = new_port.to_string();
+    let mailbox = admin
         .submit(
-            "/t/acme/segments",
-            "/t/acme/segments",
-            &[("name", "Support"), ("description", "")],
+            &format!("{segment}/mailboxes/new"),
+            &format!("{segment}/mailboxes"),
+            &server_mailbox(
+                "pop3",
+                "127.0.0.1",
+                &old_port,
+                "support",
+                "Old-Server-Password-1",
+            ),
         )
         .await
         .location
         .unwrap();
-    let old_port = old_port.to_string();
-    let new_port = new_port.to_string();
-    let mailbox_fields = |host: &str, port: &str, username: &str, password: &str| {
-        vec![
-            ("name".to_owned(), "Support inbox".to_owned()),
-            ("email".to_owned(), "support@example.com".to_owned()),
-            ("protocol".to_owned(), "pop3".to_owned()),
-            ("direction".to_owned(), "incoming".to_owned()),
-            ("host".to_owned(), host.to_owned()),
-            ("port".to_owned(), port.to_owned()),
-            ("security".to_owned(), "none".to_owned()),
-            ("username".to_owned(), username.to_owned()),
-            ("authentication".to_owned(), "password".to_owned()),
-            ("password".to_owned(), password.to_owned()),
-            ("enabled".to_owned(), "on".to_owned()),
-        ]
-    };
-    let submit = |page: String, action: String, fields: Vec<(String, String)>| {
-        let admin = &admin;
-        async move {
-            let fields: Vec<(&str, &str)> = fields
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_str()))
-                .collect();
-            admin.submit(&page, &action, &fields).await
-        }
-    };
-    let mailbox = submit(
-        format!("{segment}/mailboxes/new"),
-        format!("{segment}/mailboxes"),
-        mailbox_fields("127.0.0.1", &old_port, "support", "Old-Server-Password-1"),
-    )
-    .await
-    .location
-    .unwrap();
 
     // Another port, server or username with the password left empty: refused, and said why.
     for (host, port, username, changed) in [
@@ -93,16 +67,17 @@ async fn a_mailbox_moved_to_another_server_never_sends_it_the_old_password(backe
             "You changed the Username",
         ),
     ] {
-        submit(
-            mailbox.clone(),
-            mailbox.clone(),
-            mailbox_fields(host, port, username, ""),
-        )
-        .await
-        .assert_status(400)
-        .assert_contains(changed)
-        .assert_contains("never sent anywhere else")
-        .assert_contains("Enter the mailbox");
+        admin
+            .submit(
+                &mailbox,
+                &mailbox,
+                &server_mailbox("pop3", host, port, username, ""),
+            )
+            .await
+            .assert_status(400)
+            .assert_contains(changed)
+            .assert_contains("never sent anywhere else")
+            .assert_contains("Enter the mailbox");
     }
     // The refused change left the mailbox where it was: its test goes to the old server.
     admin
@@ -112,20 +87,28 @@ async fn a_mailbox_moved_to_another_server_never_sends_it_the_old_password(backe
     assert_eq!(new_server.load(Ordering::SeqCst), 0);
 
     // Typed again, the move is saved; unchanged settings keep the stored password.
-    submit(
-        mailbox.clone(),
-        mailbox.clone(),
-        mailbox_fields("127.0.0.1", &new_port, "support", "New-Server-Password-2"),
-    )
-    .await
-    .assert_redirect(&format!("{mailbox}?done=saved"));
-    submit(
-        mailbox.clone(),
-        mailbox.clone(),
-        mailbox_fields("127.0.0.1", &new_port, "support", ""),
-    )
-    .await
-    .assert_redirect(&format!("{mailbox}?done=saved"));
+    admin
+        .submit(
+            &mailbox,
+            &mailbox,
+            &server_mailbox(
+                "pop3",
+                "127.0.0.1",
+                &new_port,
+                "support",
+                "New-Server-Password-2",
+            ),
+        )
+        .await
+        .assert_redirect(&format!("{mailbox}?done=saved"));
+    admin
+        .submit(
+            &mailbox,
+            &mailbox,
+            &server_mailbox("pop3", "127.0.0.1", &new_port, "support", ""),
+        )
+        .await
+        .assert_redirect(&format!("{mailbox}?done=saved"));
 }
 
 async fn an_oauth_connection_with_other_urls_needs_its_client_secret_again(backend: Backend) {
