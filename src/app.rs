@@ -10,9 +10,9 @@ use crate::crypto::{HashError, PasswordHasher, constant_time_eq, random_token};
 use crate::mail::{ProbeOptions, load_pem_certificates};
 use crate::metrics::Metrics;
 use crate::microsoft::Microsoft;
+use crate::services::throttle::{AddressFailures, MAX_SETUP_FAILURES_PER_ADDRESS};
 use crate::store::tenants::TenantCache;
 use crate::store::{self, Db, StoreError};
-use crate::throttle::{AddressFailures, MAX_SETUP_FAILURES_PER_ADDRESS};
 
 /// Shared by every request; cheap to clone.
 pub type AppState = Arc<App>;

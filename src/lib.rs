@@ -1,27 +1,18 @@
 //! Portico: a multi-tenant admin portal for a contact center whose mail runs through
 //! Microsoft 365.
 
-pub mod accounts;
-pub mod alerts;
 pub mod app;
-pub mod certificates;
+pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod connections;
-pub mod credentials;
 pub mod crypto;
-pub mod doctor;
 pub mod domain;
 pub mod egress;
-pub mod expiry;
-pub mod fair_share;
-pub mod jobs;
-pub mod key_rotation;
 pub mod mail;
 pub mod metrics;
 pub mod microsoft;
+pub mod services;
 pub mod store;
-pub mod throttle;
 pub mod web;
 
 use std::future::Future;
@@ -76,7 +67,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Shutdown {
     let stop = CancellationToken::new();
-    let mut tasks = jobs::spawn(&state, &stop);
+    let mut tasks = services::jobs::spawn(&state, &stop);
     tasks.push(serve_until(
         web::router::router(state.clone()),
         listeners.app,

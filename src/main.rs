@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use portico::Shutdown;
 use portico::app::App;
+use portico::cli::doctor::Level;
 use portico::config::{
     Config, DatabaseArgs, KeyArgs, KeyFile, ServeArgs, ensure_data_dir, load_keys,
 };
-use portico::doctor::Level;
 use portico::domain::{
     AuditAction, DisplayName, EmailAddress, NewPassword, Role, Slug, TenantName,
 };
@@ -298,7 +298,7 @@ async fn restore(from: &Path, database: DatabaseArgs) -> CliResult {
 }
 
 async fn doctor(args: &ServeArgs) -> CliResult {
-    let findings = portico::doctor::examine(args).await;
+    let findings = portico::cli::doctor::examine(args).await;
     for finding in &findings {
         println!(
             "{:<4}  {:<13} {}",
@@ -406,7 +406,7 @@ async fn rotate_key(database: &DatabaseArgs, keys: &KeyArgs) -> CliResult {
             ids => ids.join(", "),
         }
     );
-    let report = portico::key_rotation::rotate(&db, &keys)
+    let report = portico::cli::key_rotation::rotate(&db, &keys)
         .await
         .map_err(|e| e.to_string())?;
     for column in &report.columns {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::errors::GraphError;
 use super::{CallError, Microsoft, MicrosoftError, observed};
-use crate::certificates::{self, CertificateInfo};
+use crate::crypto::certificates::{self, CertificateInfo};
 use crate::domain::{ClientId, Cloud};
 use crate::metrics::MicrosoftCall;
 

@@ -12,9 +12,9 @@ use super::error::{AppError, Rejected, Throttled};
 use super::extract::{ClientIp, CsrfToken, Form, PathTenant, TenantCtx};
 use super::observe::RequestSpan;
 use super::{Layout, session};
-use crate::accounts::{self, SignInOutcome};
 use crate::app::AppState;
 use crate::domain::AuditAction;
+use crate::services::accounts::{self, SignInOutcome};
 use crate::store::microsoft_sign_in;
 use crate::store::tenants::Tenant;
 

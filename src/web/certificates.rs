@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use super::error::AppError;
 use super::format_time;
 use crate::app::App;
-use crate::certificates::{self, CertificateInfo, GeneratedCertificate};
+use crate::crypto::certificates::{self, CertificateInfo, GeneratedCertificate};
 use crate::domain::ExpiryStatus;
 use crate::store::certificates::{NewCertificate, Slot, StoredCertificate};
 

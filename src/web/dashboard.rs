@@ -11,10 +11,10 @@ use tower_sessions::Session;
 use super::error::{AppError, Conflict, Rejected, Throttled};
 use super::extract::{ClientIp, Form, Query, TenantCtx};
 use super::{Layout, format_time};
-use crate::accounts::{self, CurrentPassword};
 use crate::app::AppState;
 use crate::domain::{AuditAction, FieldErrors, NewPassword, Role};
-use crate::expiry::{self, Expiring};
+use crate::services::accounts::{self, CurrentPassword};
+use crate::services::expiry::{self, Expiring};
 use crate::store::users::{self, ChangeUserError};
 use crate::store::{Page, audit};
 

@@ -66,18 +66,18 @@ impl From<HashError> for AppError {
     }
 }
 
-impl From<crate::accounts::CheckError> for AppError {
-    fn from(err: crate::accounts::CheckError) -> Self {
+impl From<crate::services::accounts::CheckError> for AppError {
+    fn from(err: crate::services::accounts::CheckError) -> Self {
         match err {
-            crate::accounts::CheckError::Database(err) => err.into(),
-            crate::accounts::CheckError::Hash(err) => err.into(),
+            crate::services::accounts::CheckError::Database(err) => err.into(),
+            crate::services::accounts::CheckError::Hash(err) => err.into(),
         }
     }
 }
 
 internal_from!(
     crate::crypto::SealError,
-    crate::certificates::CertificateError,
+    crate::crypto::certificates::CertificateError,
 );
 
 impl From<sqlx::Error> for AppError {
@@ -134,9 +134,9 @@ impl From<ChangeUserError> for AppError {
     }
 }
 
-impl From<crate::credentials::OpenError> for AppError {
-    fn from(err: crate::credentials::OpenError) -> Self {
-        use crate::credentials::OpenError;
+impl From<crate::services::graph_credentials::OpenError> for AppError {
+    fn from(err: crate::services::graph_credentials::OpenError) -> Self {
+        use crate::services::graph_credentials::OpenError;
         match err {
             // A certificate credential always has a current certificate; one without is gone.
             OpenError::NoCertificate => Self::NotFound,

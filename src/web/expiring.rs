@@ -10,11 +10,11 @@ use serde::Deserialize;
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
-use crate::alerts;
 use crate::app::App;
 use crate::app::AppState;
 use crate::domain::{AlertSender, AuditAction, FieldErrors, parse_alert_recipients};
-use crate::expiry::{self, Expiring};
+use crate::services::alerts;
+use crate::services::expiry::{self, Expiring};
 use crate::store::expiry_alerts::{self, AlertSettings};
 use crate::store::{SaveError, mailboxes};
 

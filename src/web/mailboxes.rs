@@ -9,12 +9,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::error::{AppError, Conflict, Rejected};
-use super::external_apis::CredentialView;
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
+use super::graph_credentials::CredentialView;
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
-use crate::connections;
-use crate::credentials;
 use crate::domain::{
     AuditAction, Direction, EmailAddress, FieldErrors, MailProtocol, OAuthStatus, Security,
     parse_host, parse_name, parse_port,
@@ -23,6 +21,7 @@ use crate::mail::{self, Credential, ProbeOutcome, ServerSettings};
 use crate::microsoft::CallError;
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
+use crate::services;
 use crate::store::mailboxes::{
     self, Connection, Mailbox, MailboxFields, Server, ServerAuth, password_context,
 };
@@ -698,7 +697,7 @@ async fn test_graph(
     let credential = graph_credentials::get(&state.db, &ctx.tenant.id, credential_id)
         .await?
         .ok_or(AppError::NotFound)?;
-    let proof = credentials::open(state, &ctx.tenant.id, &credential).await?;
+    let proof = services::graph_credentials::open(state, &ctx.tenant.id, &credential).await?;
     let credentials = proof.credentials(&credential);
     let checked = state
         .microsoft
@@ -750,7 +749,9 @@ async fn test_server(
 ) -> Result<(bool, String), AppError> {
     let secret = match (&server.oauth_connection_id, &server.password_sealed) {
         (Some(connection_id), _) => {
-            match connections::access_token(state, &ctx.tenant.id, connection_id).await? {
+            match services::oauth_connections::access_token(state, &ctx.tenant.id, connection_id)
+                .await?
+            {
                 Ok(token) => Secret::OAuthToken(token),
                 Err(reason) => return Ok((false, reason)),
             }

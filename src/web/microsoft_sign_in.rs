@@ -16,9 +16,8 @@ use super::error::{AppError, BadGateway, Rejected};
 use super::extract::{ClientIp, CsrfToken, Path, PathTenant, Query};
 use super::observe::RequestSpan;
 use super::session::{self, PendingMicrosoftSignIn};
-use crate::accounts::{self, MicrosoftSignInOutcome};
 use crate::app::{App, AppState};
-use crate::certificates::CertificateInfo;
+use crate::crypto::certificates::CertificateInfo;
 use crate::crypto::sha256_hex;
 use crate::domain::{AuthMethod, CONSUMERS_DIRECTORY};
 use crate::metrics::{SignInMethod, SignInResult};
@@ -26,12 +25,13 @@ use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::ClientProof;
 use crate::microsoft::sign_in::{SignInApp, SignInError, VerifiedIdentity};
 use crate::microsoft::{CallError, MicrosoftError};
+use crate::services::accounts::{self, MicrosoftSignInOutcome};
+use crate::services::throttle;
 use crate::store::microsoft_sign_in::{
     self, SignInSettings, Slot, private_key_context, secret_context,
 };
 use crate::store::tenants::{self, Tenant};
 use crate::store::{identities, users};
-use crate::throttle;
 
 /// The redirect URI registered in Azure: the same for every tenant, built from the
 /// configured public URL (never the Host header), so it is right behind a TLS proxy.
@@ -121,7 +121,7 @@ pub async fn start(
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "microsoft/link.html")]
+#[template(path = "microsoft_sign_in/link.html")]
 pub struct LinkPage {
     layout: Layout,
     tenant_name: String,
@@ -390,7 +390,7 @@ enum Problem {
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "microsoft/problem.html")]
+#[template(path = "microsoft_sign_in/problem.html")]
 pub struct ProblemPage {
     layout: Layout,
     slug: String,
@@ -491,7 +491,7 @@ fn problem_page(tenant: &Tenant, problem: Problem) -> Rejected<ProblemPage> {
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "microsoft/expired.html")]
+#[template(path = "microsoft_sign_in/expired.html")]
 pub struct ExpiredPage {
     layout: Layout,
 }

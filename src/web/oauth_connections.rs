@@ -14,7 +14,6 @@ use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::session::{self, OAuthFlash, PendingOAuthConnection};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
-use crate::connections::{self, AuthenticationError};
 use crate::domain::{
     AuditAction, ClientId, Cloud, FieldErrors, OAuthAuthority, OAuthPurpose, OAuthStatus, Role,
     UserStatus, parse_name,
@@ -22,6 +21,8 @@ use crate::domain::{
 use crate::egress::EgressPolicy;
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::{CallError, MicrosoftError};
+use crate::services;
+use crate::services::oauth_connections::AuthenticationError;
 use crate::store::oauth_connections::{
     self, ConnectionFields, OAuthConnection, new_connection_id, secret_context,
 };
@@ -436,7 +437,7 @@ pub async fn update(
         .client_secret
         .as_ref()
         .filter(|secret| !secret.expose_secret().trim().is_empty());
-    let moved = connections::secret_destination_changes(&connection, &fields);
+    let moved = services::oauth_connections::secret_destination_changes(&connection, &fields);
     let new_secret = match typed_secret {
         Some(secret) => Some(state.config.secret_key.seal(
             secret,
@@ -570,8 +571,9 @@ pub async fn authenticate(
     Form(form): Form<AuthenticateForm>,
 ) -> Result<Redirect, AppError> {
     let connection = load(&state, &ctx, &id).await?;
-    let secret = connections::client_secret(&state, &connection)?;
-    let delegated = connections::delegated_app(&state, &connection, secret.as_ref());
+    let secret = services::oauth_connections::client_secret(&state, &connection)?;
+    let delegated =
+        services::oauth_connections::delegated_app(&state, &connection, secret.as_ref());
     let hint = Some(form.login_hint.trim()).filter(|hint| !hint.is_empty());
     let (url, flow) = state
         .microsoft
@@ -693,7 +695,7 @@ pub async fn callback(
             ))),
         )),
         (None, Some(code)) => {
-            match connections::complete_authentication(
+            match services::oauth_connections::complete_authentication(
                 &state,
                 &connection,
                 &redirect_uri(&state),

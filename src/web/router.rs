@@ -16,9 +16,9 @@ use tower_sessions::cookie::SameSite;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use super::{
-    assets, audit_log, auth, csrf, dashboard, error, expiring, external_apis, mailboxes,
-    microsoft_settings, microsoft_sign_in, oauth_connections, observe, public, segments, session,
-    setup, users,
+    assets, audit_log, auth, csrf, dashboard, error, expiring, graph_credentials, mailboxes,
+    microsoft_sign_in, microsoft_sign_in_settings, oauth_connections, observe, public, segments,
+    session, setup, users,
 };
 use crate::app::AppState;
 use crate::store::sessions::DbSessionStore;
@@ -133,52 +133,52 @@ pub fn routes() -> Vec<Route> {
         route(
             Admin,
             "/t/{slug}/external-apis",
-            get(external_apis::list).post(external_apis::create),
+            get(graph_credentials::list).post(graph_credentials::create),
         ),
         route(
             Admin,
             "/t/{slug}/external-apis/new",
-            get(external_apis::new),
+            get(graph_credentials::new),
         ),
         route(
             Admin,
             "/t/{slug}/external-apis/{id}",
-            get(external_apis::show).post(external_apis::update),
+            get(graph_credentials::show).post(graph_credentials::update),
         ),
         route(
             Admin,
             "/t/{slug}/external-apis/{id}/secret",
-            post(external_apis::replace_secret),
+            post(graph_credentials::replace_secret),
         ),
         route(
             Admin,
             "/t/{slug}/external-apis/{id}/test",
-            post(external_apis::test),
+            post(graph_credentials::test),
         ),
         route(
             Admin,
             "/t/{slug}/external-apis/{id}/certificate/renew",
-            post(external_apis::renew_certificate),
+            post(graph_credentials::renew_certificate),
         ),
         route(
             Admin,
             "/t/{slug}/external-apis/{id}/certificate/switch",
-            post(external_apis::switch_certificate),
+            post(graph_credentials::switch_certificate),
         ),
         route(
             Admin,
             "/t/{slug}/external-apis/{id}/certificate/{file}",
-            get(external_apis::download_certificate),
+            get(graph_credentials::download_certificate),
         ),
         route(
             Admin,
             "/t/{slug}/external-apis/{id}/check-mailbox",
-            post(external_apis::check_mailbox),
+            post(graph_credentials::check_mailbox),
         ),
         route(
             Admin,
             "/t/{slug}/external-apis/{id}/delete",
-            post(external_apis::delete),
+            post(graph_credentials::delete),
         ),
         route(
             Admin,
@@ -258,22 +258,22 @@ pub fn routes() -> Vec<Route> {
         route(
             Admin,
             "/t/{slug}/settings/microsoft-sign-in",
-            get(microsoft_settings::show).post(microsoft_settings::save),
+            get(microsoft_sign_in_settings::show).post(microsoft_sign_in_settings::save),
         ),
         route(
             Admin,
             "/t/{slug}/settings/microsoft-sign-in/certificate/renew",
-            post(microsoft_settings::renew_certificate),
+            post(microsoft_sign_in_settings::renew_certificate),
         ),
         route(
             Admin,
             "/t/{slug}/settings/microsoft-sign-in/certificate/switch",
-            post(microsoft_settings::switch_certificate),
+            post(microsoft_sign_in_settings::switch_certificate),
         ),
         route(
             Admin,
             "/t/{slug}/settings/microsoft-sign-in/certificate/{file}",
-            get(microsoft_settings::download_certificate),
+            get(microsoft_sign_in_settings::download_certificate),
         ),
     ]
 }

@@ -11,12 +11,12 @@ use tower_sessions::Session;
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
-use crate::accounts;
 use crate::app::AppState;
 use crate::crypto::random_token;
 use crate::domain::{
     AuditAction, DisplayName, EmailAddress, FieldErrors, NewPassword, Role, UserStatus,
 };
+use crate::services::accounts;
 use crate::store::identities;
 use crate::store::users::{self, ChangeUserError, CreateUserError, NewUser, User};
 use crate::store::{Page, Paged};

@@ -123,7 +123,7 @@ async fn a_certificate_credential_signs_in_once_its_certificate_is_uploaded(back
             .starts_with("attachment; filename=\"support-mail-")
     );
     assert!(pem.body.starts_with("-----BEGIN CERTIFICATE-----"));
-    let certificate = portico::certificates::CertificateInfo::read(&pem.body).unwrap();
+    let certificate = portico::crypto::certificates::CertificateInfo::read(&pem.body).unwrap();
     assert_eq!(certificate.thumbprint(), thumbprint);
     let valid_for = certificate.not_after - certificate.not_before;
     assert_eq!(valid_for, Duration::days(360));

@@ -4,7 +4,7 @@
 //! tenant's Graph mailbox, through the fake Graph's sendMail. (Alerts through SMTP are in
 //! mail_servers/alerts.rs, against a real SMTP server.)
 
-use portico::alerts::{self, AlertRun};
+use portico::services::alerts::{self, AlertRun};
 use portico::store::tenants::Tenant;
 use time::{Date, Duration, OffsetDateTime};
 use uuid::{Uuid, uuid};
@@ -193,7 +193,9 @@ async fn oauth_connections_expire_ninety_days_after_their_last_renewal_and_failu
     }
 
     // A renewal that works moves the date 90 days on.
-    let renewed = portico::connections::renew_due(&app.state).await.unwrap();
+    let renewed = portico::services::oauth_connections::renew_due(&app.state)
+        .await
+        .unwrap();
     assert_eq!(renewed, 1);
     let admin = days_before(&app, ends_on, 0).await;
     admin
@@ -206,7 +208,9 @@ async fn oauth_connections_expire_ninety_days_after_their_last_renewal_and_failu
     // Microsoft refuses the refresh token: failing, listed before anything that merely expires.
     app.microsoft.revoke_refresh_tokens();
     app.state.clock.advance(Duration::hours(2));
-    portico::connections::renew_due(&app.state).await.unwrap();
+    portico::services::oauth_connections::renew_due(&app.state)
+        .await
+        .unwrap();
     let admin = app.browser();
     admin
         .sign_in("acme", "admin@acme.test", PASSWORD)

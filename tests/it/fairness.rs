@@ -4,8 +4,9 @@
 //! (That one tenant's hanging mail server costs another tenant at most one send timeout is
 //! shown against real servers in mail_servers/alerts.rs.)
 
-use portico::connections::{self, Renewal};
 use portico::domain::{ClientId, Cloud, OAuthPurpose};
+use portico::services;
+use portico::services::oauth_connections::Renewal;
 use portico::store::expiry_alerts::{self, Alert, PlannedAlert};
 use portico::store::oauth_connections::{self, ConnectionFields, SealedTokens};
 use portico::store::tenants::TenantId;
@@ -244,10 +245,10 @@ async fn a_renewal_that_finds_the_token_renewed_already_counts_no_failure(backen
         .remove(0);
 
     let requests = app.microsoft.token_requests();
-    let first = connections::renew(&app.state, &read_when_due)
+    let first = services::oauth_connections::renew(&app.state, &read_when_due)
         .await
         .unwrap();
-    let second = connections::renew(&app.state, &read_when_due)
+    let second = services::oauth_connections::renew(&app.state, &read_when_due)
         .await
         .unwrap();
     assert_eq!((first, second), (Renewal::Renewed, Renewal::Skipped));
@@ -259,5 +260,10 @@ async fn a_renewal_that_finds_the_token_renewed_already_counts_no_failure(backen
     assert_eq!(after.renewal_failures, 0);
     // Nothing holds it: the next renewal, when due, is not kept waiting.
     app.state.clock.advance(time::Duration::minutes(55));
-    assert_eq!(connections::renew_due(&app.state).await.unwrap(), 1);
+    assert_eq!(
+        services::oauth_connections::renew_due(&app.state)
+            .await
+            .unwrap(),
+        1
+    );
 }

@@ -1,7 +1,8 @@
 //! Delegated OAuth connections: Authenticate through `/oauth/callback`, then renewal.
 
-use portico::connections::{self, Renewal};
 use portico::domain::Role;
+use portico::services;
+use portico::services::oauth_connections::Renewal;
 use portico::store::oauth_connections;
 use time::{Duration, OffsetDateTime};
 use uuid::{Uuid, uuid};
@@ -249,9 +250,19 @@ async fn renewal_rotates_the_refresh_token_and_invalid_grant_asks_for_the_user(b
     let before = status_of(&app).await;
 
     // Nothing is due yet; fifty-five minutes later the token is.
-    assert_eq!(connections::renew_due(&app.state).await.unwrap(), 0);
+    assert_eq!(
+        services::oauth_connections::renew_due(&app.state)
+            .await
+            .unwrap(),
+        0
+    );
     app.state.clock.advance(Duration::minutes(55));
-    assert_eq!(connections::renew_due(&app.state).await.unwrap(), 1);
+    assert_eq!(
+        services::oauth_connections::renew_due(&app.state)
+            .await
+            .unwrap(),
+        1
+    );
     let after = status_of(&app).await;
     assert_ne!(
         after.refresh_token_sealed, before.refresh_token_sealed,
@@ -263,7 +274,12 @@ async fn renewal_rotates_the_refresh_token_and_invalid_grant_asks_for_the_user(b
     // The user's refresh tokens are revoked: the connection asks for the user again.
     app.microsoft.revoke_refresh_tokens();
     app.state.clock.advance(Duration::minutes(55));
-    assert_eq!(connections::renew_due(&app.state).await.unwrap(), 0);
+    assert_eq!(
+        services::oauth_connections::renew_due(&app.state)
+            .await
+            .unwrap(),
+        0
+    );
     let revoked = status_of(&app).await;
     assert_eq!(
         revoked.status,
@@ -305,8 +321,8 @@ async fn two_renewers_at_once_renew_once_and_outages_only_postpone(backend: Back
     let connection = status_of(&app).await;
     let requests = app.microsoft.token_requests();
     let (first, second) = tokio::join!(
-        connections::renew(&app.state, &connection),
-        connections::renew(&app.state, &connection)
+        services::oauth_connections::renew(&app.state, &connection),
+        services::oauth_connections::renew(&app.state, &connection)
     );
     let mut outcomes = [first.unwrap(), second.unwrap()];
     outcomes.sort_by_key(|outcome| format!("{outcome:?}"));
@@ -319,7 +335,9 @@ async fn two_renewers_at_once_renew_once_and_outages_only_postpone(backend: Back
         .set_delay(Some(std::time::Duration::from_secs(30)));
     let connection = status_of(&app).await;
     assert_eq!(
-        connections::renew(&app.state, &connection).await.unwrap(),
+        services::oauth_connections::renew(&app.state, &connection)
+            .await
+            .unwrap(),
         Renewal::Postponed
     );
     let postponed = status_of(&app).await;

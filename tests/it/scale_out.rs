@@ -2,11 +2,11 @@
 //! would run them: they behave as one: sessions, sign-ins in flight and background jobs. (PostgreSQL only: several instances need a shared
 //! database server; SQLite is one process's file.)
 
-use portico::connections;
 use portico::crypto::SecretKey;
 use portico::domain::Role;
-use portico::jobs;
 use portico::metrics::Job;
+use portico::services;
+use portico::services::jobs;
 use time::{Duration, OffsetDateTime};
 use uuid::{Uuid, uuid};
 
@@ -142,8 +142,8 @@ async fn oauth_renewal_due_on_both_instances_runs_once() {
         .set_delay(Some(std::time::Duration::from_millis(300)));
     let requests = a.microsoft.token_requests();
     let (on_a, on_b) = tokio::join!(
-        connections::renew_due(&a.state),
-        connections::renew_due(&b.state)
+        services::oauth_connections::renew_due(&a.state),
+        services::oauth_connections::renew_due(&b.state)
     );
     let mut renewed = [on_a.unwrap(), on_b.unwrap()];
     renewed.sort_unstable();

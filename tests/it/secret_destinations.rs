@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use portico::connections;
+use portico::services;
 use secrecy::ExposeSecret as _;
 
 use crate::egress::{loopback_service, segment, server_mailbox};
@@ -150,7 +150,7 @@ async fn an_oauth_connection_with_other_urls_needs_its_client_secret_again(backe
         stored.token_url.as_deref(),
         Some("https://id.example.com/token")
     );
-    let secret = connections::client_secret(&app.state, &stored)
+    let secret = services::oauth_connections::client_secret(&app.state, &stored)
         .unwrap()
         .unwrap();
     assert_eq!(secret.expose_secret(), "Other~Provider.Secret-9");

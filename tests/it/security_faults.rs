@@ -357,9 +357,12 @@ async fn microsoft_unreachable_hanging_or_garbled_gets_a_clear_page_in_time_and_
         .await
         .assert_redirect("/t/acme/");
     advance(app, 55);
-    in_time("renewal", portico::connections::renew_due(&app.state))
-        .await
-        .unwrap();
+    in_time(
+        "renewal",
+        portico::services::oauth_connections::renew_due(&app.state),
+    )
+    .await
+    .unwrap();
     // An outage is not a refusal: the connection waits for Microsoft, not for a person.
     assert_eq!(connection_status().await, OAuthStatus::Authenticated);
     microsoft.set_unreachable(false);
@@ -383,9 +386,12 @@ async fn microsoft_unreachable_hanging_or_garbled_gets_a_clear_page_in_time_and_
             }
             if endpoint == Endpoint::Token {
                 advance(app, 40);
-                in_time("renewal", portico::connections::renew_due(&app.state))
-                    .await
-                    .unwrap();
+                in_time(
+                    "renewal",
+                    portico::services::oauth_connections::renew_due(&app.state),
+                )
+                .await
+                .unwrap();
                 assert_eq!(connection_status().await, OAuthStatus::Authenticated);
             }
             microsoft.set_fault(endpoint, None);
@@ -412,7 +418,9 @@ async fn microsoft_unreachable_hanging_or_garbled_gets_a_clear_page_in_time_and_
     }
     advance(app, 60);
     assert_eq!(
-        portico::connections::renew_due(&app.state).await.unwrap(),
+        portico::services::oauth_connections::renew_due(&app.state)
+            .await
+            .unwrap(),
         1
     );
 }

@@ -428,7 +428,9 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
         .assert_contains("Authenticated as");
     app.state.clock.advance(Duration::minutes(55));
     assert_eq!(
-        portico::connections::renew_due(&app.state).await.unwrap(),
+        portico::services::oauth_connections::renew_due(&app.state)
+            .await
+            .unwrap(),
         1
     );
 
@@ -504,7 +506,9 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
     }
     app.microsoft.revoke_refresh_tokens();
     app.state.clock.advance(Duration::minutes(55));
-    portico::connections::renew_due(&app.state).await.unwrap();
+    portico::services::oauth_connections::renew_due(&app.state)
+        .await
+        .unwrap();
     admin
         .get(&connection)
         .await

@@ -137,7 +137,7 @@ async fn an_agent_signs_in_with_a_certificate_and_no_client_secret_is_sent(backe
         pem.headers["content-type"].to_str().unwrap(),
         "application/x-pem-file"
     );
-    let certificate = portico::certificates::CertificateInfo::read(&pem.body).unwrap();
+    let certificate = portico::crypto::certificates::CertificateInfo::read(&pem.body).unwrap();
     assert_eq!(certificate.thumbprint(), thumbprint);
     assert_eq!(
         certificate.not_after - certificate.not_before,
@@ -389,7 +389,7 @@ async fn an_unregistered_or_expired_certificate_is_explained_in_plain_words(back
     );
 
     // Another certificate of the app does not help: only the one Portico signs with.
-    let other = portico::certificates::generate(
+    let other = portico::crypto::certificates::generate(
         "Someone else",
         OffsetDateTime::now_utc(),
         Duration::days(30),
@@ -502,7 +502,7 @@ async fn the_sign_in_certificate_is_announced_from_thirty_days_before_it_ends(ba
         .await
         .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1");
     let pem = download(&admin, "current.pem").await;
-    let ends_on = portico::certificates::CertificateInfo::read(&pem.body)
+    let ends_on = portico::crypto::certificates::CertificateInfo::read(&pem.body)
         .unwrap()
         .not_after
         .date();

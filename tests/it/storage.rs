@@ -2,8 +2,8 @@
 //! and the audit log itself keeps entries only PORTICO_AUDIT_RETENTION_DAYS. (Anonymous page
 //! views: auth.rs; throttled bursts: throttling.rs.)
 
-use portico::jobs;
 use portico::metrics::Job;
+use portico::services::jobs;
 use time::Duration;
 
 use crate::on_both_backends;

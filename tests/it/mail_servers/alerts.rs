@@ -3,9 +3,9 @@
 //! own SMTP mailbox, and recorded in the audit log; and one tenant whose mail server hangs
 //! holds up another tenant's alert by at most one send timeout.
 
-use portico::alerts::{self, AlertRun};
 use portico::config::SmtpRelay;
 use portico::crypto::SecretKey;
+use portico::services::alerts::{self, AlertRun};
 use secrecy::SecretString;
 use time::{Date, Duration, OffsetDateTime};
 use tokio::io::AsyncReadExt as _;

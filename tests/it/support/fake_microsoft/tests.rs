@@ -912,14 +912,14 @@ async fn client_assertions_are_checked_like_entra_and_used_once() {
     let fake = world().await;
     let now = OffsetDateTime::now_utc();
     let year = time::Duration::days(365);
-    let uploaded = portico::certificates::generate("Uploaded", now, year).unwrap();
-    let stranger = portico::certificates::generate("Never uploaded", now, year).unwrap();
+    let uploaded = portico::crypto::certificates::generate("Uploaded", now, year).unwrap();
+    let stranger = portico::crypto::certificates::generate("Never uploaded", now, year).unwrap();
     fake.upload_certificate(MAILER, uploaded.certificate.pem());
     let endpoint = format!("{}/{CONTOSO}/oauth2/v2.0/token", fake.login_url());
 
     // An assertion about MAILER naming `named`'s certificate, signed by `signer`'s key.
-    let assertion = |named: &portico::certificates::GeneratedCertificate,
-                     signer: &portico::certificates::GeneratedCertificate,
+    let assertion = |named: &portico::crypto::certificates::GeneratedCertificate,
+                     signer: &portico::crypto::certificates::GeneratedCertificate,
                      claims: Value| {
         let mut header = Header::new(Algorithm::RS256);
         header.x5t_s256 = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(named.certificate.der())));
@@ -1007,11 +1007,11 @@ async fn a_code_is_redeemed_with_a_client_assertion_checked_like_entra() {
     let fake = world().await;
     let now = OffsetDateTime::now_utc();
     let year = time::Duration::days(365);
-    let uploaded = portico::certificates::generate("Uploaded", now, year).unwrap();
-    let stranger = portico::certificates::generate("Never uploaded", now, year).unwrap();
+    let uploaded = portico::crypto::certificates::generate("Uploaded", now, year).unwrap();
+    let stranger = portico::crypto::certificates::generate("Never uploaded", now, year).unwrap();
     fake.upload_certificate(PORTAL, uploaded.certificate.pem());
     let endpoint = format!("{}/organizations/oauth2/v2.0/token", fake.login_url());
-    let assertion = |named: &portico::certificates::GeneratedCertificate,
+    let assertion = |named: &portico::crypto::certificates::GeneratedCertificate,
                      aud: &str,
                      exp: OffsetDateTime,
                      jti: &str| {

@@ -6,8 +6,8 @@
 use secrecy::SecretString;
 
 use crate::app::App;
-use crate::certificates::{CertificateError, CertificateInfo};
 use crate::crypto::SealError;
+use crate::crypto::certificates::{CertificateError, CertificateInfo};
 use crate::microsoft::graph::{AppCredentials, ClientProof};
 use crate::store::graph_credentials::{
     self, Authentication, GraphCredential, Slot, StoredCertificate, private_key_context,

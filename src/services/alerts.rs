@@ -9,16 +9,15 @@
 use time::Duration;
 
 use crate::app::App;
-use crate::connections;
-use crate::credentials::{self, OpenError};
 use crate::domain::{AuditAction, Direction, ExpiryStatus, MailProtocol, sending_route};
-use crate::expiry;
-use crate::fair_share::{self, Turns};
 use crate::mail::outgoing::{self, OutgoingMessage, Route};
 use crate::mail::{Credential, ServerSettings};
 use crate::microsoft::CallError;
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::GraphMessage;
+use crate::services::expiry;
+use crate::services::fair_share::{self, Turns};
+use crate::services::graph_credentials::OpenError;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::expiry_alerts::{self, Alert, PlannedAlert};
 use crate::store::graph_credentials;
@@ -376,7 +375,7 @@ async fn send_with_graph(
             mailbox.name
         )));
     };
-    let proof = match credentials::open(app, tenant, &credential).await {
+    let proof = match super::graph_credentials::open(app, tenant, &credential).await {
         Ok(proof) => proof,
         Err(OpenError::Database(err)) => return Err(err.into()),
         Err(err) => {
@@ -436,7 +435,7 @@ async fn send_with_smtp(
 ) -> Result<Result<String, String>, AlertError> {
     let secret = match (&server.oauth_connection_id, &server.password_sealed) {
         (Some(connection_id), _) => {
-            match connections::access_token(app, tenant, connection_id).await? {
+            match super::oauth_connections::access_token(app, tenant, connection_id).await? {
                 Ok(token) => SenderSecret::Token(token),
                 Err(reason) => return Ok(Err(reason)),
             }

@@ -9,9 +9,9 @@ use time::Duration;
 use crate::app::App;
 use crate::crypto::SealError;
 use crate::domain::{AuditAction, OAuthAuthority, OAuthStatus};
-use crate::fair_share::{self, Turns};
 use crate::microsoft::delegated::{DelegatedApp, DelegatedTokens, PendingAuthorization};
 use crate::microsoft::{CallError, MicrosoftError};
+use crate::services::fair_share::{self, Turns};
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::oauth_connections::{
     self, ConnectionFields, OAuthConnection, SealedTokens, secret_context,

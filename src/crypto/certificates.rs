@@ -1,7 +1,7 @@
 //! Certificate credentials for Microsoft's identity platform. Portico generates the key pair
 //! and a self-signed certificate, the admin uploads the certificate (public) to the Azure
 //! app, and Portico proves itself with client assertions signed by the private key
-//! (`private_key_jwt`, RFC 7523). With crypto.rs, the only module that holds a private key in
+//! (`private_key_jwt`, RFC 7523). With crypto, the only module that holds a private key in
 //! the clear: Portico keeps its PEM in zeroizing memory, but rcgen and jsonwebtoken hold
 //! copies of the key while they generate or sign, which they do not zeroize.
 //!

@@ -16,7 +16,7 @@ use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::microsoft_sign_in::redirect_uri;
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
-use crate::certificates::{CertificateInfo, GeneratedCertificate};
+use crate::crypto::certificates::{CertificateInfo, GeneratedCertificate};
 use crate::domain::{
     AuditAction, AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CONSUMERS_DIRECTORY, ClientId, Cloud,
     DirectoryId, FieldErrors, PERSONAL_ACCOUNTS_DIRECTORY, parse_certificate_validity,
@@ -34,7 +34,7 @@ use crate::store::microsoft_sign_in::{
 const DEFAULT_VALIDITY_MONTHS: &str = "12";
 
 #[derive(Template, WebTemplate)]
-#[template(path = "microsoft/settings.html")]
+#[template(path = "microsoft_sign_in/settings.html")]
 pub struct SettingsPage {
     layout: Layout,
     slug: String,

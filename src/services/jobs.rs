@@ -40,11 +40,11 @@ async fn work(app: &App, job: Job) -> Result<(), String> {
             .await
             .map(drop)
             .map_err(|err| err.to_string()),
-        Job::OAuthRenewal => crate::connections::renew_due(app)
+        Job::OAuthRenewal => crate::services::oauth_connections::renew_due(app)
             .await
             .map(drop)
             .map_err(|err| err.to_string()),
-        Job::ExpiryAlerts => crate::alerts::run(app)
+        Job::ExpiryAlerts => crate::services::alerts::run(app)
             .await
             .map(drop)
             .map_err(|err| err.to_string()),

@@ -14,13 +14,13 @@ use crate::domain::{
 };
 use crate::metrics::{SignInMethod, SignInResult};
 use crate::microsoft::sign_in::VerifiedIdentity;
+use crate::services::throttle::{self, Place};
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::identities::{self, LinkError, Redeemed};
 use crate::store::microsoft_sign_in::SignInSettings;
 use crate::store::sessions;
 use crate::store::tenants::Tenant;
 use crate::store::users::{self, CreateUserError, NewUser, User, UserId};
-use crate::throttle::{self, Place};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum SignInOutcome {

@@ -17,8 +17,7 @@ use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
-use crate::certificates::GeneratedCertificate;
-use crate::credentials::{self, OpenedProof};
+use crate::crypto::certificates::GeneratedCertificate;
 use crate::domain::{
     AuditAction, AuthMethod, CERTIFICATE_VALIDITY_MONTHS, ClientId, Cloud, CredentialName,
     DirectoryId, ExpiryStatus, FieldErrors, REQUIRED_ROLES, RoleReview, parse_certificate_validity,
@@ -27,6 +26,8 @@ use crate::domain::{
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
 use crate::microsoft::{Advice, CallError, MicrosoftError};
+use crate::services;
+use crate::services::graph_credentials::OpenedProof;
 use crate::store::graph_credentials::{
     self, Authentication, CredentialFields, GraphCredential, Slot, new_certificate_id,
     new_credential_id, private_key_context, secret_context,
@@ -84,7 +85,7 @@ impl CredentialView {
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "external_apis/list.html")]
+#[template(path = "graph_credentials/list.html")]
 pub struct ListPage {
     layout: Layout,
     slug: String,
@@ -146,7 +147,7 @@ impl CredentialForm {
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "external_apis/new.html")]
+#[template(path = "graph_credentials/new.html")]
 pub struct NewPage {
     layout: Layout,
     slug: String,
@@ -368,7 +369,7 @@ pub struct TestOutcome {
 }
 
 #[derive(Template, WebTemplate)]
-#[template(path = "external_apis/show.html")]
+#[template(path = "graph_credentials/show.html")]
 pub struct ShowPage {
     layout: Layout,
     slug: String,
@@ -801,7 +802,7 @@ pub async fn test(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<ShowPage, AppError> {
     let credential = load(&state, &ctx, &id).await?;
-    let proof = credentials::open(&state, &ctx.tenant.id, &credential).await?;
+    let proof = services::graph_credentials::open(&state, &ctx.tenant.id, &credential).await?;
     let now = state.clock.now();
     let outcome = match state
         .microsoft
@@ -867,7 +868,7 @@ pub async fn check_mailbox(
             return Ok(Rejected(page).into_response());
         }
     };
-    let proof = credentials::open(&state, &ctx.tenant.id, &credential).await?;
+    let proof = services::graph_credentials::open(&state, &ctx.tenant.id, &credential).await?;
     let now = state.clock.now();
     match state
         .microsoft

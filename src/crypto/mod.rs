@@ -1,4 +1,7 @@
-//! Key material and password hashing: the only module that touches raw secret bytes.
+//! Key material and password hashing: with `certificates`, the only code that touches raw
+//! secret bytes.
+
+pub mod certificates;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
