@@ -7,10 +7,10 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::{HashError, PasswordHasher, constant_time_eq, random_token};
+use crate::domain::throttle::{AddressFailures, MAX_SETUP_FAILURES_PER_ADDRESS};
 use crate::mail::{ProbeOptions, load_pem_certificates};
 use crate::metrics::Metrics;
 use crate::microsoft::Microsoft;
-use crate::services::throttle::{AddressFailures, MAX_SETUP_FAILURES_PER_ADDRESS};
 use crate::store::tenants::TenantCache;
 use crate::store::{self, Db, StoreError};
 

@@ -324,7 +324,7 @@ async fn create_tenant(slug: &str, name: &str, database: DatabaseArgs) -> CliRes
     let slug = Slug::parse(slug).map_err(|e| format!("--slug: {e}"))?;
     let name = TenantName::parse(name).map_err(|e| format!("--name: {e}"))?;
     let db = open_database(&database).await?;
-    let (tenant, _) = tenants::create(&db, &slug, &name, None, false)
+    let (tenant, _) = portico::services::accounts::create_tenant(&db, &slug, &name, None, false)
         .await
         .map_err(|e| e.to_string())?;
     record(&db, &tenant, AuditAction::TenantCreated, &tenant.name, "").await?;

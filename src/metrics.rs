@@ -9,10 +9,6 @@ use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use time::OffsetDateTime;
-
-use crate::app::App;
-use crate::store::graph_credentials;
 
 /// How far ahead a client secret counts as expiring: the dashboard banners' horizon.
 pub const EXPIRY_HORIZON_DAYS: i64 = 30;
@@ -247,44 +243,35 @@ impl Metrics {
             self.job_failures.with_label_values(&[job.label()]).inc();
         }
     }
-}
 
-/// The text Prometheus scrapes. Gauges that describe the database are read now; when the
-/// database does not answer they keep their last values and the scrape still succeeds.
-pub async fn scrape(app: &App) -> String {
-    let metrics = &app.metrics;
-    let pool = app.db.pool_usage();
-    for (state, value) in [
-        ("in_use", pool.in_use),
-        ("idle", pool.idle),
-        ("max", pool.max),
-    ] {
-        metrics
-            .db_connections
-            .with_label_values(&[state])
-            .set(i64::from(value));
-    }
-    let today = OffsetDateTime::now_utc().date();
-    let horizon = today + time::Duration::days(EXPIRY_HORIZON_DAYS);
-    match graph_credentials::count_by_expiry(&app.db, today, horizon).await {
-        Ok(counts) => {
-            for (state, value) in [
-                ("expired", counts.expired),
-                ("expiring_30d", counts.expiring),
-            ] {
-                metrics.credentials.with_label_values(&[state]).set(value);
-            }
+    /// The database pool's connections now: checked out, idle, and the most it opens.
+    pub fn set_pool_usage(&self, in_use: u32, idle: u32, max: u32) {
+        for (state, value) in [("in_use", in_use), ("idle", idle), ("max", max)] {
+            self.db_connections
+                .with_label_values(&[state])
+                .set(i64::from(value));
         }
-        Err(err) => tracing::warn!(error = %err, "metrics: could not count expiring secrets"),
     }
-    let mut text = String::new();
-    if let Err(err) = TextEncoder::new().encode_utf8(&metrics.registry.gather(), &mut text) {
-        tracing::error!(error = %err, "metrics could not be encoded");
+
+    /// Graph credentials whose client secret has expired, or expires within
+    /// [`EXPIRY_HORIZON_DAYS`].
+    pub fn set_credential_expiry(&self, expired: i64, expiring: i64) {
+        for (state, value) in [("expired", expired), ("expiring_30d", expiring)] {
+            self.credentials.with_label_values(&[state]).set(value);
+        }
     }
-    text
+
+    /// Every series in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(err) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut text) {
+            tracing::error!(error = %err, "metrics could not be encoded");
+        }
+        text
+    }
 }
 
-/// The content type of `scrape`'s text.
+/// The content type of [`Metrics::encode`]'s text.
 pub fn content_type() -> String {
     TextEncoder::new().format_type().to_owned()
 }

@@ -9,11 +9,12 @@ use portico::domain::{
     ClientId, Cloud, CredentialName, Direction, DisplayName, EmailAddress, MailProtocol,
     OAuthPurpose, Role, Security, Slug, TenantName,
 };
+use portico::services::accounts;
 use portico::store::graph_credentials::{self, CredentialFields};
 use portico::store::mailboxes::{self, Connection, MailboxFields, ServerAuth};
 use portico::store::microsoft_sign_in::{self, CredentialChange, SecretChange, SettingsUpdate};
 use portico::store::oauth_connections::{self, ConnectionFields, SealedTokens};
-use portico::store::tenants::{self, TenantId};
+use portico::store::tenants::TenantId;
 use portico::store::users::{self, NewUser};
 use portico::store::{Db, identities, segments};
 use secrecy::SecretString;
@@ -61,11 +62,11 @@ pub async fn tenant(db: &Db, keys: &Keyring) -> Result<Seeded> {
         role: Role::Admin,
         password_hash: Some(hash),
     };
-    let (tenant, _) = tenants::create(
+    let (tenant, _) = accounts::create_tenant(
         db,
         &parsed(Slug::parse(SLUG))?,
         &parsed(TenantName::parse("Acme Corp"))?,
-        Some(admin),
+        Some(&admin),
         false,
     )
     .await?;
@@ -224,7 +225,7 @@ pub async fn more_tenants(db: &Db, tenants: usize) -> Result<Duration> {
     let started = Instant::now();
     for n in 1..tenants {
         let slug = format!("t{n:04}");
-        let (tenant, _) = tenants::create(
+        let (tenant, _) = accounts::create_tenant(
             db,
             &parsed(Slug::parse(&slug))?,
             &parsed(TenantName::parse(&format!("Tenant {n}")))?,

@@ -9,6 +9,7 @@ mod mailbox;
 mod microsoft;
 mod oauth;
 mod tenant;
+pub mod throttle;
 mod user;
 
 pub use alert::{AlertSender, MAX_ALERT_RECIPIENTS, parse_alert_recipients, sending_route};

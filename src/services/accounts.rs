@@ -10,16 +10,17 @@ use tower_sessions::session::Id as SessionId;
 use crate::app::App;
 use crate::crypto::HashError;
 use crate::domain::{
-    AuditAction, CONSUMERS_DIRECTORY, DisplayName, EmailAddress, Role, UserStatus,
+    AuditAction, CONSUMERS_DIRECTORY, DisplayName, EmailAddress, Role, Slug, TenantName, UserStatus,
 };
 use crate::metrics::{SignInMethod, SignInResult};
 use crate::microsoft::sign_in::VerifiedIdentity;
 use crate::services::throttle::{self, Place};
+use crate::store::Db;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::identities::{self, LinkError, Redeemed};
 use crate::store::microsoft_sign_in::SignInSettings;
 use crate::store::sessions;
-use crate::store::tenants::Tenant;
+use crate::store::tenants::{self, CreateTenantError, Tenant};
 use crate::store::users::{self, CreateUserError, NewUser, User, UserId};
 
 #[derive(Debug, PartialEq, Eq)]
@@ -40,6 +41,26 @@ pub enum CheckError {
     /// `HashError::Busy` when the hashing queue is full: nothing was checked or counted.
     #[error(transparent)]
     Hash(#[from] HashError),
+}
+
+/// Creates a tenant, with its first admin when one is given, in one transaction: the
+/// setup page and `portico tenant create`. With `only_if_first`, refuses when any tenant
+/// exists.
+pub async fn create_tenant(
+    db: &Db,
+    slug: &Slug,
+    name: &TenantName,
+    first_admin: Option<&NewUser>,
+    only_if_first: bool,
+) -> Result<(Tenant, Option<UserId>), CreateTenantError> {
+    let mut tx = db.begin().await?;
+    let tenant = tenants::insert(&mut tx, slug, name, only_if_first).await?;
+    let admin_id = match first_admin {
+        Some(admin) => Some(users::insert(&mut tx, &tenant.id, admin).await?),
+        None => None,
+    };
+    tx.commit().await?;
+    Ok((tenant, admin_id))
 }
 
 pub async fn sign_in_with_password(

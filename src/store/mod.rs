@@ -66,6 +66,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// A database transaction; committed with `commit`, rolled back when dropped.
+pub type Transaction = sqlx::Transaction<'static, sqlx::Any>;
+
 /// The database handle every store function takes first.
 #[derive(Debug, Clone)]
 pub struct Db {
@@ -190,6 +193,11 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// A transaction for writes that span store modules (a tenant and its first admin).
+    pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
+        self.pool().begin().await
     }
 
     pub(crate) fn pool(&self) -> &AnyPool {

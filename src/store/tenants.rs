@@ -4,8 +4,7 @@ use std::sync::RwLock;
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
-use super::users::{self, NewUser, UserId};
-use super::{Db, from_unix, is_unique_violation, new_id, unix_now};
+use super::{Db, Transaction, from_unix, is_unique_violation, new_id, unix_now};
 use crate::domain::{Slug, TenantName};
 
 /// A tenant's primary key. Only the store makes one, from a row it read, so a tenant id
@@ -106,19 +105,17 @@ pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<Tenant>, sqlx::Error
     Ok(row.map(Tenant::from))
 }
 
-/// Creates a tenant, and its first admin when one is given, in one transaction.
-/// With `only_if_first`, refuses when any tenant exists (the browser setup page).
-pub async fn create(
-    db: &Db,
+/// Inserts a tenant within `tx`, where its first admin may be inserted too. With
+/// `only_if_first`, refuses when any tenant exists (the browser setup page).
+pub async fn insert(
+    tx: &mut Transaction,
     slug: &Slug,
     name: &TenantName,
-    first_admin: Option<NewUser>,
     only_if_first: bool,
-) -> Result<(Tenant, Option<UserId>), CreateTenantError> {
-    let mut tx = db.pool().begin().await?;
+) -> Result<Tenant, CreateTenantError> {
     if only_if_first {
         let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
-            .fetch_one(&mut *tx)
+            .fetch_one(&mut **tx)
             .await?;
         if existing > 0 {
             return Err(CreateTenantError::SetupComplete);
@@ -135,7 +132,7 @@ pub async fn create(
         .bind(&tenant.slug)
         .bind(&tenant.name)
         .bind(tenant.created_at.unix_timestamp())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(|err| {
             if is_unique_violation(&err) {
@@ -144,10 +141,5 @@ pub async fn create(
                 err.into()
             }
         })?;
-    let admin_id = match first_admin {
-        Some(admin) => Some(users::insert(&mut tx, &tenant.id, &admin).await?),
-        None => None,
-    };
-    tx.commit().await?;
-    Ok((tenant, admin_id))
+    Ok(tenant)
 }

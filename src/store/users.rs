@@ -1,8 +1,10 @@
-use sqlx::{Any, FromRow, Transaction};
+use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
-use super::{Db, Page, Paged, from_unix, is_unique_violation, like_pattern, new_id, unix_now};
+use super::{
+    Db, Page, Paged, Transaction, from_unix, is_unique_violation, like_pattern, new_id, unix_now,
+};
 use crate::domain::{DisplayName, EmailAddress, Role, UserStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,8 +199,8 @@ pub async fn create(db: &Db, tenant: &TenantId, user: &NewUser) -> Result<UserId
     Ok(id)
 }
 
-pub(super) async fn insert(
-    tx: &mut Transaction<'_, Any>,
+pub async fn insert(
+    tx: &mut Transaction,
     tenant: &TenantId,
     user: &NewUser,
 ) -> Result<UserId, sqlx::Error> {
@@ -288,7 +290,7 @@ async fn update_keeping_an_admin(
 
 /// Why an update at a version touched no user: someone changed them first, or they are gone.
 async fn unchanged(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut Transaction,
     tenant: &TenantId,
     id: &UserId,
 ) -> Result<ChangeUserError, sqlx::Error> {

@@ -14,8 +14,10 @@ use tracing::Span;
 use tracing::field::Empty;
 
 use super::error::AppError;
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::crypto::constant_time_eq;
+use crate::metrics;
+use crate::store::graph_credentials;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -143,6 +145,22 @@ pub async fn metrics(
             return Err(AppError::TokenRequired);
         }
     }
-    let text = crate::metrics::scrape(&state).await;
-    Ok(([(CONTENT_TYPE, crate::metrics::content_type())], text).into_response())
+    let text = scrape(&state).await;
+    Ok(([(CONTENT_TYPE, metrics::content_type())], text).into_response())
+}
+
+/// The text Prometheus scrapes. Gauges that describe the database are read now; when the
+/// database does not answer they keep their last values and the scrape still succeeds.
+async fn scrape(app: &App) -> String {
+    let pool = app.db.pool_usage();
+    app.metrics.set_pool_usage(pool.in_use, pool.idle, pool.max);
+    let today = app.clock.now().date();
+    let horizon = today + time::Duration::days(metrics::EXPIRY_HORIZON_DAYS);
+    match graph_credentials::count_by_expiry(&app.db, today, horizon).await {
+        Ok(counts) => app
+            .metrics
+            .set_credential_expiry(counts.expired, counts.expiring),
+        Err(err) => tracing::warn!(error = %err, "metrics: could not count expiring secrets"),
+    }
+    app.metrics.encode()
 }

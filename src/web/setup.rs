@@ -17,6 +17,7 @@ use crate::app::AppState;
 use crate::domain::{
     AuditAction, DisplayName, EmailAddress, FieldErrors, NewPassword, Role, Slug, TenantName,
 };
+use crate::services::accounts;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::tenants::{self, CreateTenantError};
 use crate::store::users::NewUser;
@@ -101,17 +102,17 @@ pub async fn create(
         role: Role::Admin,
         password_hash: Some(state.passwords.hash(password.into_secret()).await?),
     };
-    let (tenant, admin_id) = match tenants::create(&state.db, &slug, &name, Some(admin), true).await
-    {
-        Ok((tenant, Some(admin_id))) => (tenant, admin_id),
-        Ok((_, None)) => return Err(AppError::Internal("setup created no admin".into())),
-        Err(CreateTenantError::SlugTaken) => {
-            let errors = FieldErrors::single("slug", "This short name is taken.");
-            return Ok(rejected(csrf_token, form, errors));
-        }
-        Err(CreateTenantError::SetupComplete) => return Err(setup_refused(&state).await?),
-        Err(CreateTenantError::Database(err)) => return Err(err.into()),
-    };
+    let (tenant, admin_id) =
+        match accounts::create_tenant(&state.db, &slug, &name, Some(&admin), true).await {
+            Ok((tenant, Some(admin_id))) => (tenant, admin_id),
+            Ok((_, None)) => return Err(AppError::Internal("setup created no admin".into())),
+            Err(CreateTenantError::SlugTaken) => {
+                let errors = FieldErrors::single("slug", "This short name is taken.");
+                return Ok(rejected(csrf_token, form, errors));
+            }
+            Err(CreateTenantError::SetupComplete) => return Err(setup_refused(&state).await?),
+            Err(CreateTenantError::Database(err)) => return Err(err.into()),
+        };
     state.close_setup();
     tracing::info!(tenant = %tenant.slug, "setup created the first tenant");
 

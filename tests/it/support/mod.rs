@@ -13,7 +13,7 @@ use portico::config::{Config, MetricsAccess, MicrosoftArgs};
 use portico::crypto::SecretKey;
 use portico::domain::{DisplayName, EmailAddress, Role, Slug, TenantName};
 use portico::egress::EgressPolicy;
-use portico::store::tenants::{self, Tenant};
+use portico::store::tenants::Tenant;
 use portico::store::users::{self, NewUser, UserId};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
@@ -174,7 +174,7 @@ impl TestApp {
     pub async fn create_tenant(&self, slug: &str, name: &str) -> Tenant {
         let slug = Slug::parse(slug).unwrap();
         let name = TenantName::parse(name).unwrap();
-        tenants::create(&self.state.db, &slug, &name, None, false)
+        portico::services::accounts::create_tenant(&self.state.db, &slug, &name, None, false)
             .await
             .unwrap()
             .0
