@@ -182,6 +182,48 @@ pub fn parse_port(raw: &str, protocol: MailProtocol, security: Security) -> Resu
         .ok_or_else(|| "Enter a port from 1 to 65535, or leave it empty for the usual one.".into())
 }
 
+/// Where a server mailbox's password is sent: a stored password belongs to these settings.
+/// Values the admin typed that did not parse are `None`, and count as changed.
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordDestination<'a> {
+    pub protocol: Option<MailProtocol>,
+    pub host: Option<&'a str>,
+    pub port: Option<u16>,
+    pub security: Option<Security>,
+    pub username: &'a str,
+}
+
+/// Whether a mailbox saved without a new password may keep `stored`'s, the destination it
+/// was entered for: only while protocol, server, port, security and username stay the
+/// same, so a stored password is never sent anywhere else. Otherwise, what to tell the admin.
+pub fn keep_stored_password(
+    stored: Option<&PasswordDestination<'_>>,
+    new: &PasswordDestination<'_>,
+) -> Result<(), String> {
+    let Some(stored) = stored else {
+        return Err("Enter the mailbox's password.".into());
+    };
+    let changed: Vec<&str> = [
+        ("Protocol", stored.protocol != new.protocol),
+        ("Server", stored.host != new.host),
+        ("Port", stored.port != new.port),
+        ("Security", stored.security != new.security),
+        ("Username", stored.username != new.username),
+    ]
+    .into_iter()
+    .filter_map(|(label, changed)| changed.then_some(label))
+    .collect();
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "You changed the {}: the stored password was entered for the old settings and is \
+             never sent anywhere else. Enter the mailbox's password again.",
+            changed.join(", ")
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,5 +275,36 @@ mod tests {
             assert_eq!(Security::parse(security.as_str()), Ok(security));
         }
         assert!(MailProtocol::parse("exchange").is_err());
+    }
+
+    #[test]
+    fn a_stored_password_stays_only_with_its_destination() {
+        let stored = PasswordDestination {
+            protocol: Some(MailProtocol::Imap),
+            host: Some("imap.example.com"),
+            port: Some(993),
+            security: Some(Security::Tls),
+            username: "support@example.com",
+        };
+        assert_eq!(keep_stored_password(Some(&stored), &stored), Ok(()));
+        let moved = PasswordDestination {
+            host: Some("mail.elsewhere.example"),
+            port: Some(143),
+            ..stored
+        };
+        let refused = keep_stored_password(Some(&stored), &moved).unwrap_err();
+        assert!(
+            refused.starts_with("You changed the Server, Port:"),
+            "{refused}"
+        );
+        let unparsed = PasswordDestination {
+            host: None,
+            ..stored
+        };
+        assert!(keep_stored_password(Some(&stored), &unparsed).is_err());
+        assert_eq!(
+            keep_stored_password(None, &stored),
+            Err("Enter the mailbox's password.".into())
+        );
     }
 }

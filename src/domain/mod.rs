@@ -19,7 +19,10 @@ pub use graph_credential::{
     AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus,
     REQUIRED_ROLES, RoleReview, parse_certificate_validity, parse_expiry_date,
 };
-pub use mailbox::{Direction, MailProtocol, Security, parse_host, parse_port};
+pub use mailbox::{
+    Direction, MailProtocol, PasswordDestination, Security, keep_stored_password, parse_host,
+    parse_port,
+};
 pub use microsoft::{
     CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId, PERSONAL_ACCOUNTS_DIRECTORY,
 };

@@ -11,9 +11,7 @@ use time::Duration;
 use crate::app::App;
 use crate::domain::{AuditAction, Direction, ExpiryStatus, MailProtocol, sending_route};
 use crate::mail::outgoing::{self, OutgoingMessage, Route};
-use crate::mail::{Credential, ServerSettings};
 use crate::microsoft::CallError;
-use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::GraphMessage;
 use crate::services::expiry;
 use crate::services::fair_share::{self, Turns};
@@ -21,7 +19,7 @@ use crate::services::graph_credentials::OpenError;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::expiry_alerts::{self, Alert, PlannedAlert};
 use crate::store::graph_credentials;
-use crate::store::mailboxes::{self, Mailbox, Server, password_context};
+use crate::store::mailboxes::{self, Mailbox, Server};
 use crate::store::tenants::{self, TenantId};
 
 /// How long one instance holds an alert while sending it: longer than the send timeout
@@ -407,18 +405,11 @@ async fn send_with_graph(
             refused.explanation(&mailbox.email)
         )),
         // The token endpoint refused the credential: an AADSTS code, explained.
-        Err(CallError::Microsoft(error)) => {
-            let advice = error.advice(&AdviceContext {
-                redirect_uri: "",
-                confidential_client: true,
-                certificate_page: None,
-                admin_consent_url: None,
-            });
-            Err(format!(
-                "through {through}: Microsoft refused the Graph credential {}: {error}: {}. {}",
-                credential.name, advice.title, advice.next_step
-            ))
-        }
+        Err(CallError::Microsoft(error)) => Err(format!(
+            "through {through}: Microsoft refused the Graph credential {}: {error}: {}",
+            credential.name,
+            super::mailboxes::explain_app_token_refusal(&error)
+        )),
         Err(error) => Err(format!("through {through}: {error}")),
     })
 }
@@ -433,34 +424,11 @@ async fn send_with_smtp(
     subject: &str,
     body: String,
 ) -> Result<Result<String, String>, AlertError> {
-    let secret = match (&server.oauth_connection_id, &server.password_sealed) {
-        (Some(connection_id), _) => {
-            match super::oauth_connections::access_token(app, tenant, connection_id).await? {
-                Ok(token) => SenderSecret::Token(token),
-                Err(reason) => return Ok(Err(reason)),
-            }
-        }
-        (None, Some(sealed)) => match app
-            .config
-            .secret_key
-            .open(sealed, &password_context(tenant, &mailbox.id))
-        {
-            Ok(password) => SenderSecret::Password(password),
-            Err(err) => return Ok(Err(format!("the mailbox's password cannot be read: {err}"))),
-        },
-        (None, None) => return Ok(Err(format!("{} has no password stored", mailbox.name))),
+    let secret = match super::mailboxes::open_server_secret(app, tenant, mailbox, server).await? {
+        Ok(secret) => secret,
+        Err(reason) => return Ok(Err(reason)),
     };
-    let settings = ServerSettings {
-        protocol: MailProtocol::Smtp,
-        host: &server.host,
-        port: server.port,
-        security: server.security,
-        username: &server.username,
-        credential: match &secret {
-            SenderSecret::Password(password) => Credential::Password(password),
-            SenderSecret::Token(token) => Credential::OAuthToken(token),
-        },
-    };
+    let settings = secret.settings(MailProtocol::Smtp, server);
     let message = OutgoingMessage {
         from: &mailbox.email,
         to,
@@ -473,11 +441,6 @@ async fn send_with_smtp(
             .map(|()| sending_route(&mailbox.name, &mailbox.email, MailProtocol::Smtp))
             .map_err(|e| format!("through {}: {e}", mailbox.name)),
     )
-}
-
-enum SenderSecret {
-    Password(secrecy::SecretString),
-    Token(secrecy::SecretString),
 }
 
 fn kind_of(alert: &Alert) -> &'static str {

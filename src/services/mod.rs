@@ -8,5 +8,6 @@ pub mod expiry;
 pub mod fair_share;
 pub mod graph_credentials;
 pub mod jobs;
+pub mod mailboxes;
 pub mod oauth_connections;
 pub mod throttle;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use secrecy::SecretString;
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
@@ -9,6 +10,7 @@ use super::tenants::TenantId;
 use super::{
     Db, Page, Paged, SaveError, from_unix, like_pattern, new_id, saved_at_version, unix_now,
 };
+use crate::crypto::{Keyring, SealError};
 use crate::domain::{AlertSender, Direction, MailProtocol, Security};
 
 #[derive(Debug, Clone)]
@@ -78,6 +80,26 @@ pub struct MailboxFields {
 /// What a mailbox's sealed password is bound to.
 pub fn password_context(tenant: &TenantId, mailbox_id: &str) -> String {
     format!("mailbox/password/{}/{mailbox_id}", tenant.as_str())
+}
+
+/// Seals `password` to mailbox `mailbox_id`: it opens for that mailbox only.
+pub fn seal_password(
+    keys: &Keyring,
+    tenant: &TenantId,
+    mailbox_id: &str,
+    password: &SecretString,
+) -> String {
+    keys.seal(password, &password_context(tenant, mailbox_id))
+}
+
+/// Opens the password stored for `mailbox`.
+pub fn open_password(
+    keys: &Keyring,
+    tenant: &TenantId,
+    mailbox: &Mailbox,
+    sealed: &str,
+) -> Result<SecretString, SealError> {
+    keys.open(sealed, &password_context(tenant, &mailbox.id))
 }
 
 /// A new mailbox's id, known before saving so its password can be sealed to it.

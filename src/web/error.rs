@@ -146,6 +146,17 @@ impl From<crate::services::graph_credentials::OpenError> for AppError {
     }
 }
 
+impl From<crate::services::mailboxes::TestError> for AppError {
+    fn from(err: crate::services::mailboxes::TestError) -> Self {
+        use crate::services::mailboxes::TestError;
+        match err {
+            TestError::Database(err) => err.into(),
+            TestError::Credential(err) => err.into(),
+            TestError::NoCredential => Self::NotFound,
+        }
+    }
+}
+
 /// How long a client told `Busy` should wait: a full hashing queue is worked off in about
 /// two seconds.
 const BUSY_RETRY_AFTER_SECONDS: &str = "5";

@@ -5,7 +5,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::error::{AppError, Conflict, Rejected};
@@ -13,18 +13,10 @@ use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::graph_credentials::CredentialView;
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
-use crate::domain::{
-    AuditAction, Direction, EmailAddress, FieldErrors, MailProtocol, OAuthStatus, Security,
-    parse_host, parse_name, parse_port,
-};
-use crate::mail::{self, Credential, ProbeOutcome, ServerSettings};
-use crate::microsoft::CallError;
-use crate::microsoft::errors::AdviceContext;
-use crate::microsoft::graph::MailboxAccess;
+use crate::domain::{AuditAction, Direction, FieldErrors, MailProtocol, OAuthStatus, Security};
 use crate::services;
-use crate::store::mailboxes::{
-    self, Connection, Mailbox, MailboxFields, Server, ServerAuth, password_context,
-};
+use crate::services::mailboxes::MailboxInput;
+use crate::store::mailboxes::{self, Connection, Mailbox, MailboxFields, ServerAuth};
 use crate::store::segments::{self, Segment};
 use crate::store::{SaveError, graph_credentials, oauth_connections};
 
@@ -199,8 +191,7 @@ async fn form_choices(state: &App, ctx: &TenantCtx) -> Result<FormChoices, AppEr
     })
 }
 
-/// Turns the form into settings to save, sealing a new password to this mailbox. Ids of
-/// credentials are looked up in the signed-in tenant only, whatever the form posted.
+/// Turns the form into settings to save (see [`services::mailboxes::parse_settings`]).
 async fn parse(
     state: &App,
     ctx: &TenantCtx,
@@ -208,168 +199,24 @@ async fn parse(
     mailbox_id: &str,
     stored: Option<&Mailbox>,
 ) -> Result<Result<MailboxFields, FieldErrors>, AppError> {
-    let mut errors = FieldErrors::new();
-    let name = errors.check(
-        "name",
-        parse_name(&form.name, 100, "Enter a name, such as Support inbox."),
-    );
-    let email = errors.check("email", EmailAddress::parse(&form.email));
-    let protocol = errors.check("protocol", MailProtocol::parse(&form.protocol));
-    let direction = errors.check("direction", Direction::parse(&form.direction));
-    if let (Some(direction), Some(protocol)) = (direction, protocol) {
-        errors.check("direction", direction.check(protocol));
-    }
-    let new_password = form
-        .password
-        .take()
-        .filter(|password| !password.expose_secret().is_empty());
-
-    let connection = match protocol {
-        None => None,
-        Some(MailProtocol::Graph) => {
-            match graph_credentials::get(&state.db, &ctx.tenant.id, &form.graph_credential_id)
-                .await?
-            {
-                Some(credential) => Some(Connection::Graph {
-                    credential_id: credential.id,
-                }),
-                None => {
-                    errors.add(
-                        "graph_credential_id",
-                        "Choose one of your Graph credentials from External APIs.",
-                    );
-                    None
-                }
-            }
-        }
-        Some(protocol) => {
-            let security = errors.check("security", Security::parse(&form.security));
-            let host = errors.check(
-                "host",
-                parse_host(&form.host).and_then(|host| {
-                    // A name is checked when it is resolved, before anything is sent.
-                    match state.config.egress.check_literal(&host) {
-                        Ok(()) => Ok(host),
-                        Err(refused) => Err(refused.for_setting("Server")),
-                    }
-                }),
-            );
-            let port = security.and_then(|security| {
-                errors.check("port", parse_port(&form.port, protocol, security))
-            });
-            let username = form.username.trim().to_owned();
-            if username.is_empty() {
-                errors.add(
-                    "username",
-                    "Enter the user name the server expects, often the email address.",
-                );
-            }
-            if form.authentication == "oauth" && security == Some(Security::None) {
-                errors.add(
-                    "security",
-                    "An OAuth token is a bearer credential: choose TLS or STARTTLS to use it.",
-                );
-            }
-            let auth = if form.authentication == "oauth" {
-                let connection =
-                    oauth_connections::get(&state.db, &ctx.tenant.id, &form.oauth_connection_id)
-                        .await?;
-                match connection {
-                    // A password left from before goes: no stale secret stays behind.
-                    Some(connection) => Some(ServerAuth::OAuth {
-                        connection_id: connection.id,
-                    }),
-                    None => {
-                        errors.add(
-                            "oauth_connection_id",
-                            "Choose one of your OAuth connections.",
-                        );
-                        None
-                    }
-                }
-            } else {
-                // A stored password belongs to where it was entered for: it is kept only
-                // while protocol, server, port, security and username stay the same.
-                let moved_from = stored.and_then(|mailbox| {
-                    let server = mailbox.server.as_ref()?;
-                    server.password_sealed.as_ref()?;
-                    Some(
-                        [
-                            ("Protocol", Some(mailbox.protocol) != Some(protocol)),
-                            ("Server", host.as_deref() != Some(server.host.as_str())),
-                            ("Port", port != Some(server.port)),
-                            ("Security", security != Some(server.security)),
-                            ("Username", username != server.username),
-                        ]
-                        .into_iter()
-                        .filter(|(_, changed)| *changed)
-                        .map(|(label, _)| label)
-                        .collect::<Vec<_>>(),
-                    )
-                });
-                match (&new_password, moved_from) {
-                    (Some(password), _) => Some(ServerAuth::Password {
-                        sealed: Some(
-                            state
-                                .config
-                                .secret_key
-                                .seal(password, &password_context(&ctx.tenant.id, mailbox_id)),
-                        ),
-                    }),
-                    (None, Some(changed)) if changed.is_empty() => {
-                        Some(ServerAuth::Password { sealed: None })
-                    }
-                    (None, Some(changed)) => {
-                        errors.add(
-                            "password",
-                            format!(
-                                "You changed the {}: the stored password was entered for the \
-                                 old settings and is never sent anywhere else. Enter the \
-                                 mailbox's password again.",
-                                changed.join(", ")
-                            ),
-                        );
-                        None
-                    }
-                    (None, None) => {
-                        errors.add("password", "Enter the mailbox's password.");
-                        None
-                    }
-                }
-            };
-            match (security, host, port, auth) {
-                (Some(security), Some(host), Some(port), Some(auth)) => Some(Connection::Server {
-                    host,
-                    port,
-                    security,
-                    username,
-                    auth,
-                }),
-                _ => None,
-            }
-        }
+    let input = MailboxInput {
+        name: &form.name,
+        email: &form.email,
+        direction: &form.direction,
+        protocol: &form.protocol,
+        graph_credential_id: &form.graph_credential_id,
+        host: &form.host,
+        port: &form.port,
+        security: &form.security,
+        username: &form.username,
+        authentication: &form.authentication,
+        oauth_connection_id: &form.oauth_connection_id,
+        password: form.password.take(),
+        enabled: form.enabled.is_some(),
     };
     Ok(
-        match (
-            name,
-            email,
-            protocol,
-            direction,
-            connection,
-            errors.is_empty(),
-        ) {
-            (Some(name), Some(email), Some(protocol), Some(direction), Some(connection), true) => {
-                Ok(MailboxFields {
-                    name,
-                    email: email.to_string(),
-                    direction,
-                    protocol,
-                    connection,
-                    enabled: form.enabled.is_some(),
-                })
-            }
-            _ => Err(errors),
-        },
+        services::mailboxes::parse_settings(state, &ctx.tenant.id, input, mailbox_id, stored)
+            .await?,
     )
 }
 
@@ -668,122 +515,16 @@ pub async fn delete(
     ))))
 }
 
-/// "Test connection": Graph mailboxes are checked with their credential's app token,
-/// server mailboxes by really signing in. The result is kept for the lists.
+/// "Test connection": the result shows here and is kept for the lists.
 pub async fn test(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<ShowPage, AppError> {
     let mailbox = load(&state, &ctx, &id).await?;
-    let (ok, message) = match (&mailbox.graph_credential_id, &mailbox.server) {
-        (Some(credential_id), _) => test_graph(&state, &ctx, &mailbox, credential_id).await?,
-        (None, Some(server)) => test_server(&state, &ctx, &mailbox, server).await?,
-        (None, None) => (false, "This mailbox has no connection settings.".to_owned()),
-    };
-    mailboxes::record_test(&state.db, &ctx.tenant.id, &id, ok, &message).await?;
+    let result = services::mailboxes::test_connection(&state, &ctx.tenant.id, &mailbox).await?;
     let mailbox = load(&state, &ctx, &id).await?;
     let mut page = show_page(&state, &ctx, &mailbox).await?;
-    page.test = Some((ok, message));
+    page.test = Some(result);
     Ok(page)
-}
-
-async fn test_graph(
-    state: &App,
-    ctx: &TenantCtx,
-    mailbox: &Mailbox,
-    credential_id: &str,
-) -> Result<(bool, String), AppError> {
-    let credential = graph_credentials::get(&state.db, &ctx.tenant.id, credential_id)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    let proof = services::graph_credentials::open(state, &ctx.tenant.id, &credential).await?;
-    let credentials = proof.credentials(&credential);
-    let checked = state
-        .microsoft
-        .check_mailbox(&credentials, &mailbox.email, state.clock.now())
-        .await;
-    Ok(match checked {
-        Ok(MailboxAccess::Granted) => (
-            true,
-            format!("Granted: {} can read {}.", credential.name, mailbox.email),
-        ),
-        Ok(MailboxAccess::Denied) => (
-            false,
-            format!(
-                "Denied: Exchange refuses {} access to {} (an application access policy or RBAC scope excludes it).",
-                credential.name, mailbox.email
-            ),
-        ),
-        Ok(MailboxAccess::NotFound) => (
-            false,
-            format!("Not found: Microsoft 365 has no mailbox {}.", mailbox.email),
-        ),
-        Err(CallError::Microsoft(error)) => {
-            let advice = error.advice(&AdviceContext {
-                redirect_uri: "",
-                confidential_client: true,
-                certificate_page: None,
-                admin_consent_url: None,
-            });
-            (
-                false,
-                format!("{error}: {}. {}", advice.title, advice.next_step),
-            )
-        }
-        Err(error) => (false, format!("{error}. Try again in a minute.")),
-    })
-}
-
-/// What a server mailbox signs in with, opened for one test.
-enum Secret {
-    Password(SecretString),
-    OAuthToken(SecretString),
-}
-
-async fn test_server(
-    state: &App,
-    ctx: &TenantCtx,
-    mailbox: &Mailbox,
-    server: &Server,
-) -> Result<(bool, String), AppError> {
-    let secret = match (&server.oauth_connection_id, &server.password_sealed) {
-        (Some(connection_id), _) => {
-            match services::oauth_connections::access_token(state, &ctx.tenant.id, connection_id)
-                .await?
-            {
-                Ok(token) => Secret::OAuthToken(token),
-                Err(reason) => return Ok((false, reason)),
-            }
-        }
-        (None, Some(sealed)) => Secret::Password(
-            state
-                .config
-                .secret_key
-                .open(sealed, &password_context(&ctx.tenant.id, &mailbox.id))?,
-        ),
-        (None, None) => {
-            return Ok((false, "No password is stored for this mailbox.".to_owned()));
-        }
-    };
-    let settings = ServerSettings {
-        protocol: mailbox.protocol,
-        host: &server.host,
-        port: server.port,
-        security: server.security,
-        username: &server.username,
-        credential: match &secret {
-            Secret::Password(password) => Credential::Password(password),
-            Secret::OAuthToken(token) => Credential::OAuthToken(token),
-        },
-    };
-    Ok(match mail::probe(&settings, &state.mail_probe).await {
-        ProbeOutcome::Connected { server_says } => (
-            true,
-            format!("Connected and signed in. The server says: {server_says}"),
-        ),
-        ProbeOutcome::Failed { stage, message } => {
-            (false, format!("{} failed: {message}", stage.label()))
-        }
-    })
 }
