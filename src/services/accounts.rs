@@ -10,7 +10,8 @@ use tower_sessions::session::Id as SessionId;
 use crate::app::App;
 use crate::crypto::HashError;
 use crate::domain::{
-    AuditAction, CONSUMERS_DIRECTORY, DisplayName, EmailAddress, Role, Slug, TenantName, UserStatus,
+    AuditAction, CONSUMERS_DIRECTORY, DisplayName, EmailAddress, FieldErrors, NewPassword, Role,
+    Slug, TenantName, UserStatus,
 };
 use crate::metrics::{SignInMethod, SignInResult};
 use crate::microsoft::sign_in::VerifiedIdentity;
@@ -21,7 +22,7 @@ use crate::store::identities::{self, LinkError, Redeemed};
 use crate::store::microsoft_sign_in::SignInSettings;
 use crate::store::sessions;
 use crate::store::tenants::{self, CreateTenantError, Tenant};
-use crate::store::users::{self, CreateUserError, NewUser, User, UserId};
+use crate::store::users::{self, ChangeUserError, CreateUserError, NewUser, User, UserId};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum SignInOutcome {
@@ -41,6 +42,9 @@ pub enum CheckError {
     /// `HashError::Busy` when the hashing queue is full: nothing was checked or counted.
     #[error(transparent)]
     Hash(#[from] HashError),
+    /// Saving the new password failed.
+    #[error(transparent)]
+    Change(ChangeUserError),
 }
 
 /// Creates a tenant, with its first admin when one is given, in one transaction: the
@@ -222,6 +226,99 @@ pub fn may_set_first_password(
     now: OffsetDateTime,
 ) -> bool {
     microsoft_signed_in_at.is_some_and(|at| now - at <= FIRST_PASSWORD_WINDOW)
+}
+
+/// How a user's change of their own password ended.
+pub enum OwnPasswordChange {
+    /// Saved, their other sessions ended, and audited.
+    Changed,
+    /// Nothing saved: what to say beside which field.
+    Refused(FieldErrors),
+    /// Too many wrong current passwords lately: nothing was checked.
+    Throttled(FieldErrors),
+    /// A first password was set for them meanwhile (an admin's reset): nothing saved.
+    SetMeanwhile(FieldErrors),
+}
+
+/// What a user typed to change their own password.
+pub struct TypedPasswords {
+    /// Empty when they have none yet.
+    pub current: SecretString,
+    pub new: SecretString,
+}
+
+/// Anyone may change their own password, proving they know the current one; a user without
+/// one may set a first one within [`FIRST_PASSWORD_WINDOW`] of signing in with Microsoft
+/// (`microsoft_signed_in_at`). Either way their sessions but `keep` end.
+pub async fn change_own_password(
+    app: &App,
+    tenant: &Tenant,
+    user: &User,
+    microsoft_signed_in_at: Option<OffsetDateTime>,
+    typed: TypedPasswords,
+    keep: Option<&SessionId>,
+    ip: IpAddr,
+) -> Result<OwnPasswordChange, CheckError> {
+    let mut errors = FieldErrors::new();
+    let new_password = errors.check("new_password", NewPassword::parse(typed.new));
+    let first = match check_current_password(app, tenant, user, typed.current, ip).await? {
+        CurrentPassword::Confirmed => false,
+        CurrentPassword::NoneSet => {
+            if !may_set_first_password(microsoft_signed_in_at, app.clock.now()) {
+                let message = "Not now: a first password can only be set within 10 minutes of \
+                               signing in with Microsoft.";
+                errors.add("new_password", message);
+            }
+            true
+        }
+        CurrentPassword::Wrong => {
+            errors.add("current_password", "This is not your current password.");
+            false
+        }
+        CurrentPassword::Throttled => {
+            return Ok(OwnPasswordChange::Throttled(FieldErrors::single(
+                "current_password",
+                "Too many wrong passwords. Wait 15 minutes and try again.",
+            )));
+        }
+    };
+    let Some(new_password) = new_password.filter(|_| errors.is_empty()) else {
+        return Ok(OwnPasswordChange::Refused(errors));
+    };
+    let hash = app.passwords.hash(new_password.into_secret()).await?;
+    let action = if first {
+        match users::set_first_password_hash(&app.db, &tenant.id, &user.id, &hash).await {
+            Ok(()) => AuditAction::OwnPasswordSet,
+            Err(ChangeUserError::Stale) => {
+                return Ok(OwnPasswordChange::SetMeanwhile(FieldErrors::single(
+                    "new_password",
+                    "A password was set for you meanwhile. Reload this page and change it \
+                     with that one as your current password.",
+                )));
+            }
+            Err(other) => return Err(CheckError::Change(other)),
+        }
+    } else {
+        users::set_own_password_hash(&app.db, &tenant.id, &user.id, &hash)
+            .await
+            .map_err(CheckError::Change)?;
+        AuditAction::OwnPasswordChanged
+    };
+    let ended = end_sessions(app, tenant, &user.id, keep).await?;
+    audit::record(
+        &app.db,
+        &tenant.id,
+        NewAuditEvent {
+            action,
+            actor_user_id: Some(user.id.as_str()),
+            actor: &user.email,
+            target: &user.email,
+            detail: &ended,
+            ip: Some(ip),
+        },
+    )
+    .await?;
+    Ok(OwnPasswordChange::Changed)
 }
 
 /// Ends every session of `user` but `keep`, after a change that must lock out whoever

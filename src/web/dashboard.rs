@@ -12,10 +12,10 @@ use super::error::{AppError, Conflict, Rejected, Throttled};
 use super::extract::{ClientIp, Form, Query, TenantCtx};
 use super::{Layout, format_time};
 use crate::app::AppState;
-use crate::domain::{AuditAction, FieldErrors, NewPassword, Role};
-use crate::services::accounts::{self, CurrentPassword};
+use crate::domain::{FieldErrors, Role};
+use crate::services::accounts::{self, OwnPasswordChange, TypedPasswords};
 use crate::services::expiry::{self, Expiring};
-use crate::store::users::{self, ChangeUserError};
+use crate::store::users;
 use crate::store::{Page, audit};
 
 #[derive(Template, WebTemplate)]
@@ -165,9 +165,8 @@ pub struct ChangePasswordForm {
     new_password: Option<SecretString>,
 }
 
-/// Anyone may change their own password, proving they know the current one; a user without
-/// one may set a first one shortly after signing in with Microsoft. Either way their other
-/// sessions end, and this one goes on.
+/// Changes the signed-in user's own password (see [`accounts::change_own_password`]);
+/// this session goes on.
 pub async fn change_password(
     State(state): State<AppState>,
     ctx: TenantCtx,
@@ -175,61 +174,25 @@ pub async fn change_password(
     ClientIp(ip): ClientIp,
     Form(form): Form<ChangePasswordForm>,
 ) -> Result<Response, AppError> {
-    let empty = || SecretString::from("");
-    let mut errors = FieldErrors::new();
-    let new_password = errors.check(
-        "new_password",
-        NewPassword::parse(form.new_password.unwrap_or_else(empty)),
-    );
-    let typed = form.current_password.unwrap_or_else(empty);
-    let first =
-        match accounts::check_current_password(&state, &ctx.tenant, &ctx.user, typed, ip).await? {
-            CurrentPassword::Confirmed => false,
-            CurrentPassword::NoneSet => {
-                let microsoft_at = ctx.signed_in.microsoft_signed_in_at();
-                if !accounts::may_set_first_password(microsoft_at, state.clock.now()) {
-                    let message = "Not now: a first password can only be set within 10 minutes \
-                     of signing in with Microsoft.";
-                    errors.add("new_password", message);
-                }
-                true
-            }
-            CurrentPassword::Wrong => {
-                errors.add("current_password", "This is not your current password.");
-                false
-            }
-            CurrentPassword::Throttled => {
-                let errors = FieldErrors::single(
-                    "current_password",
-                    "Too many wrong passwords. Wait 15 minutes and try again.",
-                );
-                return Ok(Throttled(profile_page(&state, &ctx, errors, false)).into_response());
-            }
-        };
-    let Some(new_password) = new_password.filter(|_| errors.is_empty()) else {
-        return Ok(Rejected(profile_page(&state, &ctx, errors, false)).into_response());
-    };
-    let hash = state.passwords.hash(new_password.into_secret()).await?;
-    let action = if first {
-        match users::set_first_password_hash(&state.db, &ctx.tenant.id, &ctx.user.id, &hash).await {
-            Err(ChangeUserError::Stale) => {
-                let errors = FieldErrors::single(
-                    "new_password",
-                    "A password was set for you meanwhile. Reload this page and change it \
-                     with that one as your current password.",
-                );
-                return Ok(Conflict(profile_page(&state, &ctx, errors, false)).into_response());
-            }
-            result => result?,
-        }
-        AuditAction::OwnPasswordSet
-    } else {
-        users::set_own_password_hash(&state.db, &ctx.tenant.id, &ctx.user.id, &hash).await?;
-        AuditAction::OwnPasswordChanged
-    };
-    let keep = session.id();
-    let ended = accounts::end_sessions(&state, &ctx.tenant, &ctx.user.id, keep.as_ref()).await?;
-    ctx.audit(&state, action, &ctx.user.email, &ended, ip)
-        .await?;
-    Ok(Redirect::to(&ctx.path("/profile?saved=1")).into_response())
+    let typed = |field: Option<SecretString>| field.unwrap_or_else(|| SecretString::from(""));
+    let changed = accounts::change_own_password(
+        &state,
+        &ctx.tenant,
+        &ctx.user,
+        ctx.signed_in.microsoft_signed_in_at(),
+        TypedPasswords {
+            current: typed(form.current_password),
+            new: typed(form.new_password),
+        },
+        session.id().as_ref(),
+        ip,
+    )
+    .await?;
+    let page = |errors| profile_page(&state, &ctx, errors, false);
+    Ok(match changed {
+        OwnPasswordChange::Changed => Redirect::to(&ctx.path("/profile?saved=1")).into_response(),
+        OwnPasswordChange::Refused(errors) => Rejected(page(errors)).into_response(),
+        OwnPasswordChange::Throttled(errors) => Throttled(page(errors)).into_response(),
+        OwnPasswordChange::SetMeanwhile(errors) => Conflict(page(errors)).into_response(),
+    })
 }

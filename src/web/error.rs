@@ -71,6 +71,7 @@ impl From<crate::services::accounts::CheckError> for AppError {
         match err {
             crate::services::accounts::CheckError::Database(err) => err.into(),
             crate::services::accounts::CheckError::Hash(err) => err.into(),
+            crate::services::accounts::CheckError::Change(err) => err.into(),
         }
     }
 }
