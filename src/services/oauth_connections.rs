@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 use time::Duration;
 
 use crate::app::App;
@@ -66,6 +66,31 @@ pub fn secret_destination_changes(
     .filter(|(_, changed)| *changed)
     .map(|(label, _)| label)
     .collect()
+}
+
+/// The sealed client secret to save with `fields` on the Edit form: a typed one, sealed to
+/// this connection; `None` keeps the stored one, allowed only while it still goes where it
+/// was entered for. `Err` says why the secret must be pasted again.
+pub fn client_secret_to_save(
+    app: &App,
+    stored: &OAuthConnection,
+    fields: &ConnectionFields,
+    typed: Option<&SecretString>,
+) -> Result<Option<String>, String> {
+    let typed = typed.filter(|secret| !secret.expose_secret().trim().is_empty());
+    if let Some(secret) = typed {
+        let context = secret_context(&stored.tenant_id, &stored.id, "client-secret");
+        return Ok(Some(app.config.secret_key.seal(secret, &context)));
+    }
+    let moved = secret_destination_changes(stored, fields);
+    if stored.client_secret_sealed.is_some() && !moved.is_empty() {
+        return Err(format!(
+            "You changed the {}: the stored client secret was entered for the old settings \
+             and is never sent anywhere else. Paste the client secret again.",
+            moved.join(", ")
+        ));
+    }
+    Ok(None)
 }
 
 /// The app and endpoints to use: the admin's own (Advanced), or Microsoft's.

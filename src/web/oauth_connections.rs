@@ -23,10 +23,13 @@ use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::{CallError, MicrosoftError};
 use crate::services;
 use crate::services::oauth_connections::AuthenticationError;
+use crate::store::audit::{self, NewAuditEvent};
 use crate::store::oauth_connections::{
     self, ConnectionFields, OAuthConnection, new_connection_id, secret_context,
 };
-use crate::store::{SaveError, mailboxes, tenants, users};
+use crate::store::tenants::{self, Tenant};
+use crate::store::users::{self, User};
+use crate::store::{SaveError, mailboxes};
 
 /// The redirect URI to register for delegated OAuth, the same for every tenant.
 pub fn redirect_uri(app: &App) -> String {
@@ -433,28 +436,19 @@ pub async fn update(
         Ok(fields) => fields,
         Err(errors) => return Ok(rejected(form, errors)),
     };
-    let typed_secret = form
-        .client_secret
-        .as_ref()
-        .filter(|secret| !secret.expose_secret().trim().is_empty());
-    let moved = services::oauth_connections::secret_destination_changes(&connection, &fields);
-    let new_secret = match typed_secret {
-        Some(secret) => Some(state.config.secret_key.seal(
-            secret,
-            &secret_context(&ctx.tenant.id, &id, "client-secret"),
-        )),
-        None if connection.client_secret_sealed.is_some() && !moved.is_empty() => {
-            let message = format!(
-                "You changed the {}: the stored client secret was entered for the old \
-                 settings and is never sent anywhere else. Paste the client secret again.",
-                moved.join(", ")
-            );
+    let new_secret = match services::oauth_connections::client_secret_to_save(
+        &state,
+        &connection,
+        &fields,
+        form.client_secret.as_ref(),
+    ) {
+        Ok(new_secret) => new_secret,
+        Err(message) => {
             return Ok(rejected(
                 form,
                 FieldErrors::single(EDIT_SECRET_FIELD, message),
             ));
         }
-        None => None,
     };
     match oauth_connections::update(
         &state.db,
@@ -468,29 +462,18 @@ pub async fn update(
     {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
-            return Ok(rejected(
-                form,
-                FieldErrors::single("name", "Another connection has this name."),
-            ));
+            let errors = FieldErrors::single("name", "Another connection has this name.");
+            return Ok(rejected(form, errors));
         }
-        Err(SaveError::Stale) => {
-            let current = load(&state, &ctx, &id).await?;
-            let mut page = show_page(&state, &ctx, &current);
-            page.form = ConnectionForm {
-                version: current.version,
-                ..form.without_secret()
-            };
-            page.errors = changed_meanwhile("this connection");
-            return Ok(Conflict(page).into_response());
-        }
+        Err(SaveError::Stale) => return changed_meanwhile_page(&state, &ctx, &id, form).await,
         Err(other) => return Err(other.into()),
     }
-    let secret = if new_secret.is_some() {
+    let replaced = if new_secret.is_some() {
         "client secret replaced; "
     } else {
         ""
     };
-    let detail = format!("{}; {secret}authenticate again", fields.purpose.label());
+    let detail = format!("{}; {replaced}authenticate again", fields.purpose.label());
     ctx.audit(
         &state,
         AuditAction::OAuthConnectionChanged,
@@ -500,6 +483,24 @@ pub async fn update(
     )
     .await?;
     Ok(Redirect::to(&ctx.path(&format!("/oauth-connections/{id}"))).into_response())
+}
+
+/// The Edit form again, over the connection as someone else just saved it: nothing was
+/// saved, and what this admin typed (but a secret) stays.
+async fn changed_meanwhile_page(
+    state: &App,
+    ctx: &TenantCtx,
+    id: &str,
+    form: ConnectionForm,
+) -> Result<Response, AppError> {
+    let current = load(state, ctx, id).await?;
+    let mut page = show_page(state, ctx, &current);
+    page.form = ConnectionForm {
+        version: current.version,
+        ..form.without_secret()
+    };
+    page.errors = changed_meanwhile("this connection");
+    Ok(Conflict(page).into_response())
 }
 
 #[derive(Deserialize)]
@@ -642,6 +643,54 @@ pub struct ExpiredPage {
     layout: Layout,
 }
 
+/// The Authenticate this browser started, when the callback may complete it.
+struct Authenticating {
+    pending: PendingOAuthConnection,
+    tenant: Tenant,
+    admin: User,
+    connection: OAuthConnection,
+}
+
+/// This browser's pending Authenticate (taken: it is single use), when `returned_state` is
+/// its own, it has not expired, the same admin is still signed in and still an active admin,
+/// and the connection's settings are those consented to.
+async fn authenticating(
+    state: &App,
+    session: &Session,
+    returned_state: &str,
+) -> Result<Option<Authenticating>, AppError> {
+    let pending = session::take_oauth_connection(session).await?;
+    let signed_in = session::signed_in(session).await?;
+    let (Some(pending), Some(signed_in)) = (pending, signed_in) else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let state_matches = crate::crypto::constant_time_eq(returned_state, &pending.flow.state);
+    let same_admin =
+        signed_in.tenant_id == pending.tenant_id && signed_in.user_id == pending.user_id;
+    if !state_matches || pending.is_expired(now) || !same_admin || signed_in.is_expired(now) {
+        return Ok(None);
+    }
+    let Some(tenant) = tenants::find_by_id(&state.db, &pending.tenant_id).await? else {
+        return Ok(None);
+    };
+    let admin = users::get(&state.db, &tenant.id, &pending.user_id)
+        .await?
+        .filter(|user| user.role == Role::Admin && user.status == UserStatus::Active);
+    let connection = oauth_connections::get(&state.db, &tenant.id, &pending.connection_id).await?;
+    // Settings changed since Authenticate: the consent was for other settings.
+    let connection = connection.filter(|connection| connection.version == pending.settings_version);
+    Ok(match (admin, connection) {
+        (Some(admin), Some(connection)) => Some(Authenticating {
+            pending,
+            tenant,
+            admin,
+            connection,
+        }),
+        _ => None,
+    })
+}
+
 /// `/oauth/callback`, for every tenant. Its URL names no tenant: the tenant, the
 /// connection and the admin come only from this browser's pending Authenticate, and must
 /// all still hold.
@@ -657,76 +706,35 @@ pub async fn callback(
         })
         .into_response()
     };
-    let pending = session::take_oauth_connection(&session).await?;
-    let signed_in = session::signed_in(&session).await?;
-    let (Some(pending), Some(returned_state), Some(signed_in)) =
-        (pending, query.state.as_deref(), signed_in)
+    let Some(returned_state) = query.state.as_deref() else {
+        return Ok(expired());
+    };
+    let Some(Authenticating {
+        pending,
+        tenant,
+        admin,
+        connection,
+    }) = authenticating(&state, &session, returned_state).await?
     else {
-        return Ok(expired());
-    };
-    let now = state.clock.now();
-    let state_matches = crate::crypto::constant_time_eq(returned_state, &pending.flow.state);
-    let same_admin =
-        signed_in.tenant_id == pending.tenant_id && signed_in.user_id == pending.user_id;
-    if !state_matches || pending.is_expired(now) || !same_admin || signed_in.is_expired(now) {
-        return Ok(expired());
-    }
-    let Some(tenant) = tenants::find_by_id(&state.db, &pending.tenant_id).await? else {
-        return Ok(expired());
-    };
-    let admin = users::get(&state.db, &tenant.id, &pending.user_id)
-        .await?
-        .filter(|user| user.role == Role::Admin && user.status == UserStatus::Active);
-    let connection = oauth_connections::get(&state.db, &tenant.id, &pending.connection_id).await?;
-    // Settings changed since Authenticate: the consent was for other settings.
-    let connection = connection.filter(|connection| connection.version == pending.settings_version);
-    let (Some(admin), Some(connection)) = (admin, connection) else {
         return Ok(expired());
     };
     let page = format!("/t/{}/oauth-connections/{}", tenant.slug, connection.id);
 
-    let outcome = match (query.error.as_deref(), query.code.as_deref()) {
-        (Some(error), _) => Err(explain(
-            &state,
-            &connection,
-            &CallError::Microsoft(Box::new(MicrosoftError::from_redirect(
-                error,
-                query.error_description.as_deref(),
-            ))),
-        )),
-        (None, Some(code)) => {
-            match services::oauth_connections::complete_authentication(
-                &state,
-                &connection,
-                &redirect_uri(&state),
-                code,
-                &pending.flow,
-            )
-            .await
-            {
-                Ok(outcome) => outcome.map_err(|error| explain(&state, &connection, &error)),
-                Err(changed @ AuthenticationError::SettingsChanged) => Err(changed.to_string()),
-                Err(other) => return Err(AppError::Internal(Box::new(other))),
-            }
-        }
-        (None, None) => return Ok(expired()),
+    let Some(outcome) = finish(&state, &connection, &pending, &query).await? else {
+        return Ok(expired());
     };
     let flash = match outcome {
         Ok(who) => {
             let detail = format!("authenticated as {who}");
-            crate::store::audit::record(
-                &state.db,
-                &tenant.id,
-                crate::store::audit::NewAuditEvent {
-                    action: AuditAction::OAuthConnectionAuthenticated,
-                    actor_user_id: Some(admin.id.as_str()),
-                    actor: &admin.email,
-                    target: &connection.name,
-                    detail: &detail,
-                    ip: Some(ip),
-                },
-            )
-            .await?;
+            let event = NewAuditEvent {
+                action: AuditAction::OAuthConnectionAuthenticated,
+                actor_user_id: Some(admin.id.as_str()),
+                actor: &admin.email,
+                target: &connection.name,
+                detail: &detail,
+                ip: Some(ip),
+            };
+            audit::record(&state.db, &tenant.id, event).await?;
             OAuthFlash {
                 connection_id: connection.id.clone(),
                 ok: true,
@@ -741,6 +749,44 @@ pub async fn callback(
     };
     session::set_oauth_flash(&session, flash).await?;
     Ok(Redirect::to(&page).into_response())
+}
+
+/// Completes the authentication with Microsoft's answer: `Ok(who)` signed in, or what went
+/// wrong in words. `None` when the answer holds neither a code nor an error.
+async fn finish(
+    state: &App,
+    connection: &OAuthConnection,
+    pending: &PendingOAuthConnection,
+    query: &CallbackQuery,
+) -> Result<Option<Result<String, String>>, AppError> {
+    Ok(Some(
+        match (query.error.as_deref(), query.code.as_deref()) {
+            (Some(error), _) => Err(explain(
+                state,
+                connection,
+                &CallError::Microsoft(Box::new(MicrosoftError::from_redirect(
+                    error,
+                    query.error_description.as_deref(),
+                ))),
+            )),
+            (None, Some(code)) => {
+                match services::oauth_connections::complete_authentication(
+                    state,
+                    connection,
+                    &redirect_uri(state),
+                    code,
+                    &pending.flow,
+                )
+                .await
+                {
+                    Ok(outcome) => outcome.map_err(|error| explain(state, connection, &error)),
+                    Err(changed @ AuthenticationError::SettingsChanged) => Err(changed.to_string()),
+                    Err(other) => return Err(AppError::Internal(Box::new(other))),
+                }
+            }
+            (None, None) => return Ok(None),
+        },
+    ))
 }
 
 /// Microsoft's answer in plain words, with its code and references.
