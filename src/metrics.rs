@@ -9,7 +9,6 @@ use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
-use time::OffsetDateTime;
 
 use crate::app::App;
 use crate::store::graph_credentials;
@@ -264,7 +263,7 @@ pub async fn scrape(app: &App) -> String {
             .with_label_values(&[state])
             .set(i64::from(value));
     }
-    let today = OffsetDateTime::now_utc().date();
+    let today = app.clock.now().date();
     let horizon = today + time::Duration::days(EXPIRY_HORIZON_DAYS);
     match graph_credentials::count_by_expiry(&app.db, today, horizon).await {
         Ok(counts) => {

@@ -5,7 +5,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::users::{self, NewUser, UserId};
-use super::{Db, from_unix, is_unique_violation, new_id, unix_now};
+use super::{Db, from_unix, is_unique_violation, new_id};
 use crate::domain::{Slug, TenantName};
 
 /// A tenant's primary key. Only the store makes one, from a row it read, so a tenant id
@@ -115,6 +115,7 @@ pub async fn create(
     first_admin: Option<NewUser>,
     only_if_first: bool,
 ) -> Result<(Tenant, Option<UserId>), CreateTenantError> {
+    let now = db.unix_now();
     let mut tx = db.pool().begin().await?;
     if only_if_first {
         let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
@@ -128,7 +129,7 @@ pub async fn create(
         id: TenantId(new_id()),
         slug: slug.as_str().to_owned(),
         name: name.as_str().to_owned(),
-        created_at: from_unix(unix_now()),
+        created_at: from_unix(now),
     };
     sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
         .bind(tenant.id.as_str())
@@ -145,7 +146,7 @@ pub async fn create(
             }
         })?;
     let admin_id = match first_admin {
-        Some(admin) => Some(users::insert(&mut tx, &tenant.id, &admin).await?),
+        Some(admin) => Some(users::insert(&mut tx, &tenant.id, &admin, now).await?),
         None => None,
     };
     tx.commit().await?;
