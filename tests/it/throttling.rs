@@ -8,7 +8,7 @@ use portico::store::tenants::Tenant;
 use time::{Duration, OffsetDateTime};
 
 use crate::on_both_backends;
-use crate::support::{Backend, PASSWORD, TestApp, spawn_app};
+use crate::support::{Backend, PASSWORD, TestApp, eventually, spawn_app};
 
 on_both_backends!(
     wrong_setup_links_pause_setup_for_that_address,
@@ -189,10 +189,7 @@ async fn wrong_one_time_links_pause_links_from_that_address(backend: Backend) {
         .post_raw(&link, &[("csrf_token", &confirm.csrf_token())])
         .await
         .assert_status(429);
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     let audit = app.audit_actions(&tenant).await;
     let rejected = audit
         .iter()
@@ -318,13 +315,16 @@ async fn a_full_hashing_queue_answers_503_at_once(backend: Backend) {
         tokio::spawn(async move { hasher.verify("x".to_owned().into(), stored).await })
     };
     let holders: Vec<_> = (0..hasher.threads()).map(|_| hold(Some(slow))).collect();
-    while hasher.hashes_started() < started + hasher.threads() as u64 {
-        tokio::task::yield_now().await;
-    }
+    let within = std::time::Duration::from_secs(30);
+    eventually(within, "every hashing thread busy", async || {
+        hasher.hashes_started() >= started + hasher.threads() as u64
+    })
+    .await;
     let queued: Vec<_> = (0..hasher.queue_capacity()).map(|_| hold(None)).collect();
-    while hasher.queued() < hasher.queue_capacity() {
-        tokio::task::yield_now().await;
-    }
+    eventually(within, "the hashing queue full", async || {
+        hasher.queued() >= hasher.queue_capacity()
+    })
+    .await;
 
     let page = app
         .browser()
@@ -351,9 +351,10 @@ async fn a_full_hashing_queue_answers_503_at_once(backend: Backend) {
     for task in holders {
         task.await.unwrap().unwrap();
     }
-    while hasher.queued() > 0 {
-        tokio::task::yield_now().await;
-    }
+    eventually(within, "the hashing queue drained", async || {
+        hasher.queued() == 0
+    })
+    .await;
     app.browser()
         .sign_in("acme", "agent@acme.test", PASSWORD)
         .await
