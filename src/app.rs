@@ -85,7 +85,7 @@ impl App {
             metrics.clone(),
         )?;
         let mail_probe = mail_probe_options(&config)?;
-        let db = Db::connect(&config.database_url).await?;
+        let db = Db::connect_with_clock(&config.database_url, clock.clone()).await?;
         db.migrate().await?;
         let no_tenant_yet = store::tenants::count(&db).await? == 0;
         Ok(Arc::new(Self {

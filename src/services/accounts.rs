@@ -57,10 +57,11 @@ pub async fn create_tenant(
     first_admin: Option<&NewUser>,
     only_if_first: bool,
 ) -> Result<(Tenant, Option<UserId>), CreateTenantError> {
+    let now = db.unix_now();
     let mut tx = db.begin().await?;
-    let tenant = tenants::insert(&mut tx, slug, name, only_if_first).await?;
+    let tenant = tenants::insert(&mut tx, slug, name, only_if_first, now).await?;
     let admin_id = match first_admin {
-        Some(admin) => Some(users::insert(&mut tx, &tenant.id, admin).await?),
+        Some(admin) => Some(users::insert(&mut tx, &tenant.id, admin, now).await?),
         None => None,
     };
     tx.commit().await?;

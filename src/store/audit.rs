@@ -5,7 +5,7 @@ use sqlx::{Any, AnyConnection, FromRow};
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
-use super::{Backend, Db, Page, Paged, from_unix, new_id, unix_now};
+use super::{Backend, Db, Page, Paged, from_unix, new_id};
 use crate::domain::AuditAction;
 
 /// One line of the audit log as it is written. `detail` is prose for people and must
@@ -60,13 +60,16 @@ pub async fn record(
     tenant: &TenantId,
     event: NewAuditEvent<'_>,
 ) -> Result<(), sqlx::Error> {
-    insert(db.pool(), tenant, &event).await.map(drop)
+    insert(db.pool(), tenant, &event, db.unix_now())
+        .await
+        .map(drop)
 }
 
 async fn insert<'c>(
     executor: impl sqlx::Executor<'c, Database = Any>,
     tenant: &TenantId,
     event: &NewAuditEvent<'_>,
+    now: i64,
 ) -> Result<AuditEventId, sqlx::Error> {
     let id = new_id();
     sqlx::query(
@@ -81,7 +84,7 @@ async fn insert<'c>(
     .bind(cut_name(event.target))
     .bind(event.detail)
     .bind(event.ip.map(|ip| ip.to_string()))
-    .bind(unix_now())
+    .bind(now)
     .execute(executor)
     .await?;
     Ok(AuditEventId(id))
@@ -133,6 +136,8 @@ pub async fn delete_older_than(db: &Db, before: i64) -> Result<u64, sqlx::Error>
 /// end of the transaction; the account's is always taken first, so two never deadlock.
 pub struct ThrottleLock {
     tx: sqlx::Transaction<'static, Any>,
+    /// The clock's time once the lock is held: what the lock counts back from and stamps.
+    now: i64,
 }
 
 /// Which earlier refusal a refused attempt adds itself to.
@@ -146,10 +151,8 @@ pub enum RepeatOf {
 
 impl ThrottleLock {
     pub async fn begin(db: &Db, account: Option<&str>, ip: IpAddr) -> Result<Self, sqlx::Error> {
-        Ok(match db.backend() {
-            Backend::Sqlite => Self {
-                tx: db.pool().begin_with("BEGIN IMMEDIATE").await?,
-            },
+        let tx = match db.backend() {
+            Backend::Sqlite => db.pool().begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => {
                 let mut tx = db.pool().begin().await?;
                 let keys = account
@@ -162,8 +165,12 @@ impl ThrottleLock {
                         .execute(&mut *tx)
                         .await?;
                 }
-                Self { tx }
+                tx
             }
+        };
+        Ok(Self {
+            tx,
+            now: db.unix_now(),
         })
     }
 
@@ -176,7 +183,8 @@ impl ThrottleLock {
         window_seconds: i64,
         actions: &[AuditAction],
     ) -> Result<(i64, i64), sqlx::Error> {
-        count_failures(&mut self.tx, tenant, account, ip, window_seconds, actions).await
+        let since = self.now - window_seconds;
+        count_failures(&mut self.tx, tenant, account, ip, since, actions).await
     }
 
     pub async fn record(
@@ -184,7 +192,7 @@ impl ThrottleLock {
         tenant: &TenantId,
         event: &NewAuditEvent<'_>,
     ) -> Result<AuditEventId, sqlx::Error> {
-        insert(&mut *self.tx, tenant, event).await
+        insert(&mut *self.tx, tenant, event, self.now).await
     }
 
     /// Records `event` as one more attempt of the same refusal of the account or address
@@ -209,11 +217,11 @@ impl ThrottleLock {
             .bind(tenant.as_str())
             .bind(event.action.as_str())
             .bind(value)
-            .bind(unix_now() - window_seconds)
+            .bind(self.now - window_seconds)
             .execute(&mut *self.tx)
             .await?;
         if added.rows_affected() == 0 {
-            insert(&mut *self.tx, tenant, event).await?;
+            insert(&mut *self.tx, tenant, event, self.now).await?;
         }
         Ok(())
     }
@@ -260,27 +268,20 @@ pub async fn recent_failures(
     window_seconds: i64,
     actions: &[AuditAction],
 ) -> Result<(i64, i64), sqlx::Error> {
+    let since = db.unix_now() - window_seconds;
     let mut connection = db.pool().acquire().await?;
-    count_failures(
-        &mut connection,
-        tenant,
-        account,
-        ip,
-        window_seconds,
-        actions,
-    )
-    .await
+    count_failures(&mut connection, tenant, account, ip, since, actions).await
 }
 
+/// Failures of `actions` after `since` (unix seconds), as `recent_failures` counts them.
 async fn count_failures(
     connection: &mut AnyConnection,
     tenant: &TenantId,
     account: Option<&str>,
     ip: IpAddr,
-    window_seconds: i64,
+    since: i64,
     actions: &[AuditAction],
 ) -> Result<(i64, i64), sqlx::Error> {
-    let since = unix_now() - window_seconds;
     // `$first, $first+1, ...`: the actions, after the leading parameters of a query.
     let actions_sql = |first: usize| {
         (first..first + actions.len())

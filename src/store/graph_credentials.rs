@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 pub use super::certificates::{NewCertificate, Slot, StoredCertificate, new_certificate_id};
 use super::tenants::TenantId;
-use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version, unix_now};
+use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version};
 use crate::domain::{AuthMethod, ClientId, Cloud, CredentialName};
 
 #[derive(Debug, Clone)]
@@ -259,7 +259,7 @@ pub async fn create(
     sealed_secret: &str,
     secret_expires_on: Date,
 ) -> Result<(), SaveError> {
-    let now = unix_now();
+    let now = db.unix_now();
     sqlx::query(
         "INSERT INTO graph_credentials (id, tenant_id, name, client_id, directory, directory_id, \
          cloud, client_secret_sealed, secret_expires_on, secret_replaced_at, created_at, updated_at) \
@@ -299,7 +299,7 @@ pub async fn update(
     .bind(&fields.directory)
     .bind(fields.directory_id.hyphenated().to_string())
     .bind(fields.cloud.as_str())
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id)
     .bind(version)
@@ -326,7 +326,7 @@ pub async fn replace_secret(
     sealed_secret: &str,
     secret_expires_on: Date,
 ) -> Result<(), SaveError> {
-    let now = unix_now();
+    let now = db.unix_now();
     let updated = sqlx::query(
         "UPDATE graph_credentials SET client_secret_sealed = $1, secret_expires_on = $2, \
          secret_replaced_at = $3, last_test_at = NULL, last_test_ok = NULL, \
@@ -362,7 +362,7 @@ pub async fn record_test(
         "UPDATE graph_credentials SET last_test_at = $1, last_test_ok = $2, last_test_summary = $3 \
          WHERE tenant_id = $4 AND id = $5",
     )
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(i64::from(ok))
     .bind(summary)
     .bind(tenant.as_str())
@@ -390,6 +390,7 @@ async fn insert_certificate(
     credential_id: &str,
     slot: Slot,
     certificate: &NewCertificate<'_>,
+    now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO graph_credential_certificates (id, tenant_id, credential_id, slot, \
@@ -405,7 +406,7 @@ async fn insert_certificate(
     .bind(&certificate.thumbprint)
     .bind(certificate.not_before.unix_timestamp())
     .bind(certificate.not_after.unix_timestamp())
-    .bind(unix_now())
+    .bind(now)
     .execute(&mut *connection)
     .await?;
     Ok(())
@@ -419,7 +420,7 @@ pub async fn create_with_certificate(
     fields: &CredentialFields,
     certificate: &NewCertificate<'_>,
 ) -> Result<(), SaveError> {
-    let now = unix_now();
+    let now = db.unix_now();
     let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO graph_credentials (id, tenant_id, name, client_id, directory, directory_id, \
@@ -437,7 +438,7 @@ pub async fn create_with_certificate(
     .execute(&mut *tx)
     .await
     .map_err(save_error)?;
-    insert_certificate(&mut tx, tenant, id, Slot::Current, certificate).await?;
+    insert_certificate(&mut tx, tenant, id, Slot::Current, certificate, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -469,12 +470,13 @@ async fn bump_version(
     id: &str,
     version: i64,
     also_set: &str,
+    now: i64,
 ) -> Result<(), SaveError> {
     let updated = sqlx::query(&format!(
         "UPDATE graph_credentials SET {also_set} updated_at = $1, version = version + 1 \
          WHERE tenant_id = $2 AND id = $3 AND version = $4"
     ))
-    .bind(unix_now())
+    .bind(now)
     .bind(tenant.as_str())
     .bind(id)
     .bind(version)
@@ -496,8 +498,9 @@ pub async fn add_next_certificate(
     version: i64,
     certificate: &NewCertificate<'_>,
 ) -> Result<(), SaveError> {
+    let now = db.unix_now();
     let mut tx = db.pool().begin().await?;
-    bump_version(&mut tx, tenant, credential_id, version, "").await?;
+    bump_version(&mut tx, tenant, credential_id, version, "", now).await?;
     sqlx::query(
         "DELETE FROM graph_credential_certificates \
          WHERE tenant_id = $1 AND credential_id = $2 AND slot = 'next'",
@@ -506,7 +509,7 @@ pub async fn add_next_certificate(
     .bind(credential_id)
     .execute(&mut *tx)
     .await?;
-    insert_certificate(&mut tx, tenant, credential_id, Slot::Next, certificate).await?;
+    insert_certificate(&mut tx, tenant, credential_id, Slot::Next, certificate, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -528,6 +531,7 @@ pub async fn switch_to_next_certificate(
         "auth_method = 'certificate', client_secret_sealed = NULL, secret_expires_on = NULL, \
          secret_replaced_at = NULL, last_test_at = NULL, last_test_ok = NULL, \
          last_test_summary = NULL,",
+        db.unix_now(),
     )
     .await?;
     sqlx::query(

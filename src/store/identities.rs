@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::tenants::TenantId;
 use super::users::UserId;
-use super::{Db, is_unique_violation, new_id, unix_now};
+use super::{Db, is_unique_violation, new_id};
 use crate::crypto::sha256_hex;
 
 /// A linked identity as the Users page shows it.
@@ -60,7 +60,7 @@ pub async fn link(
     .bind(tid.hyphenated().to_string())
     .bind(oid.hyphenated().to_string())
     .bind(username)
-    .bind(unix_now())
+    .bind(db.unix_now())
     .execute(db.pool())
     .await
     .map_err(|err| {

@@ -7,9 +7,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
-use super::{
-    Db, Page, Paged, SaveError, from_unix, like_pattern, new_id, saved_at_version, unix_now,
-};
+use super::{Db, Page, Paged, SaveError, from_unix, like_pattern, new_id, saved_at_version};
 use crate::crypto::{Keyring, SealError};
 use crate::domain::{AlertSender, Direction, MailProtocol, Security};
 
@@ -286,7 +284,7 @@ pub async fn create(
     .bind(columns.username)
     .bind(columns.password_sealed)
     .bind(i64::from(fields.enabled))
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(columns.oauth_connection_id)
     .execute(db.pool())
     .await?;
@@ -306,7 +304,7 @@ pub async fn create_many(
     /// Not more: SQLite looks each `$n` up by name in a list, so binding one statement
     /// takes time in the square of its parameters.
     const ROWS_PER_STATEMENT: usize = 20;
-    let now = unix_now();
+    let now = db.unix_now();
     let mut tx = db.pool().begin().await?;
     for chunk in mailboxes.chunks(ROWS_PER_STATEMENT) {
         let values: Vec<String> = (0..chunk.len())
@@ -388,7 +386,7 @@ pub async fn update(
     .bind(i64::from(keep_password))
     .bind(columns.password_sealed)
     .bind(i64::from(fields.enabled))
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id)
     .bind(columns.oauth_connection_id)
@@ -413,7 +411,7 @@ pub async fn move_to(
          AND EXISTS (SELECT 1 FROM segments s WHERE s.tenant_id = $3 AND s.id = $1)",
     )
     .bind(segment_id)
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id)
     .bind(version)
@@ -442,7 +440,7 @@ pub async fn record_test(
         "UPDATE mailboxes SET last_test_at = $1, last_test_ok = $2, last_test_summary = $3 \
          WHERE tenant_id = $4 AND id = $5",
     )
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(i64::from(ok))
     .bind(summary)
     .bind(tenant.as_str())

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 pub use super::certificates::{NewCertificate, Slot, StoredCertificate, new_certificate_id};
 use super::tenants::TenantId;
-use super::{Db, SaveError, found, from_unix, unix_now};
+use super::{Db, SaveError, found, from_unix};
 use crate::domain::{AuthMethod, ClientId, Cloud};
 
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ pub async fn save(
     version: i64,
     update: &SettingsUpdate<'_>,
 ) -> Result<(), SaveError> {
-    let now = unix_now();
+    let now = db.unix_now();
     let secret = match (&update.credential, &update.secret) {
         // A certificate replaces the client secret.
         (CredentialChange::UseCertificate(_), _) => &SecretChange::Remove,
@@ -196,11 +196,11 @@ pub async fn save(
         }
         CredentialChange::UseCertificate(certificate) => {
             delete_certificates(&mut tx, tenant, None).await?;
-            insert_certificate(&mut tx, tenant, Slot::Current, certificate).await?;
+            insert_certificate(&mut tx, tenant, Slot::Current, certificate, now).await?;
         }
         CredentialChange::AddNextCertificate(certificate) => {
             delete_certificates(&mut tx, tenant, Some(Slot::Next)).await?;
-            insert_certificate(&mut tx, tenant, Slot::Next, certificate).await?;
+            insert_certificate(&mut tx, tenant, Slot::Next, certificate, now).await?;
         }
     }
     tx.commit().await?;
@@ -229,6 +229,7 @@ async fn insert_certificate(
     tenant: &TenantId,
     slot: Slot,
     certificate: &NewCertificate<'_>,
+    now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO microsoft_sign_in_certificates (id, tenant_id, slot, private_key_sealed, \
@@ -243,7 +244,7 @@ async fn insert_certificate(
     .bind(&certificate.thumbprint)
     .bind(certificate.not_before.unix_timestamp())
     .bind(certificate.not_after.unix_timestamp())
-    .bind(unix_now())
+    .bind(now)
     .execute(&mut *connection)
     .await?;
     Ok(())
@@ -273,12 +274,13 @@ async fn bump_certificate_version(
     tenant: &TenantId,
     version: i64,
     also: &str,
+    now: i64,
 ) -> Result<(), SaveError> {
     let updated = sqlx::query(&format!(
         "UPDATE microsoft_sign_in SET {also} updated_at = $1, version = version + 1 \
          WHERE tenant_id = $2 AND version = $3"
     ))
-    .bind(unix_now())
+    .bind(now)
     .bind(tenant.as_str())
     .bind(version)
     .execute(&mut *tx)
@@ -299,10 +301,11 @@ pub async fn add_next_certificate(
     version: i64,
     certificate: &NewCertificate<'_>,
 ) -> Result<(), SaveError> {
+    let now = db.unix_now();
     let mut tx = db.pool().begin().await?;
-    bump_certificate_version(&mut tx, tenant, version, "").await?;
+    bump_certificate_version(&mut tx, tenant, version, "", now).await?;
     delete_certificates(&mut tx, tenant, Some(Slot::Next)).await?;
-    insert_certificate(&mut tx, tenant, Slot::Next, certificate).await?;
+    insert_certificate(&mut tx, tenant, Slot::Next, certificate, now).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -320,6 +323,7 @@ pub async fn switch_to_next_certificate(
         tenant,
         version,
         "auth_method = 'certificate', client_secret_sealed = NULL, secret_replaced_at = NULL,",
+        db.unix_now(),
     )
     .await?;
     delete_certificates(&mut tx, tenant, Some(Slot::Current)).await?;

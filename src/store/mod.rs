@@ -30,6 +30,8 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor as _};
 use time::OffsetDateTime;
 
+use crate::clock::Clock;
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -77,10 +79,20 @@ pub struct Db {
     /// Statements (or transactions) started through this handle: lets tests check that a
     /// page's query count does not grow with the data.
     queries: Arc<AtomicU64>,
+    /// The store's "now": the app's clock, so what it stamps and what it compares with
+    /// moves when a test moves time.
+    clock: Clock,
 }
 
 impl Db {
+    /// Connects with a clock of its own (operator commands, tests' own handles).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with_clock(url, Clock::default()).await
+    }
+
+    /// Connects with `clock` as the store's "now": the app gives the clock it gives
+    /// everything else.
+    pub async fn connect_with_clock(url: &str, clock: Clock) -> Result<Self, StoreError> {
         install_default_drivers();
         let backend = Backend::of_url(url).ok_or(StoreError::UnsupportedUrl)?;
         if backend == Backend::Sqlite {
@@ -117,6 +129,7 @@ impl Db {
             pool,
             backend,
             queries: Arc::default(),
+            clock,
         })
     }
 
@@ -178,6 +191,11 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The clock's now, in the unix seconds the store stamps rows with and compares them to.
+    pub fn unix_now(&self) -> i64 {
+        self.clock.now().unix_timestamp()
     }
 
     /// Connections of the pool now: checked out, idle, and the most it opens.
@@ -292,13 +310,11 @@ pub struct PoolUsage {
     pub max: u32,
 }
 
-/// A new primary key: UUIDv7 keeps inserts in time order.
+/// A new primary key: UUIDv7 keeps inserts in time order. Its time part comes from the
+/// system clock, not the app's: it only breaks ties in row order and is never compared
+/// with "now" (the app's clock only ever moves forward, so the order is the same).
 pub(crate) fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-pub(crate) fn unix_now() -> i64 {
-    OffsetDateTime::now_utc().unix_timestamp()
 }
 
 pub(crate) fn from_unix(seconds: i64) -> OffsetDateTime {

@@ -4,7 +4,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
-use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version, unix_now};
+use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version};
 use crate::domain::{ClientId, Cloud, OAuthPurpose, OAuthStatus};
 
 #[derive(Debug, Clone)]
@@ -162,7 +162,7 @@ pub async fn create(
     fields: &ConnectionFields,
     client_secret_sealed: Option<&str>,
 ) -> Result<(), SaveError> {
-    let now = unix_now();
+    let now = db.unix_now();
     sqlx::query(
         "INSERT INTO oauth_connections (id, tenant_id, name, client_id, directory, cloud, \
          client_secret_sealed, secret_replaced_at, purpose, authorization_url, token_url, scope, \
@@ -218,7 +218,7 @@ pub async fn update(
     .bind(fields.authorization_url.as_deref())
     .bind(fields.token_url.as_deref())
     .bind(&fields.scope)
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id)
     .bind(version)
@@ -245,7 +245,7 @@ pub async fn replace_secret(
     version: i64,
     client_secret_sealed: &str,
 ) -> Result<(), SaveError> {
-    let now = unix_now();
+    let now = db.unix_now();
     let updated = sqlx::query(
         "UPDATE oauth_connections SET client_secret_sealed = $1, secret_replaced_at = $2, \
          updated_at = $2, version = version + 1 WHERE tenant_id = $3 AND id = $4 AND version = $5",

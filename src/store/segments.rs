@@ -3,7 +3,7 @@
 use sqlx::FromRow;
 
 use super::tenants::TenantId;
-use super::{Db, SaveError, new_id, save_error, saved_at_version, unix_now};
+use super::{Db, SaveError, new_id, save_error, saved_at_version};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Segment {
@@ -45,7 +45,7 @@ pub async fn create(
     description: &str,
 ) -> Result<String, SaveError> {
     let id = new_id();
-    let now = unix_now();
+    let now = db.unix_now();
     sqlx::query(
         "INSERT INTO segments (id, tenant_id, name, description, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $5)",
@@ -76,7 +76,7 @@ pub async fn update(
     )
     .bind(name)
     .bind(description)
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id)
     .bind(version)

@@ -7,7 +7,7 @@ use tower_sessions::session_store::{self, SessionStore};
 
 use super::tenants::TenantId;
 use super::users::UserId;
-use super::{Db, from_unix, unix_now};
+use super::{Db, from_unix};
 use crate::crypto::sha256_hex;
 
 /// The record key under which the web layer keeps who signed the session in (an object with
@@ -28,7 +28,7 @@ impl DbSessionStore {
     /// Removes sessions past their expiry; run now and then by a background task.
     pub async fn delete_expired(&self) -> Result<u64, sqlx::Error> {
         let deleted = sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
-            .bind(unix_now())
+            .bind(system_unix_now())
             .execute(self.db.pool())
             .await?;
         Ok(deleted.rows_affected())
@@ -54,6 +54,14 @@ pub async fn end_user_sessions(
             .execute(db.pool())
             .await?;
     Ok(ended.rows_affected())
+}
+
+/// The system clock's now, not the app's: tower-sessions dates a record's expiry by the
+/// system clock (`Expiry::OnInactivity`), so expiry is compared with the same clock. (A test
+/// that moves the app's clock days ahead must not find every session gone; Portico's own
+/// idle and absolute timeouts, kept in the session's data, follow the app's clock.)
+fn system_unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// The tenant and user a record is signed in as, if it is.
@@ -120,7 +128,7 @@ impl SessionStore for DbSessionStore {
             "SELECT record, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
         )
         .bind(sha256_hex(&id.to_string()))
-        .bind(unix_now())
+        .bind(system_unix_now())
         .fetch_optional(self.db.pool())
         .await
         .map_err(backend)?;

@@ -4,7 +4,7 @@ use std::sync::RwLock;
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
-use super::{Db, Transaction, from_unix, is_unique_violation, new_id, unix_now};
+use super::{Db, Transaction, from_unix, is_unique_violation, new_id};
 use crate::domain::{Slug, TenantName};
 
 /// A tenant's primary key. Only the store makes one, from a row it read, so a tenant id
@@ -112,6 +112,7 @@ pub async fn insert(
     slug: &Slug,
     name: &TenantName,
     only_if_first: bool,
+    now: i64,
 ) -> Result<Tenant, CreateTenantError> {
     if only_if_first {
         let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
@@ -125,7 +126,7 @@ pub async fn insert(
         id: TenantId(new_id()),
         slug: slug.as_str().to_owned(),
         name: name.as_str().to_owned(),
-        created_at: from_unix(unix_now()),
+        created_at: from_unix(now),
     };
     sqlx::query("INSERT INTO tenants (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
         .bind(tenant.id.as_str())

@@ -2,9 +2,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::tenants::TenantId;
-use super::{
-    Db, Page, Paged, Transaction, from_unix, is_unique_violation, like_pattern, new_id, unix_now,
-};
+use super::{Db, Page, Paged, Transaction, from_unix, is_unique_violation, like_pattern, new_id};
 use crate::domain::{DisplayName, EmailAddress, Role, UserStatus};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,13 +186,15 @@ pub async fn count_active_by_role(
 
 pub async fn create(db: &Db, tenant: &TenantId, user: &NewUser) -> Result<UserId, CreateUserError> {
     let mut tx = db.pool().begin().await?;
-    let id = insert(&mut tx, tenant, user).await.map_err(|err| {
-        if is_unique_violation(&err) {
-            CreateUserError::EmailTaken
-        } else {
-            err.into()
-        }
-    })?;
+    let id = insert(&mut tx, tenant, user, db.unix_now())
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                CreateUserError::EmailTaken
+            } else {
+                err.into()
+            }
+        })?;
     tx.commit().await?;
     Ok(id)
 }
@@ -203,9 +203,9 @@ pub async fn insert(
     tx: &mut Transaction,
     tenant: &TenantId,
     user: &NewUser,
+    now: i64,
 ) -> Result<UserId, sqlx::Error> {
     let id = new_id();
-    let now = unix_now();
     sqlx::query(
         "INSERT INTO users (id, tenant_id, email, display_name, role, status, password_hash, \
          created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $7)",
@@ -266,7 +266,7 @@ async fn update_keeping_an_admin(
          WHERE tenant_id = $3 AND id = $4 AND version = $5"
     ))
     .bind(value)
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id.as_str())
     .bind(version)
@@ -321,7 +321,7 @@ pub async fn reset_password_hash(
          WHERE tenant_id = $3 AND id = $4 AND version = $5",
     )
     .bind(password_hash)
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id.as_str())
     .bind(version)
@@ -347,7 +347,7 @@ pub async fn set_own_password_hash(
          WHERE tenant_id = $3 AND id = $4",
     )
     .bind(password_hash)
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id.as_str())
     .execute(db.pool())
@@ -372,7 +372,7 @@ pub async fn set_first_password_hash(
          WHERE tenant_id = $3 AND id = $4 AND password_hash IS NULL",
     )
     .bind(password_hash)
-    .bind(unix_now())
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id.as_str())
     .execute(db.pool())

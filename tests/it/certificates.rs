@@ -37,15 +37,13 @@ fn register(app: &TestApp) {
 
 /// Adds a certificate credential through the form; returns its page path.
 async fn add_with_certificate(admin: &Browser, name: &str, months: &str) -> String {
-    let page = admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+    admin
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", name),
                 ("client_id", &MAIL_APP.to_string()),
                 ("directory", "contoso.onmicrosoft.com"),
-                ("cloud", "global"),
                 ("auth_method", "certificate"),
                 ("valid_months", months),
                 // Ignored: a certificate credential has no secret.
@@ -53,13 +51,7 @@ async fn add_with_certificate(admin: &Browser, name: &str, months: &str) -> Stri
                 ("secret_expires_on", ""),
             ],
         )
-        .await;
-    let location = page
-        .location
-        .clone()
-        .unwrap_or_else(|| panic!("not saved: {}", page.body));
-    assert!(location.starts_with("/t/acme/external-apis/"), "{location}");
-    location
+        .await
 }
 
 /// The certificate file the page offers, as the admin downloads it.
@@ -319,22 +311,19 @@ async fn a_secret_credential_moves_to_a_certificate(backend: Backend) {
     let app = spawn_app(backend).await;
     register(&app);
     let (tenant, admin) = app.tenant_with_admin("acme").await;
-    let page = admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+    let credential = admin
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", "Support mail"),
                 ("client_id", &MAIL_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("auth_method", "client_secret"),
                 ("client_secret", SECRET),
                 ("secret_expires_on", "2030-01-31"),
             ],
         )
         .await;
-    let credential = page.location.clone().unwrap();
     admin
         .get(&credential)
         .await

@@ -69,38 +69,32 @@ async fn secrets_and_certificates_are_announced_from_thirty_days_before(backend:
         .assert_contains("Nothing expires");
 
     // A certificate valid 6 months (180 days), and a secret ending the same day.
-    let made = admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+    let certified = admin
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", "Certified app"),
                 ("client_id", &MAIL_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("auth_method", "certificate"),
                 ("valid_months", "6"),
             ],
         )
         .await;
-    let certified = made.location.clone().unwrap();
     let ends_on = (OffsetDateTime::now_utc() + Duration::days(180)).date();
     admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", "Secret app"),
                 ("client_id", &MAIL_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("auth_method", "client_secret"),
                 ("client_secret", "Expiring~Canary"),
                 ("secret_expires_on", &ends_on.to_string()),
             ],
         )
-        .await
-        .assert_status(303);
+        .await;
 
     let admin = days_before(&app, ends_on, 31).await;
     admin
@@ -255,22 +249,18 @@ async fn graph_sender(
     let (tenant, admin) = app.tenant_with_admin("acme").await;
     let ends_on = (app.state.clock.now() + Duration::days(40)).date();
     let credential = admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", "Contoso mail"),
                 ("client_id", &MAIL_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("auth_method", "client_secret"),
                 ("client_secret", GRAPH_SECRET),
                 ("secret_expires_on", &ends_on.to_string()),
             ],
         )
-        .await
-        .location
-        .unwrap();
+        .await;
     let credential_page = credential.clone();
     let credential = credential.rsplit('/').next().unwrap().to_owned();
     let segment = admin

@@ -49,26 +49,18 @@ pub(crate) fn register(app: &TestApp, roles: &[&str]) {
 
 /// Adds a credential through the form; returns its page path.
 pub(crate) async fn add(admin: &Browser, secret: &str, expires_on: &str) -> String {
-    let page = admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+    admin
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", "Support mail"),
                 ("client_id", &MAIL_APP.to_string()),
                 ("directory", "contoso.onmicrosoft.com"),
-                ("cloud", "global"),
                 ("client_secret", secret),
                 ("secret_expires_on", expires_on),
             ],
         )
-        .await;
-    let location = page
-        .location
-        .clone()
-        .unwrap_or_else(|| panic!("not saved: {}", page.body));
-    assert!(location.starts_with("/t/acme/external-apis/"), "{location}");
-    location
+        .await
 }
 
 async fn test_connection(admin: &Browser, credential: &str) -> Page {
@@ -211,21 +203,17 @@ async fn wrong_expired_and_unknown_credentials_are_explained(backend: Backend) {
     // A secret is never sent for another app: the unknown app is a credential of its own.
     let unknown_app = Uuid::new_v4().to_string();
     let unknown = admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", "Unknown app"),
                 ("client_id", &unknown_app),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("client_secret", SECRET),
                 ("secret_expires_on", &in_days(180)),
             ],
         )
-        .await
-        .location
-        .unwrap();
+        .await;
     test_connection(&admin, &unknown)
         .await
         .assert_contains("AADSTS700016")

@@ -235,10 +235,7 @@ async fn a_renewal_that_finds_the_token_renewed_already_counts_no_failure(backen
         .await
         .assert_contains("Authenticated as");
     app.state.clock.advance(time::Duration::minutes(55));
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     let read_when_due = oauth_connections::list(&app.state.db, &tenant.id)
         .await
         .unwrap()

@@ -1,7 +1,7 @@
 //! Liveness and readiness probes.
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestDatabase, spawn_app, spawn_app_on};
+use crate::support::{Backend, TestDatabase, eventually, spawn_app, spawn_app_on};
 
 pub(crate) mod db_proxy;
 
@@ -43,17 +43,9 @@ async fn readiness_recovers_when_postgres_comes_back() {
 /// Polls /readyz until it answers `status`; each poll is itself bounded by the probe's
 /// own timeout, and the whole wait by a deadline.
 async fn wait_for_status(browser: &crate::support::Browser, status: u16) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let page = browser.get("/readyz").await;
-        if page.status.as_u16() == status {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz stayed {}",
-            page.status
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let within = std::time::Duration::from_secs(30);
+    eventually(within, &format!("/readyz answering {status}"), async || {
+        browser.get("/readyz").await.status.as_u16() == status
+    })
+    .await;
 }

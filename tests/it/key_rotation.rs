@@ -5,7 +5,6 @@
 use std::process::Output;
 
 use portico::crypto::{Keyring, SecretKey};
-use portico::store::tenants::{self, Tenant};
 use portico::store::{Page, graph_credentials, mailboxes, microsoft_sign_in, oauth_connections};
 use portico::store::{sealed, segments};
 use secrecy::{ExposeSecret, SecretString};
@@ -51,17 +50,10 @@ async fn rotate_key(app: &TestApp, current: &SecretKey, old: &[&SecretKey]) -> (
     (output, stdout)
 }
 
-async fn acme(app: &TestApp) -> Tenant {
-    tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 /// Every secret stored for acme as (where, sealed value, what it opens to with `keys`),
 /// read table by table.
 async fn stored_secrets(app: &TestApp, keys: &Keyring) -> Vec<(String, String, String)> {
-    let (db, tenant) = (&app.state.db, acme(app).await);
+    let (db, tenant) = (&app.state.db, app.tenant("acme").await);
     let open = |what: &str, sealed: String, context: String| {
         let secret = keys
             .open(&sealed, &context)
@@ -185,35 +177,29 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
     app.microsoft
         .add_directory(CONTOSO, &["rotation.onmicrosoft.com"]);
     admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", "Mail app"),
                 ("client_id", &GRAPH_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("client_secret", "Graph~Rotation-Canary"),
                 ("secret_expires_on", "2030-01-31"),
             ],
         )
-        .await
-        .assert_status(303);
+        .await;
     admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", "Mail app with a certificate"),
                 ("client_id", &GRAPH_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("auth_method", "certificate"),
                 ("valid_months", "12"),
             ],
         )
-        .await
-        .assert_status(303);
+        .await;
     mailboxes_with_passwords(&admin, &["imap-rotation-canary"]).await;
     // Another tenant's Sign in with Microsoft signs with a certificate.
     let (globex, globex_admin) = app.tenant_with_admin("globex").await;
@@ -306,7 +292,7 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
             .starts_with("-----BEGIN PRIVATE KEY-----")
     );
     let (_, sign_in_sealed, _) = &after[0];
-    let context = microsoft_sign_in::secret_context(&acme(&app).await.id);
+    let context = microsoft_sign_in::secret_context(&app.tenant("acme").await.id);
     assert!(
         Keyring::from(old.clone())
             .open(sign_in_sealed, &context)
@@ -364,7 +350,7 @@ async fn a_rotation_missing_an_old_key_stops_and_resumes_where_it_stopped(backen
         .into_iter()
         .next()
         .unwrap();
-    let tenant = acme(&app).await;
+    let tenant = app.tenant("acme").await;
     let pool = sqlx::AnyPool::connect(&app.database_url()).await.unwrap();
     let first_id: String =
         sqlx::query_scalar("SELECT id FROM mailboxes WHERE password_sealed = $1")

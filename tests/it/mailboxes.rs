@@ -50,26 +50,19 @@ async fn add_credential(app: &TestApp, admin: &Browser, slug: &str) -> String {
     let expires = (OffsetDateTime::now_utc() + Duration::days(90))
         .date()
         .to_string();
-    let page = admin
-        .submit(
-            &format!("/t/{slug}/external-apis/new"),
-            &format!("/t/{slug}/external-apis"),
+    let credential = admin
+        .add_graph_credential(
+            slug,
             &[
                 ("name", "Contoso mail app"),
                 ("client_id", &MAIL_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("client_secret", SECRET),
                 ("secret_expires_on", &expires),
             ],
         )
         .await;
-    page.location
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned()
+    credential.rsplit('/').next().unwrap().to_owned()
 }
 
 fn imap_fields(password: &str) -> Vec<(&str, &str)> {

@@ -217,22 +217,15 @@ async fn settings_are_validated_resolved_and_keep_the_secret_write_only(backend:
 async fn restricted_tenant_admits_its_directory_only(backend: Backend) {
     let app = spawn_app(backend).await;
     let _admin = restricted_tenant(&app).await;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
-    app.create_user(&tenant, "ana@contoso.com", Role::Agent)
+    let tenant = app.tenant("acme").await;
+    app.microsoft_user(&tenant, CONTOSO, "ana@contoso.com", "Ana Contoso")
         .await;
-    app.microsoft.add_user(
-        FakeUser::new(CONTOSO, "ana@contoso.com", "Ana Contoso").email("ana@contoso.com"),
-    );
     app.microsoft.add_user(
         FakeUser::new(FABRIKAM, "eve@fabrikam.com", "Eve Fabrikam").email("ana@contoso.com"),
     );
     app.microsoft
         .add_user(FakeUser::personal("ana@outlook.com", "Ana Personal"));
 
-    app.microsoft.sign_in_as("ana@contoso.com");
     let ana = app.browser();
     let before = ana.session_cookie();
     ana.microsoft_sign_in("acme")
@@ -275,10 +268,7 @@ async fn restricted_tenant_admits_its_directory_only(backend: Backend) {
 async fn unrestricted_tenant_admits_only_linked_or_trusted_accounts(backend: Backend) {
     let app = spawn_app(backend).await;
     let _admin = unrestricted_tenant(&app).await;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     app.create_user(&tenant, "bob@outlook.com", Role::Agent)
         .await;
     app.microsoft
@@ -328,10 +318,7 @@ async fn unrestricted_tenant_admits_only_linked_or_trusted_accounts(backend: Bac
 async fn an_unverified_email_from_another_directory_takes_over_nobody(backend: Backend) {
     let app = spawn_app(backend).await;
     let _admin = unrestricted_tenant(&app).await;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     app.create_user(&tenant, "victim@contoso.com", Role::Admin)
         .await;
     // nOAuth: the attacker's own directory lets them set any email claim.
@@ -389,11 +376,8 @@ async fn forged_id_tokens_are_refused(backend: Backend) {
     )
     .await
     .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1");
-    app.create_user(&tenant, "ana@contoso.com", Role::Agent)
+    app.microsoft_user(&tenant, CONTOSO, "ana@contoso.com", "Ana")
         .await;
-    app.microsoft
-        .add_user(FakeUser::new(CONTOSO, "ana@contoso.com", "Ana").email("ana@contoso.com"));
-    app.microsoft.sign_in_as("ana@contoso.com");
 
     let login = app.microsoft.login_url();
     type Tamper = Box<dyn FnOnce(&mut serde_json::Value) -> Signing + Send>;
@@ -477,15 +461,9 @@ async fn forged_id_tokens_are_refused(backend: Backend) {
 async fn sign_in_state_is_single_use_bound_to_the_browser_and_expires(backend: Backend) {
     let app = spawn_app(backend).await;
     let _admin = restricted_tenant(&app).await;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
-    app.create_user(&tenant, "ana@contoso.com", Role::Agent)
+    let tenant = app.tenant("acme").await;
+    app.microsoft_user(&tenant, CONTOSO, "ana@contoso.com", "Ana")
         .await;
-    app.microsoft
-        .add_user(FakeUser::new(CONTOSO, "ana@contoso.com", "Ana").email("ana@contoso.com"));
-    app.microsoft.sign_in_as("ana@contoso.com");
 
     // Another browser cannot finish a sign-in this one started.
     let ana = app.browser();
@@ -568,15 +546,9 @@ async fn a_callback_started_for_one_tenant_cannot_sign_into_another(backend: Bac
 async fn keys_are_fetched_once_and_rotation_is_picked_up(backend: Backend) {
     let app = spawn_app(backend).await;
     let _admin = restricted_tenant(&app).await;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
-    app.create_user(&tenant, "ana@contoso.com", Role::Agent)
+    let tenant = app.tenant("acme").await;
+    app.microsoft_user(&tenant, CONTOSO, "ana@contoso.com", "Ana")
         .await;
-    app.microsoft
-        .add_user(FakeUser::new(CONTOSO, "ana@contoso.com", "Ana").email("ana@contoso.com"));
-    app.microsoft.sign_in_as("ana@contoso.com");
 
     for _ in 0..10 {
         app.browser()
@@ -614,11 +586,8 @@ async fn microsoft_errors_are_explained(backend: Backend) {
             .secret(SECRET, OffsetDateTime::now_utc() + Duration::days(30)),
     );
     let (tenant, admin) = app.tenant_with_admin("acme").await;
-    app.create_user(&tenant, "ana@contoso.com", Role::Agent)
+    app.microsoft_user(&tenant, CONTOSO, "ana@contoso.com", "Ana")
         .await;
-    app.microsoft
-        .add_user(FakeUser::new(CONTOSO, "ana@contoso.com", "Ana").email("ana@contoso.com"));
-    app.microsoft.sign_in_as("ana@contoso.com");
     let browser = app.browser();
 
     // A single-tenant app used without a Directory (tenant) ID.
@@ -826,10 +795,7 @@ async fn microsoft_errors_are_explained(backend: Backend) {
 async fn admins_link_and_unlink_microsoft_accounts(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = unrestricted_tenant(&app).await;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     let carol = app
         .create_user(&tenant, "carol@acme.test", Role::Agent)
         .await;
@@ -927,15 +893,9 @@ async fn admins_link_and_unlink_microsoft_accounts(backend: Backend) {
 async fn slow_microsoft_gets_a_clear_page_in_time_and_local_sign_in_still_works(backend: Backend) {
     let app = spawn_app(backend).await;
     let _admin = restricted_tenant(&app).await;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
-    app.create_user(&tenant, "ana@contoso.com", Role::Agent)
+    let tenant = app.tenant("acme").await;
+    app.microsoft_user(&tenant, CONTOSO, "ana@contoso.com", "Ana")
         .await;
-    app.microsoft
-        .add_user(FakeUser::new(CONTOSO, "ana@contoso.com", "Ana").email("ana@contoso.com"));
-    app.microsoft.sign_in_as("ana@contoso.com");
     let ana = app.browser();
     let callback = ana
         .microsoft_authorize("/t/acme/auth/microsoft")

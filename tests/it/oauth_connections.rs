@@ -40,24 +40,18 @@ pub(crate) async fn connection(app: &TestApp) -> (Browser, String) {
     ));
     app.microsoft.sign_in_as("support@contoso.com");
     let (_, admin) = app.tenant_with_admin("acme").await;
-    let created = admin
-        .submit(
-            "/t/acme/oauth-connections/new",
-            "/t/acme/oauth-connections",
+    let page = admin
+        .add_oauth_connection(
+            "acme",
             &[
                 ("name", "Support IMAP"),
                 ("client_id", &OAUTH_APP.to_string()),
                 ("directory", "contoso.onmicrosoft.com"),
-                ("cloud", "global"),
                 ("purpose", "imap"),
                 ("client_secret", SECRET),
             ],
         )
         .await;
-    let page = created
-        .location
-        .clone()
-        .unwrap_or_else(|| panic!("{}", created.body));
     (admin, page)
 }
 
@@ -87,10 +81,7 @@ pub(crate) async fn authorize(admin: &Browser, page: &str) -> String {
 }
 
 pub(crate) async fn status_of(app: &TestApp) -> oauth_connections::OAuthConnection {
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     oauth_connections::list(&app.state.db, &tenant.id)
         .await
         .unwrap()
@@ -133,10 +124,7 @@ async fn authenticate_round_trip_ends_authenticated_as_the_mailbox_user(backend:
     let sealed = stored.refresh_token_sealed.unwrap();
     assert!(sealed.starts_with("v1."));
     assert!(stored.access_token_sealed.unwrap().starts_with("v1."));
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     assert!(
         app.audit_actions(&tenant)
             .await
@@ -297,10 +285,7 @@ async fn renewal_rotates_the_refresh_token_and_invalid_grant_asks_for_the_user(b
             "The OAuth connection <strong>Support IMAP</strong> needs re-authentication",
         )
         .assert_contains("Authenticate again");
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     assert!(
         app.audit_actions(&tenant)
             .await

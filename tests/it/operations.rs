@@ -16,7 +16,9 @@ use uuid::{Uuid, uuid};
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{FakeApp, FakeMicrosoft, MailboxAccess};
 use crate::support::process::{Running, portico, run};
-use crate::support::{Backend, PASSWORD, TestApp, TestDatabase, spawn_app, spawn_app_with};
+use crate::support::{
+    Backend, PASSWORD, TestApp, TestDatabase, eventually, spawn_app, spawn_app_with,
+};
 
 const METRICS_TOKEN: &str = "prometheus-scrapes-with-this";
 const CONTOSO: Uuid = uuid!("44444444-4444-4444-8444-444444444444");
@@ -66,21 +68,18 @@ async fn metrics_count_by_route_template_and_name_no_tenant(backend: Backend) {
     // A Graph credential expiring in 10 days: its domain is resolved (discovery), a token
     // fetched (a miss) then reused (a hit) to read a mailbox (Graph).
     let expires_on = (OffsetDateTime::now_utc() + Duration::days(10)).date();
-    let saved = admin
-        .submit(
-            "/t/orchid/external-apis/new",
-            "/t/orchid/external-apis",
+    let credential = admin
+        .add_graph_credential(
+            "orchid",
             &[
                 ("name", "Support mail"),
                 ("client_id", &MAIL_APP.to_string()),
                 ("directory", "contoso.onmicrosoft.com"),
-                ("cloud", "global"),
                 ("client_secret", SECRET),
                 ("secret_expires_on", &expires_on.to_string()),
             ],
         )
         .await;
-    let credential = saved.location.clone().unwrap();
     admin
         .submit(&credential, &format!("{credential}/test"), &[])
         .await
@@ -326,9 +325,10 @@ async fn metrics_on_their_own_address_only() {
     );
 
     // Every background job runs once at start.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let text = reqwest::get(&metrics_url)
+    let mut text = String::new();
+    let within = std::time::Duration::from_secs(30);
+    eventually(within, "every background job's first run", async || {
+        text = reqwest::get(&metrics_url)
             .await
             .unwrap()
             .text()
@@ -339,16 +339,13 @@ async fn metrics_on_their_own_address_only() {
                 "portico_background_job_runs_total{{job=\"{job}\"}} 1"
             ))
         };
-        if ran("session_cleanup") && ran("oauth_renewal") && ran("expiry_alerts") {
-            assert!(
-                !text.contains("portico_background_job_failures_total{"),
-                "{text}"
-            );
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{text}");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        ran("session_cleanup") && ran("oauth_renewal") && ran("expiry_alerts")
+    })
+    .await;
+    assert!(
+        !text.contains("portico_background_job_failures_total{"),
+        "{text}"
+    );
 }
 
 /// A form without a session's token: Portico answers 403 once it has read it whole.
@@ -381,13 +378,11 @@ async fn shutdown_finishes_the_request_in_flight_and_exits_0() {
     server.line_containing("shutting down").await;
     // No new connections once shutdown starts.
     let address = server.address;
-    tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        while TcpStream::connect(address).await.is_ok() {
-            tokio::task::yield_now().await;
-        }
+    let within = std::time::Duration::from_secs(30);
+    eventually(within, "connections refused", async || {
+        TcpStream::connect(address).await.is_err()
     })
-    .await
-    .unwrap();
+    .await;
 
     stream
         .write_all(&FORGED_FORM.as_bytes()[5..])
@@ -426,10 +421,7 @@ async fn shutdown_cuts_off_what_outlives_the_deadline_and_exits_0() {
 
 /// (email, role) of every user of the tenant, sorted.
 async fn users_of(app: &TestApp, slug: &str) -> Vec<(String, String, String)> {
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, slug)
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant(slug).await;
     let mut rows: Vec<_> = users::list(&app.state.db, &tenant.id, None, ListPage::new(None, 100))
         .await
         .unwrap()
@@ -498,10 +490,7 @@ async fn a_backup_taken_while_serving_restores_to_the_same_data() {
 
     let restored_app = crate::support::spawn_app_on(TestDatabase::sqlite_in(restored_dir)).await;
     assert_eq!(users_of(&restored_app, "maple").await, before);
-    let restored_tenant = portico::store::tenants::find_by_slug(&restored_app.state.db, "maple")
-        .await
-        .unwrap()
-        .unwrap();
+    let restored_tenant = restored_app.tenant("maple").await;
     assert_eq!(
         restored_app.audit_actions(&restored_tenant).await,
         audit_before

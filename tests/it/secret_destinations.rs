@@ -13,7 +13,7 @@ use crate::external_apis;
 use crate::oauth_connections::{OAUTH_APP, authorize, connection, follow, status_of};
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{Endpoint, Fault};
-use crate::support::{Backend, spawn_app};
+use crate::support::{Backend, eventually, spawn_app};
 
 on_both_backends!(
     a_mailbox_moved_to_another_server_never_sends_it_the_old_password,
@@ -154,10 +154,7 @@ async fn an_oauth_connection_with_other_urls_needs_its_client_secret_again(backe
         .unwrap()
         .unwrap();
     assert_eq!(secret.expose_secret(), "Other~Provider.Secret-9");
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     assert!(
         app.audit_actions(&tenant)
             .await
@@ -179,9 +176,11 @@ async fn a_save_during_the_code_exchange_stores_no_tokens(backend: Backend) {
     app.microsoft.set_fault(Endpoint::Token, Some(Fault::Hang));
 
     let save_meanwhile = async {
-        while app.microsoft.held_requests() == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        let within = std::time::Duration::from_secs(30);
+        eventually(within, "the code exchange reaching Microsoft", async || {
+            app.microsoft.held_requests() > 0
+        })
+        .await;
         admin
             .submit(
                 &page,

@@ -13,7 +13,9 @@ use uuid::{Uuid, uuid};
 
 use crate::health::db_proxy::DbProxy;
 use crate::support::fake_microsoft::{Endpoint, FakeApp, FakeUser, Fault, MailboxAccess};
-use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, TestDatabase, spawn_app_with};
+use crate::support::{
+    Backend, Browser, PASSWORD, Page, TestApp, TestDatabase, eventually, spawn_app_with,
+};
 
 const CONTOSO: Uuid = uuid!("fa0fa0fa-1111-4111-8111-111111111111");
 const SIGN_IN_APP: Uuid = uuid!("fa0fa0fa-2222-4222-8222-222222222222");
@@ -89,21 +91,17 @@ async fn scene(database: TestDatabase, timeout_seconds: u64) -> Scene {
         .await
         .assert_status(303);
     let credential = admin
-        .submit(
-            "/t/acme/external-apis/new",
-            "/t/acme/external-apis",
+        .add_graph_credential(
+            "acme",
             &[
                 ("name", "Mail app"),
                 ("client_id", &GRAPH_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("client_secret", GRAPH_SECRET),
                 ("secret_expires_on", &expires.date().to_string()),
             ],
         )
-        .await
-        .location
-        .unwrap();
+        .await;
     let segments = "/t/acme/segments";
     let segment = admin
         .submit(
@@ -134,21 +132,17 @@ async fn scene(database: TestDatabase, timeout_seconds: u64) -> Scene {
         .location
         .unwrap();
     let connection = admin
-        .submit(
-            "/t/acme/oauth-connections/new",
-            "/t/acme/oauth-connections",
+        .add_oauth_connection(
+            "acme",
             &[
                 ("name", "Support IMAP"),
                 ("client_id", &OAUTH_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
-                ("cloud", "global"),
                 ("purpose", "imap"),
                 ("client_secret", OAUTH_SECRET),
             ],
         )
-        .await
-        .location
-        .unwrap();
+        .await;
     let scene = Scene {
         app,
         admin,
@@ -332,10 +326,7 @@ async fn microsoft_unreachable_hanging_or_garbled_gets_a_clear_page_in_time_and_
     let scene = scene(database, 1).await;
     let app = &scene.app;
     let microsoft = &app.microsoft;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     let connection_status = || async {
         oauth_connections::list(&app.state.db, &tenant.id)
             .await
@@ -469,12 +460,7 @@ async fn while_microsoft_hangs_other_pages_and_local_sign_in_are_served() {
 
 /// Polls `condition` until it holds; each look is instant, the whole wait bounded.
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    in_time(what, async {
-        while !condition() {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    eventually(STUCK, what, async || condition()).await;
 }
 
 /// PostgreSQL goes away (connections cut, new ones refused) while a request is in flight
@@ -564,10 +550,10 @@ fn assert_database_unavailable(what: &str, page: &Page) {
 }
 
 async fn wait_until_ready(browser: &Browser) {
-    in_time("readiness after the database came back", async {
-        while browser.get("/readyz").await.status != 200 {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
+    eventually(
+        STUCK,
+        "readiness after the database came back",
+        async || browser.get("/readyz").await.status == 200,
+    )
     .await;
 }

@@ -165,10 +165,7 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
             .await
             .assert_status(status);
     }
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     let ana_page = format!(
         "/t/acme/users/{}",
         app.user_id(&tenant, "ana@contoso.com").await

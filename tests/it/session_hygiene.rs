@@ -106,17 +106,10 @@ async fn an_admins_password_reset_ends_every_session_of_the_user(backend: Backen
 async fn a_microsoft_unlink_ends_every_session_of_the_user(backend: Backend) {
     let app = spawn_app(backend).await;
     let admin = restricted_tenant(&app).await;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     let ana = app
-        .create_user(&tenant, "ana@contoso.com", Role::Agent)
+        .microsoft_user(&tenant, CONTOSO, "ana@contoso.com", "Ana Contoso")
         .await;
-    app.microsoft.add_user(
-        FakeUser::new(CONTOSO, "ana@contoso.com", "Ana Contoso").email("ana@contoso.com"),
-    );
-    app.microsoft.sign_in_as("ana@contoso.com");
     let by_microsoft = app.browser();
     by_microsoft
         .microsoft_sign_in("acme")
@@ -204,10 +197,7 @@ async fn set_first_password(browser: &Browser) -> Page {
 async fn a_first_password_needs_a_fresh_microsoft_sign_in(backend: Backend) {
     let app = spawn_app(backend).await;
     let _admin = restricted_tenant(&app).await;
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     let ana = users::create(
         &app.state.db,
         &tenant.id,

@@ -115,10 +115,7 @@ async fn setup_creates_tenant_and_admin_then_closes(backend: Backend) {
     assert!(app.setup_url().is_none());
     app.browser().get(path).await.assert_status(404);
 
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     let actions: Vec<String> = app
         .audit_actions(&tenant)
         .await

@@ -2,7 +2,6 @@
 //! uploads the certificate to the (fake) Azure app, and the code exchange proves Portico
 //! with a signed client assertion instead of a client secret.
 
-use portico::domain::Role;
 use time::{Duration, OffsetDateTime};
 use uuid::{Uuid, uuid};
 
@@ -37,11 +36,8 @@ async fn register(app: &TestApp) -> (portico::store::tenants::Tenant, Browser) {
             .secret(SECRET, OffsetDateTime::now_utc() + Duration::days(180)),
     );
     let (tenant, admin) = app.tenant_with_admin("acme").await;
-    app.create_user(&tenant, "ana@contoso.com", Role::Agent)
+    app.microsoft_user(&tenant, CONTOSO, "ana@contoso.com", "Ana")
         .await;
-    app.microsoft
-        .add_user(FakeUser::new(CONTOSO, "ana@contoso.com", "Ana").email("ana@contoso.com"));
-    app.microsoft.sign_in_as("ana@contoso.com");
     (tenant, admin)
 }
 

@@ -1,13 +1,14 @@
 //! Every check of a password or one-time token is limited: the setup link per address, a
 //! signed-in user's current password per account and address, and the one-time Microsoft
-//! links per address. (Sign-in itself: auth.rs.)
+//! links per address; and how a pause of sign-in ends as its failures age out. (Sign-in
+//! itself: auth.rs.)
 
 use portico::domain::Role;
 use portico::store::tenants::Tenant;
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use crate::on_both_backends;
-use crate::support::{Backend, PASSWORD, TestApp, spawn_app};
+use crate::support::{Backend, PASSWORD, TestApp, eventually, spawn_app};
 
 on_both_backends!(
     wrong_setup_links_pause_setup_for_that_address,
@@ -16,6 +17,8 @@ on_both_backends!(
     a_parallel_burst_for_one_account_costs_at_most_the_limit_in_hashes,
     a_burst_from_one_address_is_recorded_without_an_entry_per_attempt,
     a_full_hashing_queue_answers_503_at_once,
+    an_account_signs_in_again_once_its_failures_age_out,
+    an_address_signs_in_again_once_its_failures_age_out,
 );
 
 async fn wrong_setup_links_pause_setup_for_that_address(backend: Backend) {
@@ -186,10 +189,7 @@ async fn wrong_one_time_links_pause_links_from_that_address(backend: Backend) {
         .post_raw(&link, &[("csrf_token", &confirm.csrf_token())])
         .await
         .assert_status(429);
-    let tenant = portico::store::tenants::find_by_slug(&app.state.db, "acme")
-        .await
-        .unwrap()
-        .unwrap();
+    let tenant = app.tenant("acme").await;
     let audit = app.audit_actions(&tenant).await;
     let rejected = audit
         .iter()
@@ -315,13 +315,16 @@ async fn a_full_hashing_queue_answers_503_at_once(backend: Backend) {
         tokio::spawn(async move { hasher.verify("x".to_owned().into(), stored).await })
     };
     let holders: Vec<_> = (0..hasher.threads()).map(|_| hold(Some(slow))).collect();
-    while hasher.hashes_started() < started + hasher.threads() as u64 {
-        tokio::task::yield_now().await;
-    }
+    let within = std::time::Duration::from_secs(30);
+    eventually(within, "every hashing thread busy", async || {
+        hasher.hashes_started() >= started + hasher.threads() as u64
+    })
+    .await;
     let queued: Vec<_> = (0..hasher.queue_capacity()).map(|_| hold(None)).collect();
-    while hasher.queued() < hasher.queue_capacity() {
-        tokio::task::yield_now().await;
-    }
+    eventually(within, "the hashing queue full", async || {
+        hasher.queued() >= hasher.queue_capacity()
+    })
+    .await;
 
     let page = app
         .browser()
@@ -348,11 +351,102 @@ async fn a_full_hashing_queue_answers_503_at_once(backend: Backend) {
     for task in holders {
         task.await.unwrap().unwrap();
     }
-    while hasher.queued() > 0 {
-        tokio::task::yield_now().await;
-    }
+    eventually(within, "the hashing queue drained", async || {
+        hasher.queued() == 0
+    })
+    .await;
     app.browser()
         .sign_in("acme", "agent@acme.test", PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
+}
+
+/// When the tenant's first failed sign-in was recorded: the pause ends 15 minutes later.
+async fn first_failure(app: &TestApp, tenant: &Tenant) -> OffsetDateTime {
+    let page = portico::store::Page::new(None, 500);
+    portico::store::audit::list(&app.state.db, &tenant.id, page)
+        .await
+        .unwrap()
+        .rows
+        .into_iter()
+        .filter(|row| row.action == "sign_in.failed")
+        .map(|row| row.created_at())
+        .min()
+        .unwrap()
+}
+
+/// Moves the app's clock to `at`, or less than a second before it (it moves in whole
+/// seconds).
+fn move_clock_to(app: &TestApp, at: OffsetDateTime) {
+    app.state.clock.advance(at - app.state.clock.now());
+}
+
+/// Five wrong passwords pause the account until the first of them is 15 minutes old: five
+/// seconds before, even the right password still waits; then it signs in again.
+async fn an_account_signs_in_again_once_its_failures_age_out(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.create_tenant("acme", "Acme Corp").await;
+    app.create_user(&tenant, "agent@acme.test", Role::Agent)
+        .await;
+    let browser = app.browser();
+    for _ in 0..5 {
+        browser
+            .sign_in("acme", "agent@acme.test", "wrong password!")
+            .await
+            .assert_status(400);
+    }
+    browser
+        .sign_in("acme", "agent@acme.test", PASSWORD)
+        .await
+        .assert_status(429)
+        .assert_contains("Too many failed sign-ins");
+    let first = first_failure(&app, &tenant).await;
+
+    move_clock_to(&app, first + Duration::minutes(15) - Duration::seconds(5));
+    browser
+        .sign_in("acme", "agent@acme.test", PASSWORD)
+        .await
+        .assert_status(429)
+        .assert_contains("Too many failed sign-ins");
+
+    move_clock_to(&app, first + Duration::minutes(15) + Duration::seconds(1));
+    browser
+        .sign_in("acme", "agent@acme.test", PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
+}
+
+/// Twenty failed sign-ins from one address pause every account from there until the first
+/// of them is 15 minutes old: five seconds before, the admin still waits; then signs in.
+async fn an_address_signs_in_again_once_its_failures_age_out(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let tenant = app.create_tenant("acme", "Acme Corp").await;
+    app.create_user(&tenant, "admin@acme.test", Role::Admin)
+        .await;
+    for n in 0..20 {
+        app.browser()
+            .sign_in("acme", &format!("guess{n}@acme.test"), "some password")
+            .await
+            .assert_status(400);
+    }
+    let browser = app.browser();
+    browser
+        .sign_in("acme", "admin@acme.test", PASSWORD)
+        .await
+        .assert_status(429)
+        .assert_contains("Too many failed sign-ins");
+    let first = first_failure(&app, &tenant).await;
+
+    move_clock_to(&app, first + Duration::minutes(15) - Duration::seconds(5));
+    browser
+        .sign_in("acme", "admin@acme.test", PASSWORD)
+        .await
+        .assert_status(429)
+        .assert_contains("Too many failed sign-ins");
+
+    move_clock_to(&app, first + Duration::minutes(15) + Duration::seconds(1));
+    browser
+        .sign_in("acme", "admin@acme.test", PASSWORD)
         .await
         .assert_redirect("/t/acme/");
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::servers::{PASSWORD, USER, mail_servers};
 use crate::on_both_backends;
 use crate::support::{Backend, Browser, PASSWORD as ADMIN_PASSWORD, TestApp, TestDatabase};
-use crate::support::{captured_logs, spawn_app_with};
+use crate::support::{captured_logs, eventually, spawn_app_with};
 
 on_both_backends!(
     two_instances_send_each_threshold_once_through_the_relay,
@@ -57,21 +57,18 @@ async fn secret_credential(admin: &Browser, ends_on: Date) {
 /// A Graph credential `name` of the tenant `slug`, its client secret ending on `ends_on`.
 async fn named_secret_credential(admin: &Browser, slug: &str, name: &str, ends_on: Date) {
     admin
-        .submit(
-            &format!("/t/{slug}/external-apis/new"),
-            &format!("/t/{slug}/external-apis"),
+        .add_graph_credential(
+            slug,
             &[
                 ("name", name),
                 ("client_id", APP),
                 ("directory", DIRECTORY),
-                ("cloud", "global"),
                 ("auth_method", "client_secret"),
                 ("client_secret", "Alert~Canary-Secret"),
                 ("secret_expires_on", &ends_on.to_string()),
             ],
         )
-        .await
-        .assert_status(303);
+        .await;
 }
 
 /// A message as a person reads it: headers unfolded (RFC 5322 2.2.3) and the body's
@@ -493,15 +490,10 @@ async fn a_tarpit_sender_in_one_tenant_delays_another_tenants_alert_by_at_most_o
     let started = Instant::now();
     let state = app.state.clone();
     let job = tokio::spawn(async move { alerts::run(&state).await });
-    let deadline = started + 4 * SEND_TIMEOUT;
-    while servers.received_by(&bravo_recipient).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "B's alert did not arrive within {:?}",
-            4 * SEND_TIMEOUT
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually(4 * SEND_TIMEOUT, "B's alert arriving", async || {
+        !servers.received_by(&bravo_recipient).is_empty()
+    })
+    .await;
     let bravo_waited = started.elapsed();
     assert!(
         bravo_waited < SEND_TIMEOUT,

@@ -13,13 +13,14 @@ use portico::config::{Config, MetricsAccess, MicrosoftArgs};
 use portico::crypto::SecretKey;
 use portico::domain::{DisplayName, EmailAddress, Role, Slug, TenantName};
 use portico::egress::EgressPolicy;
-use portico::store::tenants::Tenant;
+use portico::store::tenants::{self, Tenant};
 use portico::store::users::{self, NewUser, UserId};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
 
 pub use database::{Backend, TestDatabase};
-use fake_microsoft::FakeMicrosoft;
+use fake_microsoft::{FakeMicrosoft, FakeUser};
 
 /// Runs an async test body once per backend: `mod name { sqlite, postgres }`.
 #[macro_export]
@@ -42,6 +43,26 @@ macro_rules! on_both_backends {
 }
 
 pub const PASSWORD: &str = "correct horse battery";
+
+/// How often `eventually` looks again: short, so a wait ends soon after its condition holds.
+const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Waits until `condition` holds, looking every few milliseconds; fails the test, saying
+/// `what` did not happen, once it has not held for `within`.
+pub async fn eventually(
+    within: std::time::Duration,
+    what: &str,
+    mut condition: impl AsyncFnMut() -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
 
 pub struct TestApp {
     pub address: SocketAddr,
@@ -178,6 +199,31 @@ impl TestApp {
             .await
             .unwrap()
             .0
+    }
+
+    /// The tenant with this slug, which the test made.
+    pub async fn tenant(&self, slug: &str) -> Tenant {
+        tenants::find_by_slug(&self.state.db, slug)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("no tenant {slug}"))
+    }
+
+    /// An agent of `tenant` with the shared password who is also `email`, named `name`, in
+    /// Microsoft's `directory`, which vouches for the email: her first Microsoft sign-in
+    /// links her by it. The fake Microsoft signs in as her next.
+    pub async fn microsoft_user(
+        &self,
+        tenant: &Tenant,
+        directory: Uuid,
+        email: &str,
+        name: &str,
+    ) -> UserId {
+        let user = self.create_user(tenant, email, Role::Agent).await;
+        self.microsoft
+            .add_user(FakeUser::new(directory, email, name).email(email));
+        self.microsoft.sign_in_as(email);
+        user
     }
 
     /// A user with the shared test password, as `portico user create` does.
@@ -605,6 +651,32 @@ impl Browser {
         }
         all.extend_from_slice(fields);
         self.post_raw(action, &all).await
+    }
+
+    /// Adds a Graph credential (in the Global cloud) to tenant `slug` through the External
+    /// APIs form with `fields`; returns the credential's page, where the save redirected.
+    pub async fn add_graph_credential(&self, slug: &str, fields: &[(&str, &str)]) -> String {
+        self.add_saved(slug, "external-apis", fields).await
+    }
+
+    /// Adds an OAuth connection (in the Global cloud) to tenant `slug` through its form with
+    /// `fields`; returns the connection's page, where the save redirected.
+    pub async fn add_oauth_connection(&self, slug: &str, fields: &[(&str, &str)]) -> String {
+        self.add_saved(slug, "oauth-connections", fields).await
+    }
+
+    /// Submits the "new" form of one of the tenant's lists and returns the saved row's page.
+    async fn add_saved(&self, slug: &str, list: &str, fields: &[(&str, &str)]) -> String {
+        let list = format!("/t/{slug}/{list}");
+        let mut all = vec![("cloud", "global")];
+        all.extend_from_slice(fields);
+        let page = self.submit(&format!("{list}/new"), &list, &all).await;
+        let location = page
+            .location
+            .clone()
+            .unwrap_or_else(|| panic!("not saved: {}", page.body));
+        assert!(location.starts_with(&format!("{list}/")), "{location}");
+        location
     }
 
     pub async fn sign_in(&self, slug: &str, email: &str, password: &str) -> Page {
