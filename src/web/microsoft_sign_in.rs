@@ -253,69 +253,11 @@ pub async fn callback(
         return Ok(expired_page());
     }
     let settings = enabled_settings(&state, &tenant).await?;
-    let proof = open_proof(&state, &tenant, &settings).await?;
-    let app = sign_in_app(&settings, &proof);
-    let redirect_uri = redirect_uri(&state);
-
-    if let Some(error) = query.error.as_deref() {
-        let error = MicrosoftError::from_redirect(error, query.error_description.as_deref());
-        accounts::record_microsoft_failure(
-            &state,
-            &tenant,
-            &format!("Microsoft answered {error}"),
-            ip,
-        )
-        .await?;
-        return Ok(problem_page(
-            &tenant,
-            Problem::Microsoft(error, advice_context(&state, &tenant, &settings)),
-        )
-        .into_response());
-    }
-    let Some(code) = query.code.as_deref() else {
-        return Ok(expired_page());
-    };
-
-    let identity = match state
-        .microsoft
-        .complete_sign_in(&app, &redirect_uri, code, &pending.flow, now)
-        .await
+    let identity = match verified_identity(&state, &tenant, &settings, &pending, &query, ip).await?
     {
         Ok(identity) => identity,
-        Err(SignInError::Call(CallError::Microsoft(error))) => {
-            accounts::record_microsoft_failure(
-                &state,
-                &tenant,
-                &format!("Microsoft answered {error}"),
-                ip,
-            )
-            .await?;
-            return Ok(problem_page(
-                &tenant,
-                Problem::Microsoft(*error, advice_context(&state, &tenant, &settings)),
-            )
-            .into_response());
-        }
-        Err(SignInError::Call(error)) => {
-            tracing::warn!(error = %error, "Microsoft sign-in could not complete");
-            state
-                .metrics
-                .sign_in(SignInMethod::Microsoft, SignInResult::Error);
-            return Ok(BadGateway(problem_page(&tenant, Problem::Unreachable)).into_response());
-        }
-        Err(SignInError::TokenRefused(reason)) => {
-            tracing::warn!(reason = %reason, tenant = %tenant.slug, "ID token refused");
-            accounts::record_microsoft_failure(
-                &state,
-                &tenant,
-                &format!("Microsoft: {reason}"),
-                ip,
-            )
-            .await?;
-            return Ok(problem_page(&tenant, Problem::TokenRefused).into_response());
-        }
+        Err(page) => return Ok(page),
     };
-
     let outcome = accounts::sign_in_with_microsoft(
         &state,
         &tenant,
@@ -345,6 +287,73 @@ pub async fn callback(
             Ok(problem_page(&tenant, Problem::LinkedToAnotherUser(identity)).into_response())
         }
     }
+}
+
+/// Who Microsoft says signed in: the code redeemed and the ID token verified. `Err` is the
+/// page that explains why not, the failure audited.
+async fn verified_identity(
+    state: &App,
+    tenant: &Tenant,
+    settings: &SignInSettings,
+    pending: &PendingMicrosoftSignIn,
+    query: &CallbackQuery,
+    ip: IpAddr,
+) -> Result<Result<VerifiedIdentity, Response>, AppError> {
+    if let Some(error) = query.error.as_deref() {
+        let error = MicrosoftError::from_redirect(error, query.error_description.as_deref());
+        return Ok(Err(refused_by_microsoft(
+            state, tenant, settings, error, ip,
+        )
+        .await?));
+    }
+    let Some(code) = query.code.as_deref() else {
+        return Ok(Err(expired_page()));
+    };
+    let proof = open_proof(state, tenant, settings).await?;
+    let app = sign_in_app(settings, &proof);
+    let completed = state
+        .microsoft
+        .complete_sign_in(
+            &app,
+            &redirect_uri(state),
+            code,
+            &pending.flow,
+            state.clock.now(),
+        )
+        .await;
+    Ok(match completed {
+        Ok(identity) => Ok(identity),
+        Err(SignInError::Call(CallError::Microsoft(error))) => {
+            Err(refused_by_microsoft(state, tenant, settings, *error, ip).await?)
+        }
+        Err(SignInError::Call(error)) => {
+            tracing::warn!(error = %error, "Microsoft sign-in could not complete");
+            state
+                .metrics
+                .sign_in(SignInMethod::Microsoft, SignInResult::Error);
+            Err(BadGateway(problem_page(tenant, Problem::Unreachable)).into_response())
+        }
+        Err(SignInError::TokenRefused(reason)) => {
+            tracing::warn!(reason = %reason, tenant = %tenant.slug, "ID token refused");
+            let detail = format!("Microsoft: {reason}");
+            accounts::record_microsoft_failure(state, tenant, &detail, ip).await?;
+            Err(problem_page(tenant, Problem::TokenRefused).into_response())
+        }
+    })
+}
+
+/// Microsoft refused the sign-in (an AADSTS error): audited, and explained.
+async fn refused_by_microsoft(
+    state: &App,
+    tenant: &Tenant,
+    settings: &SignInSettings,
+    error: MicrosoftError,
+    ip: IpAddr,
+) -> Result<Response, AppError> {
+    let detail = format!("Microsoft answered {error}");
+    accounts::record_microsoft_failure(state, tenant, &detail, ip).await?;
+    let advice = advice_context(state, tenant, settings);
+    Ok(problem_page(tenant, Problem::Microsoft(error, advice)).into_response())
 }
 
 fn advice_context(state: &App, tenant: &Tenant, settings: &SignInSettings) -> AdviceOwned {
