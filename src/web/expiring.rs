@@ -119,6 +119,22 @@ pub async fn show(
     Ok(shown)
 }
 
+/// How alerts would go out: through the chosen one of the tenant's outgoing mailboxes, or
+/// the deployment's relay when none is chosen.
+fn sending_route(senders: &[AlertSender], chosen: Option<&str>) -> Result<String, String> {
+    match chosen {
+        None => Ok("the deployment's mail relay".to_owned()),
+        Some(id) => senders
+            .iter()
+            .find(|known| known.id == id)
+            .map(AlertSender::route)
+            .ok_or_else(|| {
+                "Choose one of the organization's outgoing SMTP or Microsoft Graph mailboxes."
+                    .to_owned()
+            }),
+    }
+}
+
 /// Saves who is told, and through which mailbox.
 pub async fn save_alerts(
     State(state): State<AppState>,
@@ -130,19 +146,7 @@ pub async fn save_alerts(
     let recipients = errors.check("recipients", parse_alert_recipients(&form.recipients));
     let senders = mailboxes::alert_senders(&state.db, &ctx.tenant.id).await?;
     let sender = (!form.sender_mailbox_id.is_empty()).then_some(form.sender_mailbox_id.as_str());
-    let sender_name = match sender {
-        None => Some("the deployment's mail relay".to_owned()),
-        Some(id) => senders
-            .iter()
-            .find(|known| known.id == id)
-            .map(AlertSender::route),
-    };
-    if sender_name.is_none() {
-        errors.add(
-            "sender_mailbox_id",
-            "Choose one of the organization's outgoing SMTP or Microsoft Graph mailboxes.",
-        );
-    }
+    let sender_name = errors.check("sender_mailbox_id", sending_route(&senders, sender));
     let (Some(recipients), Some(sender_name), true) = (recipients, sender_name, errors.is_empty())
     else {
         return Ok(Rejected(page(&state, &ctx, Some(form), errors).await?).into_response());
