@@ -4,7 +4,7 @@
 mod alert;
 mod audit;
 mod fields;
-mod graph_credential;
+mod graph_credentials;
 mod mailbox;
 mod microsoft;
 mod oauth;
@@ -15,7 +15,7 @@ mod user;
 pub use alert::{AlertSender, MAX_ALERT_RECIPIENTS, parse_alert_recipients, sending_route};
 pub use audit::AuditAction;
 pub use fields::{FieldErrors, parse_name};
-pub use graph_credential::{
+pub use graph_credentials::{
     AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus,
     REQUIRED_ROLES, RoleReview, parse_certificate_validity, parse_expiry_date,
 };
