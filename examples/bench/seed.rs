@@ -13,7 +13,9 @@ use portico::services::accounts;
 use portico::store::graph_credentials::{self, CredentialFields};
 use portico::store::mailboxes::{self, Connection, MailboxFields, ServerAuth};
 use portico::store::microsoft_sign_in::{self, CredentialChange, SecretChange, SettingsUpdate};
-use portico::store::oauth_connections::{self, ConnectionFields, SealedTokens};
+use portico::store::oauth_connections::{
+    self, ConnectionFields, SealedAccessToken, SealedRefreshToken, SealedTokens,
+};
 use portico::store::tenants::TenantId;
 use portico::store::users::{self, NewUser};
 use portico::store::{Db, identities, segments};
@@ -151,13 +153,8 @@ async fn needs_reauthentication(db: &Db, keys: &Keyring, tenant: &TenantId) -> R
     };
     oauth_connections::create(db, tenant, &id, &fields, None).await?;
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    let seal = |what: &str| {
-        keys.seal(
-            &SecretString::from(format!("{what}-token")),
-            &oauth_connections::secret_context(tenant, &id, what),
-        )
-    };
-    let (access, refresh) = (seal("access-token"), seal("refresh-token"));
+    let access = SealedAccessToken::seal(keys, tenant, &id, &"access-token".into());
+    let refresh = SealedRefreshToken::seal(keys, tenant, &id, &"refresh-token".into());
     let tokens = SealedTokens {
         access_token: &access,
         expires_at: now + 3600,

@@ -14,7 +14,9 @@ use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
 use crate::microsoft::{CallError, MicrosoftError};
 use crate::services::graph_credentials::OpenError;
-use crate::store::mailboxes::{self, Connection, Mailbox, MailboxFields, Server, ServerAuth};
+use crate::store::mailboxes::{
+    self, Connection, Mailbox, MailboxFields, SealedPassword, Server, ServerAuth,
+};
 use crate::store::tenants::TenantId;
 use crate::store::{graph_credentials, oauth_connections};
 
@@ -203,7 +205,7 @@ fn password_auth(
         .as_ref()
         .filter(|password| !password.expose_secret().is_empty());
     if let Some(password) = typed {
-        let sealed = mailboxes::seal_password(&app.config.secret_key, tenant, mailbox_id, password);
+        let sealed = SealedPassword::seal(&app.config.secret_key, tenant, mailbox_id, password);
         return Some(ServerAuth::Password {
             sealed: Some(sealed),
         });
@@ -271,13 +273,10 @@ pub async fn open_server_secret(
                     .await?
                     .map(ServerSecret::OAuthToken)
             }
-            (None, Some(sealed)) => {
-                mailboxes::open_password(&app.config.secret_key, tenant, mailbox, sealed)
-                    .map(ServerSecret::Password)
-                    .map_err(|err| {
-                        format!("The password of {} cannot be read: {err}.", mailbox.name)
-                    })
-            }
+            (None, Some(sealed)) => sealed
+                .open(&app.config.secret_key, tenant, &mailbox.id)
+                .map(ServerSecret::Password)
+                .map_err(|err| format!("The password of {} cannot be read: {err}.", mailbox.name)),
             (None, None) => Err(format!("No password is stored for {}.", mailbox.name)),
         },
     )

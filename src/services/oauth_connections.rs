@@ -14,8 +14,9 @@ use crate::microsoft::{CallError, MicrosoftError};
 use crate::services::fair_share::{self, Turns};
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::oauth_connections::{
-    self, ConnectionFields, OAuthConnection, SealedTokens, secret_context,
+    self, ConnectionFields, OAuthConnection, SealedClientSecret, SealedTokens,
 };
+use crate::store::sealed::{Purpose, Sealed};
 use crate::store::tenants::TenantId;
 
 /// Access tokens are renewed this long before they expire.
@@ -30,11 +31,12 @@ pub fn client_secret(
 ) -> Result<Option<SecretString>, SealError> {
     connection
         .client_secret_sealed
-        .as_deref()
+        .as_ref()
         .map(|sealed| {
-            app.config.secret_key.open(
-                sealed,
-                &secret_context(&connection.tenant_id, &connection.id, "client-secret"),
+            sealed.open(
+                &app.config.secret_key,
+                &connection.tenant_id,
+                &connection.id,
             )
         })
         .transpose()
@@ -76,11 +78,12 @@ pub fn client_secret_to_save(
     stored: &OAuthConnection,
     fields: &ConnectionFields,
     typed: Option<&SecretString>,
-) -> Result<Option<String>, String> {
+) -> Result<Option<SealedClientSecret>, String> {
     let typed = typed.filter(|secret| !secret.expose_secret().trim().is_empty());
     if let Some(secret) = typed {
-        let context = secret_context(&stored.tenant_id, &stored.id, "client-secret");
-        return Ok(Some(app.config.secret_key.seal(secret, &context)));
+        let keys = &app.config.secret_key;
+        let sealed = SealedClientSecret::seal(keys, &stored.tenant_id, &stored.id, secret);
+        return Ok(Some(sealed));
     }
     let moved = secret_destination_changes(stored, fields);
     if stored.client_secret_sealed.is_some() && !moved.is_empty() {
@@ -116,10 +119,13 @@ pub fn delegated_app<'a>(
     }
 }
 
-fn seal(app: &App, connection: &OAuthConnection, what: &str, token: &SecretString) -> String {
-    app.config.secret_key.seal(
+/// Seals a token of `connection` for purpose `P`.
+fn seal<P: Purpose>(app: &App, connection: &OAuthConnection, token: &SecretString) -> Sealed<P> {
+    Sealed::seal(
+        &app.config.secret_key,
+        &connection.tenant_id,
+        &connection.id,
         token,
-        &secret_context(&connection.tenant_id, &connection.id, what),
     )
 }
 
@@ -150,8 +156,8 @@ pub async fn complete_authentication(
         .username
         .clone()
         .unwrap_or_else(|| "an unnamed account".into());
-    let access = seal(app, connection, "access-token", &tokens.access_token);
-    let refresh = seal(app, connection, "refresh-token", refresh_token);
+    let access = seal(app, connection, &tokens.access_token);
+    let refresh = seal(app, connection, refresh_token);
     let sealed = SealedTokens {
         access_token: &access,
         expires_at: expiry(app, &tokens),
@@ -237,13 +243,8 @@ pub async fn renew(app: &App, connection: &OAuthConnection) -> Result<Renewal, s
     let opened = client_secret(app, &connection).and_then(|secret| {
         let refresh = connection
             .refresh_token_sealed
-            .as_deref()
-            .map(|sealed| {
-                app.config.secret_key.open(
-                    sealed,
-                    &secret_context(tenant, &connection.id, "refresh-token"),
-                )
-            })
+            .as_ref()
+            .map(|sealed| sealed.open(&app.config.secret_key, tenant, &connection.id))
             .transpose()?;
         Ok((secret, refresh))
     });
@@ -264,15 +265,15 @@ pub async fn renew(app: &App, connection: &OAuthConnection) -> Result<Renewal, s
         .await
     {
         Ok(tokens) => {
-            let access = seal(app, &connection, "access-token", &tokens.access_token);
+            let access = seal(app, &connection, &tokens.access_token);
             let rotated = tokens
                 .refresh_token
                 .as_ref()
-                .map(|token| seal(app, &connection, "refresh-token", token));
+                .map(|token| seal(app, &connection, token));
             let sealed = SealedTokens {
                 access_token: &access,
                 expires_at: expiry(app, &tokens),
-                refresh_token: rotated.as_deref(),
+                refresh_token: rotated.as_ref(),
             };
             let renewed_at = app.clock.now().unix_timestamp();
             let stored = oauth_connections::store_renewal(
@@ -439,13 +440,8 @@ pub async fn access_token(
     }
     let name = &connection.name;
     Ok(match (connection.status, &connection.access_token_sealed) {
-        (OAuthStatus::Authenticated, Some(sealed)) => app
-            .config
-            .secret_key
-            .open(
-                sealed,
-                &secret_context(tenant, &connection.id, "access-token"),
-            )
+        (OAuthStatus::Authenticated, Some(sealed)) => sealed
+            .open(&app.config.secret_key, tenant, &connection.id)
             .map_err(|_| format!("The token of {name} cannot be read; authenticate it again.")),
         (OAuthStatus::NeedsReauthentication, _) => Err(format!(
             "The OAuth connection {name} needs re-authentication: {}",

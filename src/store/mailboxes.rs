@@ -2,13 +2,12 @@
 
 use std::collections::HashMap;
 
-use secrecy::SecretString;
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
+use super::sealed::{Purpose, Sealed};
 use super::tenants::TenantId;
 use super::{Db, Page, Paged, SaveError, from_unix, like_pattern, new_id, saved_at_version};
-use crate::crypto::{Keyring, SealError};
 use crate::domain::{AlertSender, Direction, MailProtocol, Security};
 
 #[derive(Debug, Clone)]
@@ -36,7 +35,7 @@ pub struct Server {
     pub port: u16,
     pub security: Security,
     pub username: String,
-    pub password_sealed: Option<String>,
+    pub password_sealed: Option<SealedPassword>,
     /// Set when the mailbox signs in with a delegated OAuth connection (XOAUTH2).
     pub oauth_connection_id: Option<String>,
 }
@@ -45,7 +44,7 @@ pub struct Server {
 pub enum ServerAuth {
     /// `None` keeps the stored password.
     Password {
-        sealed: Option<String>,
+        sealed: Option<SealedPassword>,
     },
     OAuth {
         connection_id: String,
@@ -75,30 +74,14 @@ pub struct MailboxFields {
     pub enabled: bool,
 }
 
-/// What a mailbox's sealed password is bound to.
-pub fn password_context(tenant: &TenantId, mailbox_id: &str) -> String {
-    format!("mailbox/password/{}/{mailbox_id}", tenant.as_str())
+/// A server mailbox's password, sealed to its mailbox (the row key is the mailbox's id).
+pub struct MailboxPassword;
+
+impl Purpose for MailboxPassword {
+    const NAME: &'static str = "mailbox/password";
 }
 
-/// Seals `password` to mailbox `mailbox_id`: it opens for that mailbox only.
-pub fn seal_password(
-    keys: &Keyring,
-    tenant: &TenantId,
-    mailbox_id: &str,
-    password: &SecretString,
-) -> String {
-    keys.seal(password, &password_context(tenant, mailbox_id))
-}
-
-/// Opens the password stored for `mailbox`.
-pub fn open_password(
-    keys: &Keyring,
-    tenant: &TenantId,
-    mailbox: &Mailbox,
-    sealed: &str,
-) -> Result<SecretString, SealError> {
-    keys.open(sealed, &password_context(tenant, &mailbox.id))
-}
+pub type SealedPassword = Sealed<MailboxPassword>;
 
 /// A new mailbox's id, known before saving so its password can be sealed to it.
 pub fn new_mailbox_id() -> String {
@@ -139,7 +122,7 @@ impl TryFrom<Row> for Mailbox {
                 port: u16::try_from(port).map_err(|e| corrupt(e.to_string()))?,
                 security: Security::parse(&security).map_err(corrupt)?,
                 username: row.username.unwrap_or_default(),
-                password_sealed: row.password_sealed,
+                password_sealed: row.password_sealed.map(Sealed::from_column),
                 oauth_connection_id: row.oauth_connection_id,
             }),
             _ => None,
@@ -239,7 +222,7 @@ impl<'a> From<&'a Connection> for ConnectionColumns<'a> {
                 auth,
             } => {
                 let (password_sealed, oauth_connection_id) = match auth {
-                    ServerAuth::Password { sealed } => (sealed.as_deref(), None),
+                    ServerAuth::Password { sealed } => (sealed.as_ref().map(Sealed::as_str), None),
                     ServerAuth::OAuth { connection_id } => (None, Some(connection_id.as_str())),
                 };
                 Self {

@@ -3,6 +3,7 @@
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
+use super::sealed::{Purpose, Sealed};
 use super::tenants::TenantId;
 use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version};
 use crate::domain::{ClientId, Cloud, OAuthPurpose, OAuthStatus};
@@ -15,7 +16,7 @@ pub struct OAuthConnection {
     pub client_id: ClientId,
     pub directory: String,
     pub cloud: Cloud,
-    pub client_secret_sealed: Option<String>,
+    pub client_secret_sealed: Option<SealedClientSecret>,
     pub secret_replaced_at: Option<OffsetDateTime>,
     pub purpose: OAuthPurpose,
     pub authorization_url: Option<String>,
@@ -25,8 +26,8 @@ pub struct OAuthConnection {
     pub status_reason: Option<String>,
     pub authenticated_as: Option<String>,
     pub authenticated_at: Option<OffsetDateTime>,
-    pub refresh_token_sealed: Option<String>,
-    pub access_token_sealed: Option<String>,
+    pub refresh_token_sealed: Option<SealedRefreshToken>,
+    pub access_token_sealed: Option<SealedAccessToken>,
     pub access_token_expires_at: Option<OffsetDateTime>,
     pub renewed_at: Option<OffsetDateTime>,
     pub renewal_failures: i64,
@@ -49,19 +50,32 @@ pub struct ConnectionFields {
 
 /// Tokens from a code exchange or a renewal, sealed by the caller.
 pub struct SealedTokens<'a> {
-    pub access_token: &'a str,
+    pub access_token: &'a SealedAccessToken,
     pub expires_at: i64,
     /// A rotated refresh token; `None` keeps the stored one.
-    pub refresh_token: Option<&'a str>,
+    pub refresh_token: Option<&'a SealedRefreshToken>,
 }
 
-/// What a connection's sealed values are bound to.
-pub fn secret_context(tenant: &TenantId, connection_id: &str, what: &str) -> String {
-    format!(
-        "oauth-connection/{what}/{}/{connection_id}",
-        tenant.as_str()
-    )
+/// The sealed values of a connection, each bound to it (the row key is the connection's id).
+pub struct ConnectionClientSecret;
+pub struct RefreshToken;
+pub struct AccessToken;
+
+impl Purpose for ConnectionClientSecret {
+    const NAME: &'static str = "oauth-connection/client-secret";
 }
+
+impl Purpose for RefreshToken {
+    const NAME: &'static str = "oauth-connection/refresh-token";
+}
+
+impl Purpose for AccessToken {
+    const NAME: &'static str = "oauth-connection/access-token";
+}
+
+pub type SealedClientSecret = Sealed<ConnectionClientSecret>;
+pub type SealedRefreshToken = Sealed<RefreshToken>;
+pub type SealedAccessToken = Sealed<AccessToken>;
 
 pub fn new_connection_id() -> String {
     new_id()
@@ -105,7 +119,7 @@ impl TryFrom<Row> for OAuthConnection {
             client_id: ClientId::parse(&row.client_id).map_err(corrupt)?,
             directory: row.directory,
             cloud: Cloud::parse(&row.cloud).map_err(corrupt)?,
-            client_secret_sealed: row.client_secret_sealed,
+            client_secret_sealed: row.client_secret_sealed.map(Sealed::from_column),
             secret_replaced_at: row.secret_replaced_at.map(from_unix),
             purpose: OAuthPurpose::parse(&row.purpose).map_err(corrupt)?,
             authorization_url: row.authorization_url,
@@ -115,8 +129,8 @@ impl TryFrom<Row> for OAuthConnection {
             status_reason: row.status_reason,
             authenticated_as: row.authenticated_as,
             authenticated_at: row.authenticated_at.map(from_unix),
-            refresh_token_sealed: row.refresh_token_sealed,
-            access_token_sealed: row.access_token_sealed,
+            refresh_token_sealed: row.refresh_token_sealed.map(Sealed::from_column),
+            access_token_sealed: row.access_token_sealed.map(Sealed::from_column),
             access_token_expires_at: row.access_token_expires_at.map(from_unix),
             renewed_at: row.renewed_at.map(from_unix),
             renewal_failures: row.renewal_failures,
@@ -160,7 +174,7 @@ pub async fn create(
     tenant: &TenantId,
     id: &str,
     fields: &ConnectionFields,
-    client_secret_sealed: Option<&str>,
+    client_secret_sealed: Option<&SealedClientSecret>,
 ) -> Result<(), SaveError> {
     let now = db.unix_now();
     sqlx::query(
@@ -175,7 +189,7 @@ pub async fn create(
     .bind(fields.client_id.to_string())
     .bind(&fields.directory)
     .bind(fields.cloud.as_str())
-    .bind(client_secret_sealed)
+    .bind(client_secret_sealed.map(Sealed::as_str))
     .bind(client_secret_sealed.map(|_| now))
     .bind(fields.purpose.as_str())
     .bind(fields.authorization_url.as_deref())
@@ -197,7 +211,7 @@ pub async fn update(
     id: &str,
     version: i64,
     fields: &ConnectionFields,
-    new_client_secret_sealed: Option<&str>,
+    new_client_secret_sealed: Option<&SealedClientSecret>,
 ) -> Result<(), SaveError> {
     let updated = sqlx::query(
         "UPDATE oauth_connections SET name = $1, client_id = $2, directory = $3, cloud = $4, \
@@ -222,7 +236,7 @@ pub async fn update(
     .bind(tenant.as_str())
     .bind(id)
     .bind(version)
-    .bind(new_client_secret_sealed)
+    .bind(new_client_secret_sealed.map(Sealed::as_str))
     .execute(db.pool())
     .await
     .map_err(save_error)?;
@@ -243,14 +257,14 @@ pub async fn replace_secret(
     tenant: &TenantId,
     id: &str,
     version: i64,
-    client_secret_sealed: &str,
+    client_secret_sealed: &SealedClientSecret,
 ) -> Result<(), SaveError> {
     let now = db.unix_now();
     let updated = sqlx::query(
         "UPDATE oauth_connections SET client_secret_sealed = $1, secret_replaced_at = $2, \
          updated_at = $2, version = version + 1 WHERE tenant_id = $3 AND id = $4 AND version = $5",
     )
-    .bind(client_secret_sealed)
+    .bind(client_secret_sealed.as_str())
     .bind(now)
     .bind(tenant.as_str())
     .bind(id)
@@ -289,8 +303,8 @@ pub async fn store_authentication(
     )
     .bind(authenticated_as)
     .bind(now)
-    .bind(tokens.refresh_token)
-    .bind(tokens.access_token)
+    .bind(tokens.refresh_token.map(Sealed::as_str))
+    .bind(tokens.access_token.as_str())
     .bind(tokens.expires_at)
     .bind(tenant.as_str())
     .bind(id)
@@ -318,9 +332,9 @@ pub async fn store_renewal(
          renewal_failures = 0, renewal_not_before = NULL, renewal_lease = NULL \
          WHERE tenant_id = $5 AND id = $6 AND renewal_lease = $7 AND status = 'authenticated'",
     )
-    .bind(tokens.access_token)
+    .bind(tokens.access_token.as_str())
     .bind(tokens.expires_at)
-    .bind(tokens.refresh_token)
+    .bind(tokens.refresh_token.map(Sealed::as_str))
     .bind(now)
     .bind(tenant.as_str())
     .bind(id)

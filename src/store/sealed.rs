@@ -1,8 +1,13 @@
 //! Every column that holds a secret sealed with the deployment key, and what each sealed
 //! value is bound to: what `portico secrets rotate-key` walks through.
 
+use std::marker::PhantomData;
+
+use secrecy::SecretString;
+
 use super::tenants::TenantId;
 use super::{Db, graph_credentials, mailboxes, microsoft_sign_in, oauth_connections};
+use crate::crypto::{Keyring, SealError};
 
 /// One column of sealed values.
 pub struct SealedColumn {
@@ -23,18 +28,6 @@ impl SealedColumn {
 
 fn sign_in_secret(tenant: &TenantId, _: &str) -> String {
     microsoft_sign_in::secret_context(tenant)
-}
-
-fn connection_client_secret(tenant: &TenantId, id: &str) -> String {
-    oauth_connections::secret_context(tenant, id, "client-secret")
-}
-
-fn connection_refresh_token(tenant: &TenantId, id: &str) -> String {
-    oauth_connections::secret_context(tenant, id, "refresh-token")
-}
-
-fn connection_access_token(tenant: &TenantId, id: &str) -> String {
-    oauth_connections::secret_context(tenant, id, "access-token")
 }
 
 /// All of them. A new sealed column belongs here, or a key rotation would leave it behind.
@@ -67,25 +60,25 @@ pub const SEALED_COLUMNS: [SealedColumn; 8] = [
         table: "mailboxes",
         column: "password_sealed",
         key_column: "id",
-        context: mailboxes::password_context,
+        context: Sealed::<mailboxes::MailboxPassword>::context,
     },
     SealedColumn {
         table: "oauth_connections",
         column: "client_secret_sealed",
         key_column: "id",
-        context: connection_client_secret,
+        context: Sealed::<oauth_connections::ConnectionClientSecret>::context,
     },
     SealedColumn {
         table: "oauth_connections",
         column: "refresh_token_sealed",
         key_column: "id",
-        context: connection_refresh_token,
+        context: Sealed::<oauth_connections::RefreshToken>::context,
     },
     SealedColumn {
         table: "oauth_connections",
         column: "access_token_sealed",
         key_column: "id",
-        context: connection_access_token,
+        context: Sealed::<oauth_connections::AccessToken>::context,
     },
 ];
 
@@ -175,4 +168,109 @@ pub async fn replace(
     .execute(db.pool())
     .await?;
     Ok(replaced.rows_affected() == 1)
+}
+
+/// What a sealed value is for. Its name starts the context the value is sealed with, then
+/// its tenant and row, so a value sealed for one purpose, tenant or row never opens as
+/// another's. The store module owning a sealed column declares its purpose; names are
+/// unique (tested).
+pub trait Purpose {
+    const NAME: &'static str;
+}
+
+/// A secret sealed with the deployment key for purpose `P`, bound to a tenant and a row.
+/// The context is built here only, from `P`, so no caller can pass a wrong one.
+pub struct Sealed<P> {
+    text: String,
+    purpose: PhantomData<fn() -> P>,
+}
+
+impl<P: Purpose> Sealed<P> {
+    pub fn seal(keys: &Keyring, tenant: &TenantId, row: &str, secret: &SecretString) -> Self {
+        Self::from_column(keys.seal(secret, &Self::context(tenant, row)))
+    }
+
+    pub fn open(
+        &self,
+        keys: &Keyring,
+        tenant: &TenantId,
+        row: &str,
+    ) -> Result<SecretString, SealError> {
+        keys.open(&self.text, &Self::context(tenant, row))
+    }
+
+    /// The sealed text as the column stores it.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub(super) fn from_column(text: String) -> Self {
+        Self {
+            text,
+            purpose: PhantomData,
+        }
+    }
+
+    /// `row` is empty for settings a tenant has one of.
+    pub(super) fn context(tenant: &TenantId, row: &str) -> String {
+        if row.is_empty() {
+            format!("{}/{}", P::NAME, tenant.as_str())
+        } else {
+            format!("{}/{}/{row}", P::NAME, tenant.as_str())
+        }
+    }
+}
+
+impl<P> Clone for Sealed<P> {
+    fn clone(&self) -> Self {
+        Self {
+            text: self.text.clone(),
+            purpose: PhantomData,
+        }
+    }
+}
+
+/// The sealed text, as stored: it reveals nothing without the key.
+impl<P> std::ops::Deref for Sealed<P> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
+impl<P> PartialEq for Sealed<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl<P> std::fmt::Debug for Sealed<P> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Sealed(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sealed_column_has_a_context_of_its_own() {
+        let tenant = TenantId("tenant".into());
+        let contexts: Vec<String> = SEALED_COLUMNS
+            .iter()
+            .map(|column| column.context(&tenant, "row"))
+            .collect();
+        for (i, context) in contexts.iter().enumerate() {
+            for other in &contexts[i + 1..] {
+                assert_ne!(context, other);
+            }
+        }
+        assert_eq!(
+            Sealed::<mailboxes::MailboxPassword>::context(&tenant, "row"),
+            "mailbox/password/tenant/row",
+            "a purpose's context is the one its stored values were sealed with"
+        );
+    }
 }

@@ -25,7 +25,7 @@ use crate::services;
 use crate::services::oauth_connections::AuthenticationError;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::oauth_connections::{
-    self, ConnectionFields, OAuthConnection, new_connection_id, secret_context,
+    self, ConnectionFields, OAuthConnection, SealedClientSecret, new_connection_id,
 };
 use crate::store::tenants::{self, Tenant};
 use crate::store::users::{self, User};
@@ -339,13 +339,9 @@ pub async fn create(
     };
     let id = new_connection_id();
     let sealed = secret.map(|secret| {
-        state.config.secret_key.seal(
-            &secret,
-            &secret_context(&ctx.tenant.id, &id, "client-secret"),
-        )
+        SealedClientSecret::seal(&state.config.secret_key, &ctx.tenant.id, &id, &secret)
     });
-    match oauth_connections::create(&state.db, &ctx.tenant.id, &id, &fields, sealed.as_deref())
-        .await
+    match oauth_connections::create(&state.db, &ctx.tenant.id, &id, &fields, sealed.as_ref()).await
     {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
@@ -456,7 +452,7 @@ pub async fn update(
         &id,
         form.version,
         &fields,
-        new_secret.as_deref(),
+        new_secret.as_ref(),
     )
     .await
     {
@@ -529,10 +525,7 @@ pub async fn replace_secret(
         page.errors = FieldErrors::single("client_secret", "Paste the new client secret's Value.");
         return Ok(Rejected(page).into_response());
     };
-    let sealed = state.config.secret_key.seal(
-        &secret,
-        &secret_context(&ctx.tenant.id, &id, "client-secret"),
-    );
+    let sealed = SealedClientSecret::seal(&state.config.secret_key, &ctx.tenant.id, &id, &secret);
     match oauth_connections::replace_secret(&state.db, &ctx.tenant.id, &id, form.version, &sealed)
         .await
     {

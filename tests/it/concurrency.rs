@@ -228,8 +228,9 @@ async fn segment_and_mailbox_edits_never_overwrite_each_other(backend: Backend) 
             .unwrap()
             .unwrap();
         let sealed = stored.server.unwrap().password_sealed.unwrap();
-        let context = mailboxes::password_context(&tenant.id, &mailbox_id);
-        let password = app.state.config.secret_key.open(&sealed, &context).unwrap();
+        let password = sealed
+            .open(&app.state.config.secret_key, &tenant.id, &mailbox_id)
+            .unwrap();
         (
             stored.name,
             stored.segment_id,

@@ -8,7 +8,9 @@ use portico::domain::{ClientId, Cloud, OAuthPurpose};
 use portico::services;
 use portico::services::oauth_connections::Renewal;
 use portico::store::expiry_alerts::{self, Alert, PlannedAlert};
-use portico::store::oauth_connections::{self, ConnectionFields, SealedTokens};
+use portico::store::oauth_connections::{
+    self, ConnectionFields, SealedAccessToken, SealedRefreshToken, SealedTokens,
+};
 use portico::store::tenants::TenantId;
 
 use crate::oauth_connections::{authorize, connection as authenticated_connection, follow};
@@ -162,10 +164,13 @@ async fn connection(app: &TestApp, tenant: &TenantId, name: &str, expires_at: i6
     oauth_connections::create(db, tenant, &id, &fields, None)
         .await
         .unwrap();
+    let keys = &app.state.config.secret_key;
+    let access = SealedAccessToken::seal(keys, tenant, &id, &"access".into());
+    let refresh = SealedRefreshToken::seal(keys, tenant, &id, &"refresh".into());
     let tokens = SealedTokens {
-        access_token: "sealed-access",
+        access_token: &access,
         expires_at,
-        refresh_token: Some("sealed-refresh"),
+        refresh_token: Some(&refresh),
     };
     // A new connection is at version 1.
     let stored = oauth_connections::store_authentication(

@@ -4,7 +4,7 @@
 
 use std::process::Output;
 
-use portico::crypto::{Keyring, SecretKey};
+use portico::crypto::{Keyring, SealError, SecretKey};
 use portico::store::{Page, graph_credentials, mailboxes, microsoft_sign_in, oauth_connections};
 use portico::store::{sealed, segments};
 use secrecy::{ExposeSecret, SecretString};
@@ -98,19 +98,45 @@ async fn stored_secrets(app: &TestApp, keys: &Keyring) -> Vec<(String, String, S
             .unwrap();
         for mailbox in listed.rows {
             let sealed = mailbox.server.unwrap().password_sealed.unwrap();
-            let context = mailboxes::password_context(&tenant.id, &mailbox.id);
-            found.push(open("mailbox password", sealed, context));
+            let password = sealed.open(keys, &tenant.id, &mailbox.id);
+            let password = password.unwrap_or_else(|e| panic!("mailbox password: {e}"));
+            found.push((
+                "mailbox password".to_owned(),
+                sealed.as_str().to_owned(),
+                password.expose_secret().to_owned(),
+            ));
         }
     }
     for connection in oauth_connections::list(db, &tenant.id).await.unwrap() {
-        for (what, sealed) in [
-            ("client-secret", connection.client_secret_sealed),
-            ("refresh-token", connection.refresh_token_sealed),
-            ("access-token", connection.access_token_sealed),
-        ] {
-            let context = oauth_connections::secret_context(&tenant.id, &connection.id, what);
-            found.push(open(what, sealed.unwrap(), context));
-        }
+        let id = &connection.id;
+        let opened = |what: &str, sealed: &str, secret: Result<SecretString, SealError>| {
+            let secret = secret.unwrap_or_else(|e| panic!("{what}: {e}"));
+            (
+                what.to_owned(),
+                sealed.to_owned(),
+                secret.expose_secret().to_owned(),
+            )
+        };
+        let secret = connection.client_secret_sealed.unwrap();
+        let refresh = connection.refresh_token_sealed.unwrap();
+        let access = connection.access_token_sealed.unwrap();
+        found.extend([
+            opened(
+                "client-secret",
+                secret.as_str(),
+                secret.open(keys, &tenant.id, id),
+            ),
+            opened(
+                "refresh-token",
+                refresh.as_str(),
+                refresh.open(keys, &tenant.id, id),
+            ),
+            opened(
+                "access-token",
+                access.as_str(),
+                access.open(keys, &tenant.id, id),
+            ),
+        ]);
     }
     found
 }
@@ -358,10 +384,14 @@ async fn a_rotation_missing_an_old_key_stops_and_resumes_where_it_stopped(backen
             .fetch_one(&pool)
             .await
             .unwrap();
-    let resealed = both.seal(
+    let resealed = mailboxes::SealedPassword::seal(
+        &both,
+        &tenant.id,
+        &first_id,
         &SecretString::from(first_password),
-        &mailboxes::password_context(&tenant.id, &first_id),
-    );
+    )
+    .as_str()
+    .to_owned();
     sqlx::query("UPDATE mailboxes SET password_sealed = $1 WHERE id = $2")
         .bind(&resealed)
         .bind(&first_id)
