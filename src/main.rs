@@ -9,11 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use portico::Shutdown;
 use portico::app::App;
-use portico::cli::doctor::Level;
 use portico::cli::{self, CommandResult};
-use portico::config::{
-    Config, DatabaseArgs, KeyArgs, KeyFile, ServeArgs, ensure_data_dir, load_keys,
-};
+use portico::config::{Config, DatabaseArgs, KeyArgs, ServeArgs, ensure_data_dir};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -155,11 +152,11 @@ async fn main() -> ExitCode {
             database,
         }) => cli::accounts::create_user(&tenant, &email, name.as_deref(), &role, &database).await,
         Command::Secrets(SecretsCommand::RotateKey { database, keys }) => {
-            rotate_key(&database, &keys).await
+            cli::key_rotation::run(&database, &keys).await
         }
         Command::Backup { to, database } => cli::database::backup(&to, &database).await,
         Command::Restore { from, database } => cli::database::restore(&from, &database).await,
-        Command::Doctor(args) => doctor(&args).await,
+        Command::Doctor(args) => cli::doctor::run(&args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,86 +244,4 @@ fn shutdown_signal() -> Result<impl Future<Output = ()>, String> {
         }
         tracing::info!("shutting down: no new connections, finishing requests in flight");
     })
-}
-
-async fn doctor(args: &ServeArgs) -> CommandResult {
-    let findings = portico::cli::doctor::examine(args).await;
-    for finding in &findings {
-        println!(
-            "{:<4}  {:<13} {}",
-            finding.level.label(),
-            finding.topic,
-            finding.message
-        );
-        if let Some(fix) = &finding.fix {
-            println!("      {:<13} fix: {fix}", "");
-        }
-    }
-    let failures = findings
-        .iter()
-        .filter(|finding| finding.level == Level::Fail)
-        .count();
-    match failures {
-        0 => Ok(()),
-        n => Err(format!("{n} problems to fix")),
-    }
-}
-
-async fn rotate_key(database: &DatabaseArgs, keys: &KeyArgs) -> CommandResult {
-    let keys =
-        load_keys(keys, &database.data_dir, KeyFile::MustExist).map_err(|e| e.to_string())?;
-    let db = cli::database::open_database(database).await?;
-    println!(
-        "Sealing every secret under key {}; old keys given: {}.",
-        keys.key_id(),
-        match keys.old_key_ids() {
-            ids if ids.is_empty() => "none".to_owned(),
-            ids => ids.join(", "),
-        }
-    );
-    let report = portico::cli::key_rotation::rotate(&db, &keys)
-        .await
-        .map_err(|e| e.to_string())?;
-    for column in &report.columns {
-        let mut line = format!(
-            "{}.{}: {} re-encrypted, {} under key {}",
-            column.table, column.column, column.resealed, column.under_current_key, report.key_id
-        );
-        if column.changed_meanwhile > 0 {
-            line.push_str(&format!(
-                ", {} changed by Portico meanwhile",
-                column.changed_meanwhile
-            ));
-        }
-        if column.left_behind > 0 {
-            line.push_str(&format!(", {} still under an old key", column.left_behind));
-        }
-        println!("{line}");
-    }
-    match report.left_behind() {
-        0 => {
-            println!(
-                "No secret under an old key remains: remove the old keys \
-                 (PORTICO_OLD_SECRET_KEYS, or the further keys of secret.key)."
-            );
-            Ok(())
-        }
-        left => {
-            let why = if report.problems.is_empty() {
-                "sealed meanwhile by an instance that still seals with an old key".to_owned()
-            } else {
-                report
-                    .problems
-                    .iter()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            Err(format!(
-                "{left} secrets are still under an old key ({why}). Give every instance the \
-                 new key and any missing old keys, and run this again; keep the old keys \
-                 until then."
-            ))
-        }
-    }
 }

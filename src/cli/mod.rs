@@ -1,5 +1,6 @@
 //! Operator commands beside `portico serve`: migrations, backup and restore, tenants and
-//! users, checks and key rotation.
+//! users, checks and key rotation. Each prints what a person reads and returns
+//! [`CommandResult`]; `main` only parses the command line and dispatches.
 
 pub mod accounts;
 pub mod database;
