@@ -6,6 +6,7 @@ use std::path::Path;
 
 use url::{Host, Url};
 
+use crate::cli::CommandResult;
 use crate::clock::Clock;
 use crate::config::{KeyFile, MIN_METRICS_TOKEN_LEN, ServeArgs, load_keys};
 use crate::crypto::SecretKey;
@@ -65,6 +66,31 @@ impl Finding {
             message: message.into(),
             fix: Some(fix.into()),
         }
+    }
+}
+
+/// `portico doctor`: prints every finding, one line each with its fix below, and fails when
+/// any finding would keep Portico from starting or leave it unsafe.
+pub async fn run(args: &ServeArgs) -> CommandResult {
+    let findings = examine(args).await;
+    for finding in &findings {
+        println!(
+            "{:<4}  {:<13} {}",
+            finding.level.label(),
+            finding.topic,
+            finding.message
+        );
+        if let Some(fix) = &finding.fix {
+            println!("      {:<13} fix: {fix}", "");
+        }
+    }
+    let failures = findings
+        .iter()
+        .filter(|finding| finding.level == Level::Fail)
+        .count();
+    match failures {
+        0 => Ok(()),
+        n => Err(format!("{n} problems to fix")),
     }
 }
 

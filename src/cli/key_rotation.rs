@@ -4,6 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::cli::CommandResult;
+use crate::cli::database::open_database;
+use crate::config::{DatabaseArgs, KeyArgs, KeyFile, load_keys};
 use crate::crypto::Keyring;
 use crate::store::Db;
 use crate::store::sealed::{self, SEALED_COLUMNS, SealedColumn};
@@ -39,6 +42,65 @@ impl RotationReport {
     /// Values still sealed under a key other than the current one.
     pub fn left_behind(&self) -> i64 {
         self.columns.iter().map(|column| column.left_behind).sum()
+    }
+}
+
+/// `portico secrets rotate-key`: rotates and reports column by column; fails while any
+/// secret is still under an old key, so the operator keeps the old keys until none is.
+pub async fn run(database: &DatabaseArgs, keys: &KeyArgs) -> CommandResult {
+    let keys =
+        load_keys(keys, &database.data_dir, KeyFile::MustExist).map_err(|e| e.to_string())?;
+    let db = open_database(database).await?;
+    println!(
+        "Sealing every secret under key {}; old keys given: {}.",
+        keys.key_id(),
+        match keys.old_key_ids() {
+            ids if ids.is_empty() => "none".to_owned(),
+            ids => ids.join(", "),
+        }
+    );
+    let report = rotate(&db, &keys).await.map_err(|e| e.to_string())?;
+    for column in &report.columns {
+        let mut line = format!(
+            "{}.{}: {} re-encrypted, {} under key {}",
+            column.table, column.column, column.resealed, column.under_current_key, report.key_id
+        );
+        if column.changed_meanwhile > 0 {
+            line.push_str(&format!(
+                ", {} changed by Portico meanwhile",
+                column.changed_meanwhile
+            ));
+        }
+        if column.left_behind > 0 {
+            line.push_str(&format!(", {} still under an old key", column.left_behind));
+        }
+        println!("{line}");
+    }
+    match report.left_behind() {
+        0 => {
+            println!(
+                "No secret under an old key remains: remove the old keys \
+                 (PORTICO_OLD_SECRET_KEYS, or the further keys of secret.key)."
+            );
+            Ok(())
+        }
+        left => {
+            let why = if report.problems.is_empty() {
+                "sealed meanwhile by an instance that still seals with an old key".to_owned()
+            } else {
+                report
+                    .problems
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            Err(format!(
+                "{left} secrets are still under an old key ({why}). Give every instance the \
+                 new key and any missing old keys, and run this again; keep the old keys \
+                 until then."
+            ))
+        }
     }
 }
 
