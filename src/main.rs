@@ -411,8 +411,11 @@ async fn rotate_key(database: &DatabaseArgs, keys: &KeyArgs) -> CliResult {
         .map_err(|e| e.to_string())?;
     for column in &report.columns {
         let mut line = format!(
-            "{}.{}: {} re-encrypted, {} under key {}",
-            column.table, column.column, column.resealed, column.under_current_key, report.key_id
+            "{}: {} re-encrypted, {} under key {}",
+            column.name(),
+            column.resealed,
+            column.under_current_key,
+            report.key_id
         );
         if column.changed_meanwhile > 0 {
             line.push_str(&format!(

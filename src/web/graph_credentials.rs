@@ -28,9 +28,11 @@ use crate::microsoft::graph::MailboxAccess;
 use crate::microsoft::{Advice, CallError, MicrosoftError};
 use crate::services;
 use crate::services::graph_credentials::OpenedProof;
+use crate::store::certificates::{
+    self as stored_certificates, Owner, OwnerKind, Slot, new_certificate_id, private_key_context,
+};
 use crate::store::graph_credentials::{
-    self, Authentication, CredentialFields, GraphCredential, Slot, new_certificate_id,
-    new_credential_id, private_key_context, secret_context,
+    self, Authentication, CredentialFields, GraphCredential, new_credential_id, secret_context,
 };
 use crate::store::{SaveError, mailboxes};
 
@@ -356,7 +358,7 @@ fn seal_private_key(
 ) -> String {
     state.config.secret_key.seal(
         &generated.private_key,
-        &private_key_context(&ctx.tenant.id, certificate_id),
+        &private_key_context(&ctx.tenant.id, OwnerKind::GraphCredential, certificate_id),
     )
 }
 
@@ -419,8 +421,8 @@ async fn show_page(
 ) -> Result<ShowPage, AppError> {
     let now = state.clock.now();
     let view = |slot| async move {
-        let stored =
-            graph_credentials::certificate(&state.db, &ctx.tenant.id, &credential.id, slot).await?;
+        let owner = Owner::GraphCredential(&credential.id);
+        let stored = stored_certificates::get(&state.db, &ctx.tenant.id, owner, slot).await?;
         Ok::<_, AppError>(stored.map(|certificate| CertificateView::new(&certificate, now)))
     };
     Ok(ShowPage {
@@ -646,10 +648,10 @@ pub async fn renew_certificate(
     let certificate_id = new_certificate_id();
     let sealed = seal_private_key(&state, &ctx, &certificate_id, &generated);
     let next = new_certificate(&certificate_id, &sealed, &generated.certificate);
-    match graph_credentials::add_next_certificate(
+    match stored_certificates::add_next(
         &state.db,
         &ctx.tenant.id,
-        &id,
+        Owner::GraphCredential(&id),
         form.version,
         &next,
     )
@@ -684,7 +686,8 @@ pub async fn switch_certificate(
     Form(form): Form<VersionForm>,
 ) -> Result<Response, AppError> {
     let credential = load(&state, &ctx, &id).await?;
-    let next = graph_credentials::certificate(&state.db, &ctx.tenant.id, &id, Slot::Next)
+    let owner = Owner::GraphCredential(&id);
+    let next = stored_certificates::get(&state.db, &ctx.tenant.id, owner, Slot::Next)
         .await?
         .ok_or(AppError::NotFound)?;
     if form.version != credential.version {
@@ -709,13 +712,7 @@ pub async fn switch_certificate(
         page.switch_test = Some(outcome);
         return Ok(Rejected(page).into_response());
     }
-    match graph_credentials::switch_to_next_certificate(
-        &state.db,
-        &ctx.tenant.id,
-        &id,
-        form.version,
-    )
-    .await
+    match stored_certificates::switch_to_next(&state.db, &ctx.tenant.id, owner, form.version).await
     {
         Ok(()) => {}
         Err(SaveError::Stale) => {
@@ -755,7 +752,8 @@ pub async fn download_certificate(
 ) -> Result<Response, AppError> {
     let file = CertificateFile::parse(&file).ok_or(AppError::NotFound)?;
     let credential = load(&state, &ctx, &id).await?;
-    let stored = graph_credentials::certificate(&state.db, &ctx.tenant.id, &id, file.slot)
+    let owner = Owner::GraphCredential(&id);
+    let stored = stored_certificates::get(&state.db, &ctx.tenant.id, owner, file.slot)
         .await?
         .ok_or(AppError::NotFound)?;
     file.download(&stored, &credential.name)

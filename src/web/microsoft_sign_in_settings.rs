@@ -25,9 +25,11 @@ use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::{AppCredentials, ClientProof};
 use crate::microsoft::{Advice, CallError};
 use crate::store::SaveError;
+use crate::store::certificates::{
+    self as stored_certificates, Owner, OwnerKind, Slot, new_certificate_id, private_key_context,
+};
 use crate::store::microsoft_sign_in::{
-    self, CredentialChange, SecretChange, SettingsUpdate, SignInSettings, Slot, new_certificate_id,
-    private_key_context, secret_context,
+    self, CredentialChange, SecretChange, SettingsUpdate, SignInSettings, secret_context,
 };
 
 /// Certificates Portico generates are valid this long unless the admin chooses otherwise.
@@ -120,7 +122,9 @@ async fn page(
         if slot == Slot::Current && !uses_certificate {
             return Ok::<_, AppError>(None);
         }
-        let stored = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, slot).await?;
+        let stored =
+            stored_certificates::get(&state.db, &ctx.tenant.id, Owner::MicrosoftSignIn, slot)
+                .await?;
         Ok(stored.map(|certificate| CertificateView::new(&certificate, now)))
     };
     Ok(SettingsPage {
@@ -220,9 +224,14 @@ pub async fn save(
     let moves_to_certificate = method == Some(AuthMethod::Certificate) && !uses_certificate;
     let prepares = moves_to_certificate && has_secret;
     let next_waiting = prepares
-        && microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, Slot::Next)
-            .await?
-            .is_some();
+        && stored_certificates::get(
+            &state.db,
+            &ctx.tenant.id,
+            Owner::MicrosoftSignIn,
+            Slot::Next,
+        )
+        .await?
+        .is_some();
     // A certificate is generated only when the settings move to one, and not again while
     // the next one waits for the switch.
     let validity = if moves_to_certificate && !next_waiting {
@@ -374,7 +383,7 @@ fn seal_private_key(
 ) -> String {
     state.config.secret_key.seal(
         &generated.private_key,
-        &private_key_context(&ctx.tenant.id, certificate_id),
+        &private_key_context(&ctx.tenant.id, OwnerKind::MicrosoftSignIn, certificate_id),
     )
 }
 
@@ -530,8 +539,14 @@ pub async fn renew_certificate(
     let certificate_id = new_certificate_id();
     let sealed = seal_private_key(&state, &ctx, &certificate_id, &generated);
     let next = new_certificate(&certificate_id, &sealed, &generated.certificate);
-    match microsoft_sign_in::add_next_certificate(&state.db, &ctx.tenant.id, form.version, &next)
-        .await
+    match stored_certificates::add_next(
+        &state.db,
+        &ctx.tenant.id,
+        Owner::MicrosoftSignIn,
+        form.version,
+        &next,
+    )
+    .await
     {
         Ok(()) => {}
         Err(SaveError::Stale) => return changed_meanwhile_page(&state, &ctx).await,
@@ -566,16 +581,21 @@ pub async fn switch_certificate(
     Form(form): Form<VersionForm>,
 ) -> Result<Response, AppError> {
     let settings = saved_settings(&state, &ctx).await?;
-    let next = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, Slot::Next)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let next = stored_certificates::get(
+        &state.db,
+        &ctx.tenant.id,
+        Owner::MicrosoftSignIn,
+        Slot::Next,
+    )
+    .await?
+    .ok_or(AppError::NotFound)?;
     if form.version != settings.version {
         return changed_meanwhile_page(&state, &ctx).await;
     }
     if let Some(directory_id) = settings.directory_id {
         let private_key = state.config.secret_key.open(
             &next.private_key_sealed,
-            &private_key_context(&ctx.tenant.id, &next.id),
+            &private_key_context(&ctx.tenant.id, OwnerKind::MicrosoftSignIn, &next.id),
         )?;
         let certificate = CertificateInfo::read(&next.certificate_pem)?;
         let cache_key = format!("microsoft-sign-in/{}/{}", ctx.tenant.id.as_str(), next.id);
@@ -618,19 +638,29 @@ pub async fn switch_certificate(
             return Ok(Rejected(page).into_response());
         }
     }
-    let replaced = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, Slot::Current)
-        .await?
-        .map_or_else(
-            || {
-                settings
-                    .client_secret_sealed
-                    .as_ref()
-                    .map_or_else(String::new, |_| ", replacing the client secret".into())
-            },
-            |current| format!(", replacing certificate {}", current.thumbprint),
-        );
-    match microsoft_sign_in::switch_to_next_certificate(&state.db, &ctx.tenant.id, form.version)
-        .await
+    let replaced = stored_certificates::get(
+        &state.db,
+        &ctx.tenant.id,
+        Owner::MicrosoftSignIn,
+        Slot::Current,
+    )
+    .await?
+    .map_or_else(
+        || {
+            settings
+                .client_secret_sealed
+                .as_ref()
+                .map_or_else(String::new, |_| ", replacing the client secret".into())
+        },
+        |current| format!(", replacing certificate {}", current.thumbprint),
+    );
+    match stored_certificates::switch_to_next(
+        &state.db,
+        &ctx.tenant.id,
+        Owner::MicrosoftSignIn,
+        form.version,
+    )
+    .await
     {
         Ok(()) => {}
         Err(SaveError::Stale) => return changed_meanwhile_page(&state, &ctx).await,
@@ -660,8 +690,9 @@ pub async fn download_certificate(
     Path((_, file)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     let file = CertificateFile::parse(&file).ok_or(AppError::NotFound)?;
-    let stored = microsoft_sign_in::certificate(&state.db, &ctx.tenant.id, file.slot)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let stored =
+        stored_certificates::get(&state.db, &ctx.tenant.id, Owner::MicrosoftSignIn, file.slot)
+            .await?
+            .ok_or(AppError::NotFound)?;
     file.download(&stored, &format!("portico-sign-in-{}", ctx.tenant.slug))
 }
