@@ -19,6 +19,8 @@ const BATCH: i64 = 100;
 pub struct ColumnReport {
     pub table: &'static str,
     pub column: &'static str,
+    /// Whose rows of the column, when owners of several kinds share it.
+    pub rows: Option<&'static str>,
     /// Sealed again under the current key by this run.
     pub resealed: u64,
     /// Changed by Portico between reading and replacing (so already under the current key).
@@ -36,6 +38,16 @@ pub struct RotationReport {
     pub columns: Vec<ColumnReport>,
     /// Why values could not be opened, e.g. "sealed with key 1a2b3c4d, which was not given".
     pub problems: BTreeSet<String>,
+}
+
+impl ColumnReport {
+    /// `table.column`, after whose rows they are when the column is shared.
+    pub fn name(&self) -> String {
+        match self.rows {
+            Some(rows) => format!("{rows} {}.{}", self.table, self.column),
+            None => format!("{}.{}", self.table, self.column),
+        }
+    }
 }
 
 impl RotationReport {
@@ -62,8 +74,11 @@ pub async fn run(database: &DatabaseArgs, keys: &KeyArgs) -> CommandResult {
     let report = rotate(&db, &keys).await.map_err(|e| e.to_string())?;
     for column in &report.columns {
         let mut line = format!(
-            "{}.{}: {} re-encrypted, {} under key {}",
-            column.table, column.column, column.resealed, column.under_current_key, report.key_id
+            "{}: {} re-encrypted, {} under key {}",
+            column.name(),
+            column.resealed,
+            column.under_current_key,
+            report.key_id
         );
         if column.changed_meanwhile > 0 {
             line.push_str(&format!(
@@ -130,6 +145,7 @@ async fn reseal_column(
     let mut report = ColumnReport {
         table: column.table,
         column: column.column,
+        rows: column.rows.as_ref().map(|rows| rows.label),
         ..ColumnReport::default()
     };
     let mut after = String::new();

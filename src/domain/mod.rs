@@ -3,6 +3,7 @@
 
 mod alert;
 mod audit;
+mod certificate;
 mod fields;
 mod graph_credentials;
 mod mailbox;
@@ -14,6 +15,10 @@ mod user;
 
 pub use alert::{AlertSender, MAX_ALERT_RECIPIENTS, parse_alert_recipients, sending_route};
 pub use audit::AuditAction;
+pub use certificate::{
+    CertificateOnSave, CurrentProof, NextCertificateCheck, SecretOnSave, certificate_on_save,
+    may_switch, secret_on_save,
+};
 pub use fields::{FieldErrors, parse_name};
 pub use graph_credentials::{
     AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus,
@@ -29,3 +34,11 @@ pub use microsoft::{
 pub use oauth::{OAuthAuthority, OAuthPurpose, OAuthStatus};
 pub use tenant::{Slug, TenantName};
 pub use user::{DisplayName, EmailAddress, NewPassword, Role, UserStatus};
+
+/// How times read on every page and in the audit log: UTC, to the minute.
+pub fn format_time(at: time::OffsetDateTime) -> String {
+    at.format(time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute] UTC"
+    ))
+    .unwrap_or_default()
+}

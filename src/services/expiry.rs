@@ -9,7 +9,7 @@ use time::{Date, Duration, OffsetDateTime};
 use crate::app::App;
 use crate::domain::AuthMethod;
 use crate::domain::{ExpiryStatus, OAuthStatus};
-use crate::store::certificates::{Slot, StoredCertificate};
+use crate::store::certificates::{self, Owner, Slot, StoredCertificate};
 use crate::store::graph_credentials::{self, Authentication, GraphCredential};
 use crate::store::microsoft_sign_in;
 use crate::store::oauth_connections::{self, OAuthConnection};
@@ -186,7 +186,7 @@ pub async fn of_tenant(app: &App, tenant: &TenantId) -> Result<Vec<Expiring>, sq
         .await?
         .is_some_and(|settings| settings.auth_method == AuthMethod::Certificate);
     let sign_in_certificate = if uses_certificate {
-        microsoft_sign_in::certificate(&app.db, tenant, Slot::Current).await?
+        certificates::get(&app.db, tenant, Owner::MicrosoftSignIn, Slot::Current).await?
     } else {
         None
     };

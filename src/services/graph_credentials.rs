@@ -9,10 +9,10 @@ use crate::app::App;
 use crate::crypto::SealError;
 use crate::crypto::certificates::{CertificateError, CertificateInfo};
 use crate::microsoft::graph::{AppCredentials, ClientProof};
-use crate::store::graph_credentials::{
-    self, Authentication, GraphCredential, Slot, StoredCertificate, private_key_context,
-    secret_context,
+use crate::store::certificates::{
+    self, Owner, OwnerKind, Slot, StoredCertificate, private_key_context,
 };
+use crate::store::graph_credentials::{Authentication, GraphCredential, secret_context};
 use crate::store::tenants::TenantId;
 
 /// What proves a credential to Microsoft, opened from storage for one use.
@@ -50,7 +50,7 @@ impl OpenedProof {
     ) -> Result<Self, OpenError> {
         let private_key = app.config.secret_key.open(
             &stored.private_key_sealed,
-            &private_key_context(tenant, &stored.id),
+            &private_key_context(tenant, OwnerKind::GraphCredential, &stored.id),
         )?;
         Ok(Self::Certificate {
             private_key,
@@ -105,10 +105,10 @@ pub async fn open(
             cache_key: format!("{}/{}", credential.id, replaced_at.unix_timestamp()),
         }),
         Authentication::Certificate { .. } => {
-            let stored =
-                graph_credentials::certificate(&app.db, tenant, &credential.id, Slot::Current)
-                    .await?
-                    .ok_or(OpenError::NoCertificate)?;
+            let owner = Owner::GraphCredential(&credential.id);
+            let stored = certificates::get(&app.db, tenant, owner, Slot::Current)
+                .await?
+                .ok_or(OpenError::NoCertificate)?;
             OpenedProof::certificate(app, tenant, &credential.id, &stored)
         }
     }

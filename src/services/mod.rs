@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod certificate_lifecycle;
 pub mod expiry;
 pub mod fair_share;
 pub mod graph_credentials;

@@ -1,10 +1,12 @@
-//! What Graph credentials and Sign in with Microsoft store of a certificate Portico
-//! generated: the certificate (public), its sealed private key, and which one it is.
+//! The certificates Portico generates, in one table whoever owns them: a Graph credential,
+//! or the tenant's Sign in with Microsoft settings. Each row keeps the certificate (public),
+//! its sealed private key, and which one it is of its owner's.
 
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
-use super::{from_unix, new_id};
+use super::tenants::TenantId;
+use super::{Db, SaveError, found, from_unix, new_id};
 
 /// Which certificate: the one in use, or the one waiting to replace it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +22,85 @@ impl Slot {
             Self::Next => "next",
         }
     }
+}
+
+/// Whose certificate it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// The Graph credential with this id.
+    GraphCredential(&'a str),
+    /// The tenant's Sign in with Microsoft settings.
+    MicrosoftSignIn,
+}
+
+/// What kind of owner a certificate has: part of what its private key is sealed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OwnerKind {
+    GraphCredential,
+    MicrosoftSignIn,
+}
+
+impl<'a> Owner<'a> {
+    pub fn kind(self) -> OwnerKind {
+        match self {
+            Self::GraphCredential(_) => OwnerKind::GraphCredential,
+            Self::MicrosoftSignIn => OwnerKind::MicrosoftSignIn,
+        }
+    }
+
+    /// The certificates' column naming this owner.
+    fn column(self) -> &'static str {
+        match self {
+            Self::GraphCredential(_) => "graph_credential_id",
+            Self::MicrosoftSignIn => "microsoft_sign_in_tenant_id",
+        }
+    }
+
+    /// The owner's key: the credential's id, or the tenant's for its sign-in settings.
+    fn key<'k>(self, tenant: &'k TenantId) -> &'k str
+    where
+        'a: 'k,
+    {
+        match self {
+            Self::GraphCredential(id) => id,
+            Self::MicrosoftSignIn => tenant.as_str(),
+        }
+    }
+
+    /// The owner's own table and the column its key is in.
+    fn table(self) -> (&'static str, &'static str) {
+        match self {
+            Self::GraphCredential(_) => ("graph_credentials", "id"),
+            Self::MicrosoftSignIn => ("microsoft_sign_in", "tenant_id"),
+        }
+    }
+
+    /// What switching to a certificate sets in the owner's row, besides its version: it
+    /// signs with the certificate from now on and its client secret goes (and a Graph
+    /// credential's last test, which was made with what it replaces).
+    fn switched(self) -> &'static str {
+        match self {
+            Self::GraphCredential(_) => {
+                "auth_method = 'certificate', client_secret_sealed = NULL, \
+                 secret_expires_on = NULL, secret_replaced_at = NULL, last_test_at = NULL, \
+                 last_test_ok = NULL, last_test_summary = NULL,"
+            }
+            Self::MicrosoftSignIn => {
+                "auth_method = 'certificate', client_secret_sealed = NULL, \
+                 secret_replaced_at = NULL,"
+            }
+        }
+    }
+}
+
+/// What the sealed private key of a certificate is bound to. The kind of owner is part of
+/// it, worded as when each kind had a table of its own: sealed keys moved unchanged.
+pub fn private_key_context(tenant: &TenantId, kind: OwnerKind, certificate_id: &str) -> String {
+    let kind = match kind {
+        OwnerKind::GraphCredential => "graph-credential",
+        OwnerKind::MicrosoftSignIn => "microsoft-sign-in",
+    };
+    format!("{kind}/private-key/{}/{certificate_id}", tenant.as_str())
 }
 
 /// A certificate as stored: public, but for its sealed private key.
@@ -56,4 +137,156 @@ pub struct NewCertificate<'a> {
 /// A new certificate's id, known before saving so its private key can be sealed to it.
 pub fn new_certificate_id() -> String {
     new_id()
+}
+
+/// One certificate of an owner of the tenant.
+pub async fn get(
+    db: &Db,
+    tenant: &TenantId,
+    owner: Owner<'_>,
+    slot: Slot,
+) -> Result<Option<StoredCertificate>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT id, private_key_sealed, certificate_pem, thumbprint, not_before, not_after \
+         FROM certificates WHERE tenant_id = $1 AND {} = $2 AND slot = $3",
+        owner.column()
+    ))
+    .bind(tenant.as_str())
+    .bind(owner.key(tenant))
+    .bind(slot.as_str())
+    .fetch_optional(db.pool())
+    .await
+}
+
+pub(super) async fn insert(
+    connection: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    owner: Owner<'_>,
+    slot: Slot,
+    certificate: &NewCertificate<'_>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO certificates (id, tenant_id, {}, slot, private_key_sealed, \
+         certificate_pem, thumbprint, not_before, not_after, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        owner.column()
+    ))
+    .bind(certificate.id)
+    .bind(tenant.as_str())
+    .bind(owner.key(tenant))
+    .bind(slot.as_str())
+    .bind(certificate.private_key_sealed)
+    .bind(certificate.certificate_pem)
+    .bind(&certificate.thumbprint)
+    .bind(certificate.not_before.unix_timestamp())
+    .bind(certificate.not_after.unix_timestamp())
+    .bind(now)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Deletes the owner's certificate in `slot`, or all of them.
+pub(super) async fn delete(
+    connection: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    owner: Owner<'_>,
+    slot: Option<Slot>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "DELETE FROM certificates WHERE tenant_id = $1 AND {} = $2 AND ($3 IS NULL OR slot = $3)",
+        owner.column()
+    ))
+    .bind(tenant.as_str())
+    .bind(owner.key(tenant))
+    .bind(slot.map(Slot::as_str))
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Moves the owner's row from `version` to the next one inside `tx`, setting `also` (SQL
+/// assignments ending in a comma) too: `Stale` if someone saved it since the admin's page
+/// was loaded.
+async fn bump_owner_version(
+    tx: &mut sqlx::AnyConnection,
+    tenant: &TenantId,
+    owner: Owner<'_>,
+    version: i64,
+    also: &str,
+    now: i64,
+) -> Result<(), SaveError> {
+    let (table, key_column) = owner.table();
+    let updated = sqlx::query(&format!(
+        "UPDATE {table} SET {also} updated_at = $1, version = version + 1 \
+         WHERE tenant_id = $2 AND {key_column} = $3 AND version = $4"
+    ))
+    .bind(now)
+    .bind(tenant.as_str())
+    .bind(owner.key(tenant))
+    .bind(version)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 1 {
+        return Ok(());
+    }
+    let still_there: i64 = sqlx::query_scalar(&format!(
+        "SELECT COUNT(*) FROM {table} WHERE tenant_id = $1 AND {key_column} = $2"
+    ))
+    .bind(tenant.as_str())
+    .bind(owner.key(tenant))
+    .fetch_one(&mut *tx)
+    .await?;
+    Err(if still_there > 0 {
+        SaveError::Stale
+    } else {
+        SaveError::NotFound
+    })
+}
+
+/// Stores the certificate that is to replace the owner's current one (or its client
+/// secret), replacing a previous one not switched to yet, for the owner as loaded at
+/// `version`. The owner keeps working as before until [`switch_to_next`].
+pub async fn add_next(
+    db: &Db,
+    tenant: &TenantId,
+    owner: Owner<'_>,
+    version: i64,
+    certificate: &NewCertificate<'_>,
+) -> Result<(), SaveError> {
+    let now = db.unix_now();
+    let mut tx = db.pool().begin().await?;
+    bump_owner_version(&mut tx, tenant, owner, version, "", now).await?;
+    delete(&mut tx, tenant, owner, Some(Slot::Next)).await?;
+    insert(&mut tx, tenant, owner, Slot::Next, certificate, now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Makes the next certificate the one the owner signs with, and drops the certificate or
+/// the client secret it replaces: all at once, or nothing.
+pub async fn switch_to_next(
+    db: &Db,
+    tenant: &TenantId,
+    owner: Owner<'_>,
+    version: i64,
+) -> Result<(), SaveError> {
+    let now = db.unix_now();
+    let mut tx = db.pool().begin().await?;
+    bump_owner_version(&mut tx, tenant, owner, version, owner.switched(), now).await?;
+    delete(&mut tx, tenant, owner, Some(Slot::Current)).await?;
+    let switched = sqlx::query(&format!(
+        "UPDATE certificates SET slot = 'current' \
+         WHERE tenant_id = $1 AND {} = $2 AND slot = 'next'",
+        owner.column()
+    ))
+    .bind(tenant.as_str())
+    .bind(owner.key(tenant))
+    .execute(&mut *tx)
+    .await?;
+    // Without a next certificate there is nothing to switch to: roll everything back.
+    found(switched.rows_affected())?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -1,11 +1,11 @@
-//! The tenant's Microsoft Graph credentials (External APIs), and the certificates of those
-//! that authenticate with one.
+//! The tenant's Microsoft Graph credentials (External APIs). The certificates of those that
+//! authenticate with one are in `certificates`.
 
 use sqlx::FromRow;
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
-pub use super::certificates::{NewCertificate, Slot, StoredCertificate, new_certificate_id};
+use super::certificates::{self, NewCertificate, Owner, Slot};
 use super::tenants::TenantId;
 use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version};
 use crate::domain::{AuthMethod, ClientId, Cloud, CredentialName};
@@ -78,14 +78,6 @@ pub struct CredentialFields {
 pub fn secret_context(tenant: &TenantId, credential_id: &str) -> String {
     format!(
         "graph-credential/client-secret/{}/{credential_id}",
-        tenant.as_str()
-    )
-}
-
-/// What the sealed private key of a certificate is bound to.
-pub fn private_key_context(tenant: &TenantId, certificate_id: &str) -> String {
-    format!(
-        "graph-credential/private-key/{}/{certificate_id}",
         tenant.as_str()
     )
 }
@@ -175,8 +167,8 @@ const COLUMNS: &str = "g.id, g.name, g.client_id, g.directory, g.directory_id, g
      c.thumbprint AS certificate_thumbprint, c.not_after AS certificate_not_after, \
      g.last_test_at, g.last_test_ok, g.last_test_summary, g.version";
 
-const FROM: &str = "graph_credentials g LEFT JOIN graph_credential_certificates c \
-     ON c.credential_id = g.id AND c.slot = 'current'";
+const FROM: &str = "graph_credentials g LEFT JOIN certificates c \
+     ON c.tenant_id = g.tenant_id AND c.graph_credential_id = g.id AND c.slot = 'current'";
 
 fn date_text(date: Date) -> String {
     format!(
@@ -224,7 +216,7 @@ pub async fn count_by_expiry(
            UNION ALL \
            SELECT CASE WHEN not_after < $3 THEN 1 ELSE 0 END, \
                   CASE WHEN not_after >= $3 AND not_after < $4 THEN 1 ELSE 0 END \
-           FROM graph_credential_certificates WHERE slot = 'current' \
+           FROM certificates WHERE graph_credential_id IS NOT NULL AND slot = 'current' \
          ) counted",
     )
     .bind(date_text(today))
@@ -384,34 +376,6 @@ pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<(), SaveErro
     found(deleted.rows_affected())
 }
 
-async fn insert_certificate(
-    connection: &mut sqlx::AnyConnection,
-    tenant: &TenantId,
-    credential_id: &str,
-    slot: Slot,
-    certificate: &NewCertificate<'_>,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO graph_credential_certificates (id, tenant_id, credential_id, slot, \
-         private_key_sealed, certificate_pem, thumbprint, not_before, not_after, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(certificate.id)
-    .bind(tenant.as_str())
-    .bind(credential_id)
-    .bind(slot.as_str())
-    .bind(certificate.private_key_sealed)
-    .bind(certificate.certificate_pem)
-    .bind(&certificate.thumbprint)
-    .bind(certificate.not_before.unix_timestamp())
-    .bind(certificate.not_after.unix_timestamp())
-    .bind(now)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
 /// Creates a credential that authenticates with `certificate`, both or neither.
 pub async fn create_with_certificate(
     db: &Db,
@@ -438,120 +402,15 @@ pub async fn create_with_certificate(
     .execute(&mut *tx)
     .await
     .map_err(save_error)?;
-    insert_certificate(&mut tx, tenant, id, Slot::Current, certificate, now).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// One certificate of a credential of the tenant.
-pub async fn certificate(
-    db: &Db,
-    tenant: &TenantId,
-    credential_id: &str,
-    slot: Slot,
-) -> Result<Option<StoredCertificate>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, private_key_sealed, certificate_pem, thumbprint, not_before, not_after \
-         FROM graph_credential_certificates \
-         WHERE tenant_id = $1 AND credential_id = $2 AND slot = $3",
-    )
-    .bind(tenant.as_str())
-    .bind(credential_id)
-    .bind(slot.as_str())
-    .fetch_optional(db.pool())
-    .await
-}
-
-/// Moves the credential from `version` to the next one inside `tx`: `Stale` if someone
-/// saved it since the admin's page was loaded.
-async fn bump_version(
-    tx: &mut sqlx::AnyConnection,
-    tenant: &TenantId,
-    id: &str,
-    version: i64,
-    also_set: &str,
-    now: i64,
-) -> Result<(), SaveError> {
-    let updated = sqlx::query(&format!(
-        "UPDATE graph_credentials SET {also_set} updated_at = $1, version = version + 1 \
-         WHERE tenant_id = $2 AND id = $3 AND version = $4"
-    ))
-    .bind(now)
-    .bind(tenant.as_str())
-    .bind(id)
-    .bind(version)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 1 {
-        return Ok(());
-    }
-    saved_at_version(&mut *tx, "graph_credentials", tenant, id, 0).await
-}
-
-/// Stores the certificate that is to replace the current one (or, for a client-secret
-/// credential, the secret), replacing a previous one not switched to yet. The credential
-/// keeps working as before until [`switch_to_next_certificate`].
-pub async fn add_next_certificate(
-    db: &Db,
-    tenant: &TenantId,
-    credential_id: &str,
-    version: i64,
-    certificate: &NewCertificate<'_>,
-) -> Result<(), SaveError> {
-    let now = db.unix_now();
-    let mut tx = db.pool().begin().await?;
-    bump_version(&mut tx, tenant, credential_id, version, "", now).await?;
-    sqlx::query(
-        "DELETE FROM graph_credential_certificates \
-         WHERE tenant_id = $1 AND credential_id = $2 AND slot = 'next'",
-    )
-    .bind(tenant.as_str())
-    .bind(credential_id)
-    .execute(&mut *tx)
-    .await?;
-    insert_certificate(&mut tx, tenant, credential_id, Slot::Next, certificate, now).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Makes the next certificate the one Portico signs with, drops the one it replaces (or
-/// the client secret) and forgets the last test: all at once, or nothing.
-pub async fn switch_to_next_certificate(
-    db: &Db,
-    tenant: &TenantId,
-    credential_id: &str,
-    version: i64,
-) -> Result<(), SaveError> {
-    let mut tx = db.pool().begin().await?;
-    bump_version(
+    certificates::insert(
         &mut tx,
         tenant,
-        credential_id,
-        version,
-        "auth_method = 'certificate', client_secret_sealed = NULL, secret_expires_on = NULL, \
-         secret_replaced_at = NULL, last_test_at = NULL, last_test_ok = NULL, \
-         last_test_summary = NULL,",
-        db.unix_now(),
+        Owner::GraphCredential(id),
+        Slot::Current,
+        certificate,
+        now,
     )
     .await?;
-    sqlx::query(
-        "DELETE FROM graph_credential_certificates \
-         WHERE tenant_id = $1 AND credential_id = $2 AND slot = 'current'",
-    )
-    .bind(tenant.as_str())
-    .bind(credential_id)
-    .execute(&mut *tx)
-    .await?;
-    let switched = sqlx::query(
-        "UPDATE graph_credential_certificates SET slot = 'current' \
-         WHERE tenant_id = $1 AND credential_id = $2 AND slot = 'next'",
-    )
-    .bind(tenant.as_str())
-    .bind(credential_id)
-    .execute(&mut *tx)
-    .await?;
-    // Without a next certificate there is nothing to switch to: roll everything back.
-    found(switched.rows_affected())?;
     tx.commit().await?;
     Ok(())
 }

@@ -4,9 +4,9 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-pub use super::certificates::{NewCertificate, Slot, StoredCertificate, new_certificate_id};
+use super::certificates::{self, NewCertificate, Owner, Slot};
 use super::tenants::TenantId;
-use super::{Db, SaveError, found, from_unix};
+use super::{Db, SaveError, from_unix};
 use crate::domain::{AuthMethod, ClientId, Cloud};
 
 #[derive(Debug, Clone)]
@@ -55,21 +55,13 @@ pub enum CredentialChange<'a> {
     /// Signs with this new certificate from now on: the client secret goes.
     UseCertificate(NewCertificate<'a>),
     /// Stores this certificate as the next one, replacing one not switched to yet: sign-in
-    /// keeps its client secret until [`switch_to_next_certificate`].
+    /// keeps its client secret until [`certificates::switch_to_next`].
     AddNextCertificate(NewCertificate<'a>),
 }
 
 /// What the sealed client secret is bound to: it opens for this tenant's setting only.
 pub fn secret_context(tenant: &TenantId) -> String {
     format!("microsoft-sign-in/client-secret/{}", tenant.as_str())
-}
-
-/// What the sealed private key of a sign-in certificate is bound to.
-pub fn private_key_context(tenant: &TenantId, certificate_id: &str) -> String {
-    format!(
-        "microsoft-sign-in/private-key/{}/{certificate_id}",
-        tenant.as_str()
-    )
 }
 
 #[derive(FromRow)]
@@ -189,153 +181,21 @@ pub async fn save(
     if saved.rows_affected() == 0 {
         return Err(SaveError::Stale);
     }
+    let owner = Owner::MicrosoftSignIn;
     match &update.credential {
         CredentialChange::Keep => {}
         CredentialChange::UseClientSecret => {
-            delete_certificates(&mut tx, tenant, None).await?;
+            certificates::delete(&mut tx, tenant, owner, None).await?;
         }
         CredentialChange::UseCertificate(certificate) => {
-            delete_certificates(&mut tx, tenant, None).await?;
-            insert_certificate(&mut tx, tenant, Slot::Current, certificate, now).await?;
+            certificates::delete(&mut tx, tenant, owner, None).await?;
+            certificates::insert(&mut tx, tenant, owner, Slot::Current, certificate, now).await?;
         }
         CredentialChange::AddNextCertificate(certificate) => {
-            delete_certificates(&mut tx, tenant, Some(Slot::Next)).await?;
-            insert_certificate(&mut tx, tenant, Slot::Next, certificate, now).await?;
+            certificates::delete(&mut tx, tenant, owner, Some(Slot::Next)).await?;
+            certificates::insert(&mut tx, tenant, owner, Slot::Next, certificate, now).await?;
         }
     }
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Deletes the tenant's sign-in certificate in `slot`, or all of them.
-async fn delete_certificates(
-    connection: &mut sqlx::AnyConnection,
-    tenant: &TenantId,
-    slot: Option<Slot>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "DELETE FROM microsoft_sign_in_certificates \
-         WHERE tenant_id = $1 AND ($2 IS NULL OR slot = $2)",
-    )
-    .bind(tenant.as_str())
-    .bind(slot.map(Slot::as_str))
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
-async fn insert_certificate(
-    connection: &mut sqlx::AnyConnection,
-    tenant: &TenantId,
-    slot: Slot,
-    certificate: &NewCertificate<'_>,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO microsoft_sign_in_certificates (id, tenant_id, slot, private_key_sealed, \
-         certificate_pem, thumbprint, not_before, not_after, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(certificate.id)
-    .bind(tenant.as_str())
-    .bind(slot.as_str())
-    .bind(certificate.private_key_sealed)
-    .bind(certificate.certificate_pem)
-    .bind(&certificate.thumbprint)
-    .bind(certificate.not_before.unix_timestamp())
-    .bind(certificate.not_after.unix_timestamp())
-    .bind(now)
-    .execute(&mut *connection)
-    .await?;
-    Ok(())
-}
-
-/// One of the tenant's sign-in certificates.
-pub async fn certificate(
-    db: &Db,
-    tenant: &TenantId,
-    slot: Slot,
-) -> Result<Option<StoredCertificate>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, private_key_sealed, certificate_pem, thumbprint, not_before, not_after \
-         FROM microsoft_sign_in_certificates WHERE tenant_id = $1 AND slot = $2",
-    )
-    .bind(tenant.as_str())
-    .bind(slot.as_str())
-    .fetch_optional(db.pool())
-    .await
-}
-
-/// Moves the settings from `version` to the next one inside `tx`, setting `also` (SQL
-/// assignments ending in a comma) too: `Stale` if someone saved them since the admin's page
-/// was loaded.
-async fn bump_certificate_version(
-    tx: &mut sqlx::AnyConnection,
-    tenant: &TenantId,
-    version: i64,
-    also: &str,
-    now: i64,
-) -> Result<(), SaveError> {
-    let updated = sqlx::query(&format!(
-        "UPDATE microsoft_sign_in SET {also} updated_at = $1, version = version + 1 \
-         WHERE tenant_id = $2 AND version = $3"
-    ))
-    .bind(now)
-    .bind(tenant.as_str())
-    .bind(version)
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(SaveError::Stale)
-    }
-}
-
-/// Stores the certificate that is to replace the current one, replacing a previous one not
-/// switched to yet. Sign-in keeps using the current one (or the client secret) until
-/// [`switch_to_next_certificate`].
-pub async fn add_next_certificate(
-    db: &Db,
-    tenant: &TenantId,
-    version: i64,
-    certificate: &NewCertificate<'_>,
-) -> Result<(), SaveError> {
-    let now = db.unix_now();
-    let mut tx = db.pool().begin().await?;
-    bump_certificate_version(&mut tx, tenant, version, "", now).await?;
-    delete_certificates(&mut tx, tenant, Some(Slot::Next)).await?;
-    insert_certificate(&mut tx, tenant, Slot::Next, certificate, now).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-/// Makes the next certificate the one sign-in signs with and drops the certificate or the
-/// client secret it replaces: all at once, or nothing.
-pub async fn switch_to_next_certificate(
-    db: &Db,
-    tenant: &TenantId,
-    version: i64,
-) -> Result<(), SaveError> {
-    let mut tx = db.pool().begin().await?;
-    bump_certificate_version(
-        &mut tx,
-        tenant,
-        version,
-        "auth_method = 'certificate', client_secret_sealed = NULL, secret_replaced_at = NULL,",
-        db.unix_now(),
-    )
-    .await?;
-    delete_certificates(&mut tx, tenant, Some(Slot::Current)).await?;
-    let switched = sqlx::query(
-        "UPDATE microsoft_sign_in_certificates SET slot = 'current' \
-         WHERE tenant_id = $1 AND slot = 'next'",
-    )
-    .bind(tenant.as_str())
-    .execute(&mut *tx)
-    .await?;
-    // Without a next certificate there is nothing to switch to: roll everything back.
-    found(switched.rows_affected())?;
     tx.commit().await?;
     Ok(())
 }

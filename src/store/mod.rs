@@ -545,7 +545,7 @@ mod tests {
                 .is_foreign_key_violation()
         );
         let orphan = sqlx::query(
-            "INSERT INTO graph_credential_certificates (id, tenant_id, credential_id, slot, \
+            "INSERT INTO certificates (id, tenant_id, graph_credential_id, slot, \
              private_key_sealed, certificate_pem, thumbprint, not_before, not_after, created_at) \
              VALUES ('c1', 't1', 'nothing', 'current', 'v1.x', 'pem', 'AB', 0, 1, 0)",
         )

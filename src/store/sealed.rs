@@ -5,14 +5,17 @@ use std::marker::PhantomData;
 
 use secrecy::SecretString;
 
+use super::certificates::{self, OwnerKind};
 use super::tenants::TenantId;
 use super::{Db, graph_credentials, mailboxes, microsoft_sign_in, oauth_connections};
 use crate::crypto::{Keyring, SealError};
 
-/// One column of sealed values.
+/// One column of sealed values, or of those rows of it whose values share one context.
 pub struct SealedColumn {
     pub table: &'static str,
     pub column: &'static str,
+    /// Which rows, when the column holds values sealed to contexts of different kinds.
+    pub rows: Option<SealedRows>,
     /// The column that names a row within its tenant (`id`, or `tenant_id` for one-per-tenant
     /// settings).
     key_column: &'static str,
@@ -20,9 +23,20 @@ pub struct SealedColumn {
     context: fn(&TenantId, &str) -> String,
 }
 
+/// A part of a column: what people call it, and the SQL condition that selects it.
+pub struct SealedRows {
+    pub label: &'static str,
+    condition: &'static str,
+}
+
 impl SealedColumn {
     pub fn context(&self, tenant: &TenantId, row_key: &str) -> String {
         (self.context)(tenant, row_key)
+    }
+
+    /// The SQL condition selecting this column's rows.
+    fn rows_condition(&self) -> &'static str {
+        self.rows.as_ref().map_or("TRUE", |rows| rows.condition)
     }
 }
 
@@ -30,53 +44,75 @@ fn sign_in_secret(tenant: &TenantId, _: &str) -> String {
     microsoft_sign_in::secret_context(tenant)
 }
 
+fn sign_in_private_key(tenant: &TenantId, id: &str) -> String {
+    certificates::private_key_context(tenant, OwnerKind::MicrosoftSignIn, id)
+}
+
+fn graph_private_key(tenant: &TenantId, id: &str) -> String {
+    certificates::private_key_context(tenant, OwnerKind::GraphCredential, id)
+}
+
 /// All of them. A new sealed column belongs here, or a key rotation would leave it behind.
 pub const SEALED_COLUMNS: [SealedColumn; 8] = [
     SealedColumn {
         table: "microsoft_sign_in",
         column: "client_secret_sealed",
+        rows: None,
         key_column: "tenant_id",
         context: sign_in_secret,
     },
     SealedColumn {
-        table: "microsoft_sign_in_certificates",
+        table: "certificates",
         column: "private_key_sealed",
+        rows: Some(SealedRows {
+            label: "Sign in with Microsoft's",
+            condition: "microsoft_sign_in_tenant_id IS NOT NULL",
+        }),
         key_column: "id",
-        context: microsoft_sign_in::private_key_context,
+        context: sign_in_private_key,
     },
     SealedColumn {
         table: "graph_credentials",
         column: "client_secret_sealed",
+        rows: None,
         key_column: "id",
         context: graph_credentials::secret_context,
     },
     SealedColumn {
-        table: "graph_credential_certificates",
+        table: "certificates",
         column: "private_key_sealed",
+        rows: Some(SealedRows {
+            label: "Graph credentials'",
+            condition: "graph_credential_id IS NOT NULL",
+        }),
         key_column: "id",
-        context: graph_credentials::private_key_context,
+        context: graph_private_key,
     },
     SealedColumn {
         table: "mailboxes",
         column: "password_sealed",
+        rows: None,
         key_column: "id",
         context: Sealed::<mailboxes::MailboxPassword>::context,
     },
     SealedColumn {
         table: "oauth_connections",
         column: "client_secret_sealed",
+        rows: None,
         key_column: "id",
         context: Sealed::<oauth_connections::ConnectionClientSecret>::context,
     },
     SealedColumn {
         table: "oauth_connections",
         column: "refresh_token_sealed",
+        rows: None,
         key_column: "id",
         context: Sealed::<oauth_connections::RefreshToken>::context,
     },
     SealedColumn {
         table: "oauth_connections",
         column: "access_token_sealed",
+        rows: None,
         key_column: "id",
         context: Sealed::<oauth_connections::AccessToken>::context,
     },
@@ -98,6 +134,7 @@ pub async fn not_under(
     after: &str,
     limit: i64,
 ) -> Result<Vec<SealedValue>, sqlx::Error> {
+    let selected = column.rows_condition();
     let SealedColumn {
         table,
         column,
@@ -106,7 +143,7 @@ pub async fn not_under(
     } = column;
     let rows: Vec<(String, String, String)> = sqlx::query_as(&format!(
         "SELECT tenant_id, {key_column}, {column} FROM {table} \
-         WHERE {column} IS NOT NULL AND {column} NOT LIKE $1 AND {key_column} > $2 \
+         WHERE {column} IS NOT NULL AND {column} NOT LIKE $1 AND {key_column} > $2 AND {selected} \
          ORDER BY {key_column} LIMIT $3"
     ))
     .bind(format!("{prefix}%"))
@@ -130,10 +167,11 @@ pub async fn count_by_prefix(
     column: &SealedColumn,
     prefix: &str,
 ) -> Result<(i64, i64), sqlx::Error> {
+    let selected = column.rows_condition();
     let SealedColumn { table, column, .. } = column;
     let (under, not_under): (i64, i64) = sqlx::query_as(&format!(
         "SELECT COUNT(CASE WHEN {column} LIKE $1 THEN 1 END), \
-         COUNT(CASE WHEN {column} NOT LIKE $1 THEN 1 END) FROM {table}"
+         COUNT(CASE WHEN {column} NOT LIKE $1 THEN 1 END) FROM {table} WHERE {selected}"
     ))
     .bind(format!("{prefix}%"))
     .fetch_one(db.pool())

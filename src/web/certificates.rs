@@ -1,51 +1,29 @@
 //! What External APIs and the Sign in with Microsoft settings share about the certificates
-//! Portico generates: making one, showing it, what the audit log says, and the download.
+//! Portico generates: who asks for one, showing it, and the download. Their lifecycle is
+//! `services::certificate_lifecycle`.
+
+use std::net::IpAddr;
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use super::error::AppError;
+use super::extract::TenantCtx;
 use super::format_time;
-use crate::app::App;
-use crate::crypto::certificates::{self, CertificateInfo, GeneratedCertificate};
+use crate::crypto::certificates::CertificateInfo;
 use crate::domain::ExpiryStatus;
-use crate::store::certificates::{NewCertificate, Slot, StoredCertificate};
+use crate::services::certificate_lifecycle::Admin;
+use crate::store::certificates::{Slot, StoredCertificate};
 
-/// A new key pair and certificate named `CN=<common_name>`, valid from now, generated on
-/// the blocking pool.
-pub(super) async fn generate(
-    state: &App,
-    common_name: String,
-    valid_for: Duration,
-) -> Result<GeneratedCertificate, AppError> {
-    Ok(certificates::generate_in_background(common_name, state.clock.now(), valid_for).await?)
-}
-
-/// What the store keeps of a generated certificate whose private key is sealed to `id`.
-pub(super) fn new_certificate<'a>(
-    id: &'a str,
-    private_key_sealed: &'a str,
-    certificate: &'a CertificateInfo,
-) -> NewCertificate<'a> {
-    NewCertificate {
-        id,
-        private_key_sealed,
-        certificate_pem: certificate.pem(),
-        thumbprint: certificate.thumbprint(),
-        not_before: certificate.not_before,
-        not_after: certificate.not_after,
+/// The admin of `ctx` as the certificate lifecycle audits them.
+pub(super) fn admin(ctx: &TenantCtx, ip: IpAddr) -> Admin<'_> {
+    Admin {
+        tenant: &ctx.tenant,
+        user: &ctx.user,
+        ip,
     }
-}
-
-/// What the audit log says about a certificate: never its key, only what Azure shows.
-pub(super) fn certificate_detail(certificate: &CertificateInfo) -> String {
-    format!(
-        "certificate {} valid until {}",
-        certificate.thumbprint(),
-        format_time(certificate.not_after)
-    )
 }
 
 /// A certificate as the page shows it, to compare with Azure's list.

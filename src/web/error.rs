@@ -158,6 +158,17 @@ impl From<crate::services::mailboxes::TestError> for AppError {
     }
 }
 
+impl From<crate::services::certificate_lifecycle::LifecycleError> for AppError {
+    fn from(err: crate::services::certificate_lifecycle::LifecycleError) -> Self {
+        use crate::services::certificate_lifecycle::LifecycleError;
+        match err {
+            LifecycleError::Save(err) => err.into(),
+            LifecycleError::Database(err) => err.into(),
+            other => Self::Internal(Box::new(other)),
+        }
+    }
+}
+
 /// How long a client told `Busy` should wait: a full hashing queue is worked off in about
 /// two seconds.
 const BUSY_RETRY_AFTER_SECONDS: &str = "5";

@@ -9,15 +9,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use time::{Date, Duration};
 
-use super::certificates::{
-    self, CertificateFile, CertificateView, RenewForm, VersionForm, certificate_detail,
-    new_certificate,
-};
+use super::certificates::{CertificateFile, CertificateView, RenewForm, VersionForm, admin};
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
-use crate::crypto::certificates::GeneratedCertificate;
 use crate::domain::{
     AuditAction, AuthMethod, CERTIFICATE_VALIDITY_MONTHS, ClientId, Cloud, CredentialName,
     DirectoryId, ExpiryStatus, FieldErrors, REQUIRED_ROLES, RoleReview, parse_certificate_validity,
@@ -27,10 +23,12 @@ use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
 use crate::microsoft::{Advice, CallError, MicrosoftError};
 use crate::services;
-use crate::services::graph_credentials::OpenedProof;
+use crate::services::certificate_lifecycle::{
+    self, CertificateOwner, LifecycleError, Switch, graph_credential_common_name,
+};
+use crate::store::certificates::{self, Owner, OwnerKind, Slot};
 use crate::store::graph_credentials::{
-    self, Authentication, CredentialFields, GraphCredential, Slot, new_certificate_id,
-    new_credential_id, private_key_context, secret_context,
+    self, Authentication, CredentialFields, GraphCredential, new_credential_id, secret_context,
 };
 use crate::store::{SaveError, mailboxes};
 
@@ -251,6 +249,73 @@ fn parse_secret(
     Some((secret?, expires_on?))
 }
 
+/// How a new credential proves itself: the secret typed and its expiry, or a certificate
+/// Portico generates, valid this long.
+enum NewProof {
+    Secret(SecretString, Date),
+    Certificate(Duration),
+}
+
+fn parse_new_proof(form: &mut CredentialForm, errors: &mut FieldErrors) -> Option<NewProof> {
+    // A form without the choice (a page from before certificates) adds a client secret.
+    let method = if form.auth_method.is_empty() {
+        Some(AuthMethod::ClientSecret)
+    } else {
+        errors.check("auth_method", AuthMethod::parse(&form.auth_method))
+    };
+    match method? {
+        AuthMethod::ClientSecret => {
+            parse_secret(form, errors).map(|(secret, date)| NewProof::Secret(secret, date))
+        }
+        AuthMethod::Certificate => errors
+            .check(
+                "valid_months",
+                parse_certificate_validity(&form.valid_months),
+            )
+            .map(NewProof::Certificate),
+    }
+}
+
+/// Stores the new credential `id` with its proof sealed to it; with what the audit log says
+/// of the proof.
+async fn store_new(
+    state: &App,
+    ctx: &TenantCtx,
+    id: &str,
+    fields: &CredentialFields,
+    proof: NewProof,
+) -> Result<(Result<(), SaveError>, String), AppError> {
+    let tenant = &ctx.tenant.id;
+    Ok(match proof {
+        NewProof::Secret(secret, expires_on) => {
+            let sealed = state
+                .config
+                .secret_key
+                .seal(&secret, &secret_context(tenant, id));
+            let saved =
+                graph_credentials::create(&state.db, tenant, id, fields, &sealed, expires_on).await;
+            (saved, format!("client secret expires on {expires_on}"))
+        }
+        NewProof::Certificate(valid_for) => {
+            let common_name = graph_credential_common_name(fields.name.as_str());
+            let kind = OwnerKind::GraphCredential;
+            let generated =
+                certificate_lifecycle::generate(state, tenant, kind, common_name, valid_for)
+                    .await?;
+            let certificate = generated.to_store();
+            let saved = graph_credentials::create_with_certificate(
+                &state.db,
+                tenant,
+                id,
+                fields,
+                &certificate,
+            )
+            .await;
+            (saved, generated.detail())
+        }
+    })
+}
+
 pub async fn create(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
@@ -258,62 +323,13 @@ pub async fn create(
     Form(mut form): Form<CredentialForm>,
 ) -> Result<Response, AppError> {
     let mut errors = FieldErrors::new();
-    // A form without the choice (a page from before certificates) adds a client secret.
-    let method = if form.auth_method.is_empty() {
-        Some(AuthMethod::ClientSecret)
-    } else {
-        errors.check("auth_method", AuthMethod::parse(&form.auth_method))
-    };
-    let (secret, validity) = match method {
-        Some(AuthMethod::ClientSecret) => (parse_secret(&mut form, &mut errors), None),
-        Some(AuthMethod::Certificate) => (
-            None,
-            errors.check(
-                "valid_months",
-                parse_certificate_validity(&form.valid_months),
-            ),
-        ),
-        None => (None, None),
-    };
+    let proof = parse_new_proof(&mut form, &mut errors);
     let fields = parse_fields(&state, &form, &mut errors).await;
-    let Some(fields) = fields.filter(|_| errors.is_empty()) else {
+    let (Some(fields), Some(proof), true) = (fields, proof, errors.is_empty()) else {
         return Ok(Rejected(new_page(&ctx, form, errors)).into_response());
     };
     let id = new_credential_id();
-    let (saved, detail) = match (secret, validity) {
-        (Some((secret, expires_on)), _) => {
-            let sealed = state
-                .config
-                .secret_key
-                .seal(&secret, &secret_context(&ctx.tenant.id, &id));
-            let saved = graph_credentials::create(
-                &state.db,
-                &ctx.tenant.id,
-                &id,
-                &fields,
-                &sealed,
-                expires_on,
-            )
-            .await;
-            (saved, format!("client secret expires on {expires_on}"))
-        }
-        (None, Some(valid_for)) => {
-            let generated = generate_certificate(&state, &fields.name, valid_for).await?;
-            let detail = certificate_detail(&generated.certificate);
-            let certificate_id = new_certificate_id();
-            let sealed = seal_private_key(&state, &ctx, &certificate_id, &generated);
-            let saved = graph_credentials::create_with_certificate(
-                &state.db,
-                &ctx.tenant.id,
-                &id,
-                &fields,
-                &new_certificate(&certificate_id, &sealed, &generated.certificate),
-            )
-            .await;
-            (saved, detail)
-        }
-        (None, None) => return Ok(Rejected(new_page(&ctx, form, errors)).into_response()),
-    };
+    let (saved, detail) = store_new(&state, &ctx, &id, &fields, proof).await?;
     match saved {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
@@ -337,27 +353,6 @@ pub async fn create(
     )
     .await?;
     Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}"))).into_response())
-}
-
-/// A new key pair and certificate for the credential named `name`, valid from now.
-async fn generate_certificate(
-    state: &App,
-    name: &CredentialName,
-    valid_for: Duration,
-) -> Result<GeneratedCertificate, AppError> {
-    certificates::generate(state, format!("Portico {}", name.as_str()), valid_for).await
-}
-
-fn seal_private_key(
-    state: &App,
-    ctx: &TenantCtx,
-    certificate_id: &str,
-    generated: &GeneratedCertificate,
-) -> String {
-    state.config.secret_key.seal(
-        &generated.private_key,
-        &private_key_context(&ctx.tenant.id, certificate_id),
-    )
 }
 
 /// The result panel of "Test connection".
@@ -419,8 +414,8 @@ async fn show_page(
 ) -> Result<ShowPage, AppError> {
     let now = state.clock.now();
     let view = |slot| async move {
-        let stored =
-            graph_credentials::certificate(&state.db, &ctx.tenant.id, &credential.id, slot).await?;
+        let owner = Owner::GraphCredential(&credential.id);
+        let stored = certificates::get(&state.db, &ctx.tenant.id, owner, slot).await?;
         Ok::<_, AppError>(stored.map(|certificate| CertificateView::new(&certificate, now)))
     };
     Ok(ShowPage {
@@ -641,36 +636,16 @@ pub async fn renew_certificate(
             return Ok(Rejected(page).into_response());
         }
     };
-    let name = CredentialName::parse(&credential.name).map_err(|_| AppError::NotFound)?;
-    let generated = generate_certificate(&state, &name, valid_for).await?;
-    let certificate_id = new_certificate_id();
-    let sealed = seal_private_key(&state, &ctx, &certificate_id, &generated);
-    let next = new_certificate(&certificate_id, &sealed, &generated.certificate);
-    match graph_credentials::add_next_certificate(
-        &state.db,
-        &ctx.tenant.id,
-        &id,
-        form.version,
-        &next,
-    )
-    .await
-    {
+    let owner = CertificateOwner::graph_credential(&credential);
+    let admin = admin(&ctx, ip);
+    match certificate_lifecycle::renew(&state, &admin, &owner, form.version, valid_for).await {
         Ok(()) => {}
-        Err(SaveError::Stale) => {
+        Err(LifecycleError::Save(SaveError::Stale)) => {
             let page = changed_meanwhile_page(&state, &ctx, &id).await?;
             return Ok(Conflict(page).into_response());
         }
         Err(other) => return Err(other.into()),
     }
-    let detail = format!("new {}", certificate_detail(&generated.certificate));
-    ctx.audit(
-        &state,
-        AuditAction::GraphCredentialCertificateCreated,
-        &credential.name,
-        &detail,
-        ip,
-    )
-    .await?;
     Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=renewed"))).into_response())
 }
 
@@ -684,66 +659,26 @@ pub async fn switch_certificate(
     Form(form): Form<VersionForm>,
 ) -> Result<Response, AppError> {
     let credential = load(&state, &ctx, &id).await?;
-    let next = graph_credentials::certificate(&state.db, &ctx.tenant.id, &id, Slot::Next)
-        .await?
-        .ok_or(AppError::NotFound)?;
-    if form.version != credential.version {
-        let page = changed_meanwhile_page(&state, &ctx, &id).await?;
-        return Ok(Conflict(page).into_response());
-    }
-    let proof = OpenedProof::certificate(&state, &ctx.tenant.id, &credential.id, &next)?;
-    let tried = state
-        .microsoft
-        .app_token(&proof.credentials(&credential), state.clock.now())
-        .await;
-    let refusal = match tried {
-        Ok(_) => None,
-        Err(CallError::Microsoft(error)) => Some(explain(&state, &credential, *error)),
-        Err(error) => {
-            tracing::warn!(error = %error, "checking the new certificate could not reach Microsoft");
-            Some(unreachable())
+    let owner = CertificateOwner::graph_credential(&credential);
+    match certificate_lifecycle::switch(&state, &admin(&ctx, ip), &owner, form.version).await {
+        Ok(Switch::Done) => Ok(Redirect::to(
+            &ctx.path(&format!("/external-apis/{id}?done=switched")),
+        )
+        .into_response()),
+        Ok(Switch::Refused(error)) => {
+            let mut page = show_page(&state, &ctx, &credential).await?;
+            page.switch_test = Some(match error {
+                CallError::Microsoft(error) => explain(&state, &credential, *error),
+                _ => unreachable(),
+            });
+            Ok(Rejected(page).into_response())
         }
-    };
-    if let Some(outcome) = refusal {
-        let mut page = show_page(&state, &ctx, &credential).await?;
-        page.switch_test = Some(outcome);
-        return Ok(Rejected(page).into_response());
-    }
-    match graph_credentials::switch_to_next_certificate(
-        &state.db,
-        &ctx.tenant.id,
-        &id,
-        form.version,
-    )
-    .await
-    {
-        Ok(()) => {}
-        Err(SaveError::Stale) => {
+        Err(LifecycleError::Save(SaveError::Stale)) => {
             let page = changed_meanwhile_page(&state, &ctx, &id).await?;
-            return Ok(Conflict(page).into_response());
+            Ok(Conflict(page).into_response())
         }
-        Err(other) => return Err(other.into()),
+        Err(other) => Err(other.into()),
     }
-    // Tokens of the replaced secret or certificate go; the next use fetches a fresh one.
-    state.microsoft.forget_tokens(&id);
-    let replaced = match &credential.authentication {
-        Authentication::ClientSecret { .. } => "the client secret".to_owned(),
-        Authentication::Certificate { thumbprint, .. } => format!("certificate {thumbprint}"),
-    };
-    let detail = format!(
-        "now signs with certificate {} valid until {}, replacing {replaced}",
-        next.thumbprint,
-        format_time(next.not_after())
-    );
-    ctx.audit(
-        &state,
-        AuditAction::GraphCredentialCertificateSwitched,
-        &credential.name,
-        &detail,
-        ip,
-    )
-    .await?;
-    Ok(Redirect::to(&ctx.path(&format!("/external-apis/{id}?done=switched"))).into_response())
 }
 
 /// A certificate file to download: `current.cer`, `current.pem`, `next.cer` or `next.pem`.
@@ -755,7 +690,8 @@ pub async fn download_certificate(
 ) -> Result<Response, AppError> {
     let file = CertificateFile::parse(&file).ok_or(AppError::NotFound)?;
     let credential = load(&state, &ctx, &id).await?;
-    let stored = graph_credentials::certificate(&state.db, &ctx.tenant.id, &id, file.slot)
+    let owner = Owner::GraphCredential(&id);
+    let stored = certificates::get(&state.db, &ctx.tenant.id, owner, file.slot)
         .await?
         .ok_or(AppError::NotFound)?;
     file.download(&stored, &credential.name)

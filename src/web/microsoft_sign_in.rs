@@ -27,9 +27,8 @@ use crate::microsoft::sign_in::{SignInApp, SignInError, VerifiedIdentity};
 use crate::microsoft::{CallError, MicrosoftError};
 use crate::services::accounts::{self, MicrosoftSignInOutcome};
 use crate::services::throttle;
-use crate::store::microsoft_sign_in::{
-    self, SignInSettings, Slot, private_key_context, secret_context,
-};
+use crate::store::certificates::{self, Owner, OwnerKind, Slot, private_key_context};
+use crate::store::microsoft_sign_in::{self, SignInSettings, secret_context};
 use crate::store::tenants::{self, Tenant};
 use crate::store::{identities, users};
 
@@ -86,13 +85,14 @@ async fn open_proof(
             key.open(sealed, &secret_context(&tenant.id))?,
         )),
         (AuthMethod::Certificate, _) => {
-            let stored = microsoft_sign_in::certificate(&app.db, &tenant.id, Slot::Current)
-                .await?
-                .ok_or(AppError::NotFound)?;
+            let stored =
+                certificates::get(&app.db, &tenant.id, Owner::MicrosoftSignIn, Slot::Current)
+                    .await?
+                    .ok_or(AppError::NotFound)?;
             Ok(OpenedProof::Certificate {
                 private_key: key.open(
                     &stored.private_key_sealed,
-                    &private_key_context(&tenant.id, &stored.id),
+                    &private_key_context(&tenant.id, OwnerKind::MicrosoftSignIn, &stored.id),
                 )?,
                 certificate: CertificateInfo::read(&stored.certificate_pem)?,
             })

@@ -24,9 +24,6 @@ mod users;
 
 use std::net::IpAddr;
 
-use time::OffsetDateTime;
-use time::macros::format_description;
-
 pub use error::AppError;
 use extract::TenantCtx;
 
@@ -119,10 +116,4 @@ pub fn changed_meanwhile(what: &str) -> FieldErrors {
     )
 }
 
-/// How times read on every page: UTC, to the minute.
-pub fn format_time(at: OffsetDateTime) -> String {
-    at.format(format_description!(
-        "[year]-[month]-[day] [hour]:[minute] UTC"
-    ))
-    .unwrap_or_default()
-}
+pub use crate::domain::format_time;

@@ -418,11 +418,12 @@ async fn no_private_key_in_any_page_log_audit_entry_or_database_row(backend: Bac
     }
     // The private key is in the database only sealed.
     let pool = sqlx::AnyPool::connect(&app.database_url()).await.unwrap();
-    let sealed: Vec<String> =
-        sqlx::query_scalar("SELECT private_key_sealed FROM graph_credential_certificates")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+    let sealed: Vec<String> = sqlx::query_scalar(
+        "SELECT private_key_sealed FROM certificates WHERE graph_credential_id IS NOT NULL",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(sealed.len(), 1);
     assert!(sealed.iter().all(|key| key.starts_with("v1.")));
     for row in app.database_text().await {

@@ -5,6 +5,7 @@
 use std::process::Output;
 
 use portico::crypto::{Keyring, SealError, SecretKey};
+use portico::store::certificates;
 use portico::store::{Page, graph_credentials, mailboxes, microsoft_sign_in, oauth_connections};
 use portico::store::{sealed, segments};
 use secrecy::{ExposeSecret, SecretString};
@@ -76,13 +77,14 @@ async fn stored_secrets(app: &TestApp, keys: &Keyring) -> Vec<(String, String, S
                 found.push(open("graph secret", sealed, context));
             }
             graph_credentials::Authentication::Certificate { .. } => {
-                let current = graph_credentials::Slot::Current;
+                let owner = certificates::Owner::GraphCredential(&credential.id);
                 let certificate =
-                    graph_credentials::certificate(db, &tenant.id, &credential.id, current)
+                    certificates::get(db, &tenant.id, owner, certificates::Slot::Current)
                         .await
                         .unwrap()
                         .unwrap();
-                let context = graph_credentials::private_key_context(&tenant.id, &certificate.id);
+                let context =
+                    certificates::private_key_context(&tenant.id, owner.kind(), &certificate.id);
                 found.push(open(
                     "graph private key",
                     certificate.private_key_sealed,
@@ -244,7 +246,11 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
         .await
         .assert_status(303);
     let sign_in_certificate = || async {
-        microsoft_sign_in::certificate(&app.state.db, &globex.id, microsoft_sign_in::Slot::Current)
+        let (owner, current) = (
+            certificates::Owner::MicrosoftSignIn,
+            certificates::Slot::Current,
+        );
+        certificates::get(&app.state.db, &globex.id, owner, current)
             .await
             .unwrap()
             .unwrap()
@@ -309,7 +315,11 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
     let opened = Keyring::from(new.clone())
         .open(
             &sign_in_key_after.private_key_sealed,
-            &microsoft_sign_in::private_key_context(&globex.id, &sign_in_key_after.id),
+            &certificates::private_key_context(
+                &globex.id,
+                certificates::OwnerKind::MicrosoftSignIn,
+                &sign_in_key_after.id,
+            ),
         )
         .unwrap();
     assert!(

@@ -22,6 +22,7 @@ mod key_rotation;
 mod mail_servers;
 mod mailboxes;
 mod microsoft_sign_in;
+mod migrations;
 mod oauth_connections;
 mod operations;
 mod scale_out;

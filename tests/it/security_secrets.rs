@@ -356,12 +356,14 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
         .get(&format!("{settings}/certificate/next.cer"))
         .await
         .assert_status(200);
+    const SIGN_IN_OWNER: portico::store::certificates::Owner =
+        portico::store::certificates::Owner::MicrosoftSignIn;
     for slot in [
-        portico::store::microsoft_sign_in::Slot::Current,
-        portico::store::microsoft_sign_in::Slot::Next,
+        portico::store::certificates::Slot::Current,
+        portico::store::certificates::Slot::Next,
     ] {
         let stored =
-            portico::store::microsoft_sign_in::certificate(&app.state.db, &tenant.id, slot)
+            portico::store::certificates::get(&app.state.db, &tenant.id, SIGN_IN_OWNER, slot)
                 .await
                 .unwrap()
                 .unwrap();
@@ -371,7 +373,11 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
             .secret_key
             .open(
                 &stored.private_key_sealed,
-                &portico::store::microsoft_sign_in::private_key_context(&tenant.id, &stored.id),
+                &portico::store::certificates::private_key_context(
+                    &tenant.id,
+                    SIGN_IN_OWNER.kind(),
+                    &stored.id,
+                ),
             )
             .unwrap();
         let pem = secrecy::ExposeSecret::expose_secret(&private_key).to_owned();

@@ -209,10 +209,11 @@ async fn an_agent_signs_in_with_a_certificate_and_no_client_secret_is_sent(backe
         .await
         .assert_status(404);
     assert!(
-        portico::store::microsoft_sign_in::certificate(
+        portico::store::certificates::get(
             &app.state.db,
             &tenant.id,
-            portico::store::microsoft_sign_in::Slot::Current
+            portico::store::certificates::Owner::MicrosoftSignIn,
+            portico::store::certificates::Slot::Current
         )
         .await
         .unwrap()
