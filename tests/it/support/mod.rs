@@ -3,6 +3,7 @@
 
 mod database;
 pub mod fake_microsoft;
+mod loopback;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 pub use database::{Backend, TestDatabase};
 use fake_microsoft::{FakeApp, FakeMicrosoft, FakeUser};
+pub use loopback::serve_on_loopback;
 
 /// Runs an async test body once per backend: `mod name { sqlite, postgres }`.
 #[macro_export]
