@@ -7,7 +7,7 @@ use uuid::{Uuid, uuid};
 
 use crate::on_both_backends;
 use crate::support::fake_microsoft::FakeApp;
-use crate::support::{Backend, Browser, Page, TestApp, captured_logs, spawn_app};
+use crate::support::{Backend, Browser, Page, captured_logs, spawn_app};
 
 const CONTOSO: Uuid = uuid!("c0c0c0c0-1111-4222-8333-444444444444");
 const MAIL_APP: Uuid = uuid!("a9a9a9a9-5555-4666-8777-888888888888");
@@ -23,16 +23,12 @@ on_both_backends!(
 
 /// The mail app in Contoso with its permissions granted, and a secret for the test that
 /// starts from one; no certificate yet.
-fn register(app: &TestApp) {
-    app.microsoft
-        .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
-    app.microsoft.add_app(
-        FakeApp::new(MAIL_APP, CONTOSO)
-            .named("Portico mail")
-            .secret(SECRET, OffsetDateTime::now_utc() + Duration::days(180))
-            .application_role("Mail.ReadWrite")
-            .application_role("Mail.Send"),
-    );
+fn mail_app() -> FakeApp {
+    FakeApp::new(MAIL_APP, CONTOSO)
+        .named("Portico mail")
+        .secret(SECRET, OffsetDateTime::now_utc() + Duration::days(180))
+        .application_role("Mail.ReadWrite")
+        .application_role("Mail.Send")
 }
 
 /// Adds a certificate credential through the form; returns its page path.
@@ -80,7 +76,7 @@ async fn test_connection(admin: &Browser, credential: &str) -> Page {
 
 async fn a_certificate_credential_signs_in_once_its_certificate_is_uploaded(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app);
+    app.register_azure_app(mail_app());
     let (tenant, admin) = app.tenant_with_admin("acme").await;
     admin
         .get("/t/acme/external-apis/new")
@@ -159,7 +155,7 @@ async fn a_certificate_credential_signs_in_once_its_certificate_is_uploaded(back
 
 async fn an_unregistered_or_wrong_certificate_and_a_wrong_clock_are_explained(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app);
+    app.register_azure_app(mail_app());
     let (_, admin) = app.tenant_with_admin("acme").await;
     let credential = add_with_certificate(&admin, "Support mail", "6").await;
 
@@ -198,7 +194,7 @@ async fn renewal_overlaps_and_switches_only_once_microsoft_accepts_the_new_certi
     backend: Backend,
 ) {
     let app = spawn_app(backend).await;
-    register(&app);
+    app.register_azure_app(mail_app());
     let (tenant, admin) = app.tenant_with_admin("acme").await;
     let credential = add_with_certificate(&admin, "Support mail", "12").await;
     let old_pem = download(&admin, &credential, "current.pem").await.body;
@@ -309,7 +305,7 @@ async fn renewal_overlaps_and_switches_only_once_microsoft_accepts_the_new_certi
 
 async fn a_secret_credential_moves_to_a_certificate(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app);
+    app.register_azure_app(mail_app());
     let (tenant, admin) = app.tenant_with_admin("acme").await;
     let credential = admin
         .add_graph_credential(
@@ -381,7 +377,7 @@ async fn a_secret_credential_moves_to_a_certificate(backend: Backend) {
 
 async fn no_private_key_in_any_page_log_audit_entry_or_database_row(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app);
+    app.register_azure_app(mail_app());
     let (tenant, admin) = app.tenant_with_admin("acme").await;
     let credential = add_with_certificate(&admin, "Support mail", "12").await;
     let mut pages = vec![admin.get(&credential).await];

@@ -12,11 +12,10 @@ use portico::mail::outgoing::{self, OutgoingMessage, Route, SendError};
 use portico::mail::{Credential, ProbeOptions, ServerSettings};
 use secrecy::SecretString;
 use tokio::io::AsyncWriteExt as _;
-use tokio::net::TcpListener;
 use uuid::uuid;
 
 use crate::on_both_backends;
-use crate::support::{Backend, Browser, TestApp, TestDatabase, spawn_app_with};
+use crate::support::{Backend, Browser, TestApp, TestDatabase, serve_on_loopback, spawn_app_with};
 
 on_both_backends!(
     internal_mail_servers_are_refused_at_save_and_never_connected_to,
@@ -27,16 +26,15 @@ const BANNER: &str = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3";
 
 /// A service on loopback that greets like SSH and counts who connected.
 pub(crate) async fn loopback_service() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     let connections = Arc::new(AtomicUsize::new(0));
     let counted = connections.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
+    let port = serve_on_loopback(move |mut stream| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
             let _ = stream.write_all(format!("{BANNER}\r\n").as_bytes()).await;
         }
-    });
+    })
+    .await;
     (port, connections)
 }
 

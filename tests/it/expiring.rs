@@ -58,9 +58,7 @@ fn row<'a>(page: &'a Page, name: &str) -> &'a str {
 
 async fn secrets_and_certificates_are_announced_from_thirty_days_before(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.microsoft
-        .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
-    app.microsoft.add_app(FakeApp::new(MAIL_APP, CONTOSO));
+    app.register_azure_app(FakeApp::new(MAIL_APP, CONTOSO));
     let (_, admin) = app.tenant_with_admin("acme").await;
     admin
         .get("/t/acme/expiring")

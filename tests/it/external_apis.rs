@@ -5,7 +5,7 @@ use uuid::{Uuid, uuid};
 
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{FakeApp, MailboxAccess};
-use crate::support::{Backend, Browser, Page, TestApp, captured_logs, spawn_app};
+use crate::support::{Backend, Browser, Page, captured_logs, spawn_app};
 
 const CONTOSO: Uuid = uuid!("44444444-4444-4444-8444-444444444444");
 pub(crate) const MAIL_APP: Uuid = uuid!("55555555-5555-4555-8555-555555555555");
@@ -31,9 +31,7 @@ pub(crate) fn in_days(days: i64) -> String {
 }
 
 /// The mail app in Contoso, with these application permissions granted.
-pub(crate) fn register(app: &TestApp, roles: &[&str]) {
-    app.microsoft
-        .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
+pub(crate) fn mail_app(roles: &[&str]) -> FakeApp {
     let mut azure_app = FakeApp::new(MAIL_APP, CONTOSO)
         .named("Portico mail")
         .secret(SECRET, OffsetDateTime::now_utc() + Duration::days(180))
@@ -44,7 +42,7 @@ pub(crate) fn register(app: &TestApp, roles: &[&str]) {
     for role in roles {
         azure_app = azure_app.application_role(role);
     }
-    app.microsoft.add_app(azure_app);
+    azure_app
 }
 
 /// Adds a credential through the form; returns its page path.
@@ -71,7 +69,7 @@ async fn test_connection(admin: &Browser, credential: &str) -> Page {
 
 async fn admin_adds_a_credential_and_sees_the_granted_permissions(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.ReadWrite", "Mail.Send"]);
+    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
     let (tenant, admin) = app.tenant_with_admin("acme").await;
     admin
         .get("/t/acme/external-apis")
@@ -110,7 +108,7 @@ async fn admin_adds_a_credential_and_sees_the_granted_permissions(backend: Backe
 
 async fn bad_input_is_explained_beside_each_field_without_echoing_the_secret(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.ReadWrite", "Mail.Send"]);
+    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
     let (_, admin) = app.tenant_with_admin("acme").await;
     admin
         .submit(
@@ -158,7 +156,7 @@ async fn bad_input_is_explained_beside_each_field_without_echoing_the_secret(bac
 
 async fn missing_consent_and_extra_permissions_are_warned(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.Send", "User.Read.All"]);
+    app.register_azure_app(mail_app(&["Mail.Send", "User.Read.All"]));
     let (_, admin) = app.tenant_with_admin("acme").await;
     let credential = add(&admin, SECRET, &in_days(180)).await;
     test_connection(&admin, &credential)
@@ -176,7 +174,7 @@ async fn missing_consent_and_extra_permissions_are_warned(backend: Backend) {
 
 async fn wrong_expired_and_unknown_credentials_are_explained(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.ReadWrite", "Mail.Send"]);
+    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
     let (_, admin) = app.tenant_with_admin("acme").await;
 
     let wrong = add(&admin, "the-secret-id-not-the-value", &in_days(180)).await;
@@ -222,7 +220,7 @@ async fn wrong_expired_and_unknown_credentials_are_explained(backend: Backend) {
 
 async fn mailbox_access_is_granted_denied_or_not_found(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.ReadWrite", "Mail.Send"]);
+    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
     app.microsoft
         .set_mailbox_access(MAIL_APP, "support@contoso.com", MailboxAccess::Granted);
     app.microsoft
@@ -256,7 +254,7 @@ async fn mailbox_access_is_granted_denied_or_not_found(backend: Backend) {
 
 async fn concurrent_tests_share_one_token_request_until_the_secret_changes(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.ReadWrite", "Mail.Send"]);
+    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
     let (_, admin) = app.tenant_with_admin("acme").await;
     let credential = add(&admin, SECRET, &in_days(180)).await;
     let token = admin.get(&credential).await.csrf_token();
@@ -290,7 +288,7 @@ async fn concurrent_tests_share_one_token_request_until_the_secret_changes(backe
 
 async fn a_slow_microsoft_gets_a_clear_answer_in_time(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.ReadWrite", "Mail.Send"]);
+    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
     let (_, admin) = app.tenant_with_admin("acme").await;
     let credential = add(&admin, SECRET, &in_days(180)).await;
     app.microsoft
@@ -313,7 +311,7 @@ async fn a_slow_microsoft_gets_a_clear_answer_in_time(backend: Backend) {
 
 async fn expiring_secrets_raise_a_dashboard_banner(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.ReadWrite", "Mail.Send"]);
+    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
     let (_, admin) = app.tenant_with_admin("acme").await;
     admin
         .get("/t/acme/")
@@ -362,7 +360,7 @@ async fn expiring_secrets_raise_a_dashboard_banner(backend: Backend) {
 
 async fn the_secret_appears_in_no_page_log_audit_entry_or_database_row(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.ReadWrite", "Mail.Send"]);
+    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
     let (tenant, admin) = app.tenant_with_admin("acme").await;
     let mut pages = Vec::new();
     let credential = add(&admin, SECRET, &in_days(10)).await;
@@ -416,7 +414,7 @@ async fn the_secret_appears_in_no_page_log_audit_entry_or_database_row(backend: 
 
 async fn deleting_and_other_tenants_ids(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, &["Mail.ReadWrite", "Mail.Send"]);
+    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
     let (tenant, admin) = app.tenant_with_admin("acme").await;
     let credential = add(&admin, SECRET, &in_days(100)).await;
     let id = credential.rsplit('/').next().unwrap().to_owned();

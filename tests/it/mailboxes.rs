@@ -39,9 +39,7 @@ async fn add_segment(admin: &Browser, slug: &str, name: &str) -> String {
 
 /// A Graph credential on External APIs; returns its id.
 async fn add_credential(app: &TestApp, admin: &Browser, slug: &str) -> String {
-    app.microsoft
-        .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
-    app.microsoft.add_app(
+    app.register_azure_app(
         FakeApp::new(MAIL_APP, CONTOSO)
             .secret(SECRET, OffsetDateTime::now_utc() + Duration::days(90))
             .application_role("Mail.ReadWrite")

@@ -28,13 +28,12 @@ on_both_backends!(
     slow_microsoft_gets_a_clear_page_in_time_and_local_sign_in_still_works,
 );
 
-/// Contoso (with a verified domain) and Fabrikam, and Portico's app registered in Contoso.
-pub(crate) fn register(app: &TestApp, azure_app: FakeApp) {
-    app.microsoft
-        .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
+/// Portico's `azure_app` registered in Contoso, and Fabrikam: another company's directory,
+/// whose users try to get in.
+fn register_beside_fabrikam(app: &TestApp, azure_app: FakeApp) {
+    app.register_azure_app(azure_app);
     app.microsoft
         .add_directory(FABRIKAM, &["fabrikam.onmicrosoft.com"]);
-    app.microsoft.add_app(azure_app);
 }
 
 /// Portico as a public client: redirect URI under "Mobile and desktop applications".
@@ -59,7 +58,7 @@ pub(crate) async fn configure(admin: &Browser, slug: &str, fields: &[(&str, &str
 
 /// Acme with an admin, signing in with Microsoft restricted to Contoso.
 pub(crate) async fn restricted_tenant(app: &TestApp) -> Browser {
-    register(app, public_app(app).multi_tenant());
+    register_beside_fabrikam(app, public_app(app).multi_tenant());
     let (_, admin) = app.tenant_with_admin("acme").await;
     configure(&admin, "acme", &[("directory", &CONTOSO.to_string())])
         .await
@@ -68,7 +67,7 @@ pub(crate) async fn restricted_tenant(app: &TestApp) -> Browser {
 }
 
 async fn unrestricted_tenant(app: &TestApp) -> Browser {
-    register(app, public_app(app).multi_tenant().with_personal_accounts());
+    register_beside_fabrikam(app, public_app(app).multi_tenant().with_personal_accounts());
     let (_, admin) = app.tenant_with_admin("acme").await;
     configure(&admin, "acme", &[("directory", "")])
         .await
@@ -93,7 +92,7 @@ async fn assert_signed_out(browser: &Browser) {
 
 async fn settings_are_validated_resolved_and_keep_the_secret_write_only(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, public_app(&app));
+    register_beside_fabrikam(&app, public_app(&app));
     let (tenant, admin) = app.tenant_with_admin("acme").await;
     let settings = "/t/acme/settings/microsoft-sign-in";
 
@@ -358,7 +357,7 @@ async fn an_unverified_email_from_another_directory_takes_over_nobody(backend: B
 async fn forged_id_tokens_are_refused(backend: Backend) {
     let app = spawn_app(backend).await;
     // A confidential client, so an HS256 token "signed" with its secret can be tried.
-    register(
+    register_beside_fabrikam(
         &app,
         FakeApp::new(APP_ID, CONTOSO)
             .multi_tenant()
@@ -508,7 +507,7 @@ async fn sign_in_state_is_single_use_bound_to_the_browser_and_expires(backend: B
 
 async fn a_callback_started_for_one_tenant_cannot_sign_into_another(backend: Backend) {
     let app = spawn_app(backend).await;
-    register(&app, public_app(&app).multi_tenant());
+    register_beside_fabrikam(&app, public_app(&app).multi_tenant());
     for slug in ["acme", "beta"] {
         let (tenant, admin) = app.tenant_with_admin(slug).await;
         configure(&admin, slug, &[("directory", &CONTOSO.to_string())]).await;
@@ -579,7 +578,7 @@ async fn keys_are_fetched_once_and_rotation_is_picked_up(backend: Backend) {
 async fn microsoft_errors_are_explained(backend: Backend) {
     let app = spawn_app(backend).await;
     // Registered under Web with a secret, while Portico first has none (AADSTS7000218).
-    register(
+    register_beside_fabrikam(
         &app,
         FakeApp::new(APP_ID, CONTOSO)
             .web_redirect_uri(&app.url("/auth/microsoft/callback"))

@@ -26,9 +26,7 @@ on_both_backends!(
 /// The app in Contoso with `/oauth/callback` under Web, a user, and a connection made by
 /// an admin of "acme"; returns the admin and the connection's page.
 pub(crate) async fn connection(app: &TestApp) -> (Browser, String) {
-    app.microsoft
-        .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
-    app.microsoft.add_app(
+    app.register_azure_app(
         FakeApp::new(OAUTH_APP, CONTOSO)
             .web_redirect_uri(&app.url("/oauth/callback"))
             .secret(SECRET, OffsetDateTime::now_utc() + Duration::days(90)),

@@ -41,9 +41,7 @@ async fn metrics_count_by_route_template_and_name_no_tenant(backend: Backend) {
         config.metrics.token = Some(SecretString::from(METRICS_TOKEN));
     })
     .await;
-    app.microsoft
-        .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
-    app.microsoft.add_app(
+    app.register_azure_app(
         FakeApp::new(MAIL_APP, CONTOSO)
             .secret(SECRET, OffsetDateTime::now_utc() + Duration::days(180))
             .application_role("Mail.ReadWrite")

@@ -77,9 +77,7 @@ async fn a_microsoft_sign_in_started_on_one_instance_completes_on_the_other() {
     let Some((a, b)) = two_instances().await else {
         return;
     };
-    a.microsoft
-        .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
-    a.microsoft.add_app(
+    a.register_azure_app(
         FakeApp::new(APP_ID, CONTOSO)
             .multi_tenant()
             .web_redirect_uri(&a.url("/auth/microsoft/callback"))

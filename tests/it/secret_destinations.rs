@@ -208,7 +208,7 @@ async fn a_save_during_the_code_exchange_stores_no_tokens(backend: Backend) {
 
 async fn a_graph_credential_secret_stays_with_its_app(backend: Backend) {
     let app = spawn_app(backend).await;
-    external_apis::register(&app, &["Mail.Read"]);
+    app.register_azure_app(external_apis::mail_app(&["Mail.Read"]));
     let (_, admin) = app.tenant_with_admin("acme").await;
     let credential =
         external_apis::add(&admin, external_apis::SECRET, &external_apis::in_days(90)).await;

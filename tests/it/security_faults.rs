@@ -52,23 +52,22 @@ async fn scene(database: TestDatabase, timeout_seconds: u64) -> Scene {
     })
     .await;
     let expires = OffsetDateTime::now_utc() + Duration::days(90);
-    let microsoft = &app.microsoft;
-    microsoft.add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
-    microsoft.add_app(
+    app.register_azure_app(
         FakeApp::new(SIGN_IN_APP, CONTOSO)
             .public_client_redirect_uri(&app.url("/auth/microsoft/callback")),
     );
-    microsoft.add_app(
+    app.register_azure_app(
         FakeApp::new(GRAPH_APP, CONTOSO)
             .secret(GRAPH_SECRET, expires)
             .application_role("Mail.ReadWrite")
             .application_role("Mail.Send"),
     );
-    microsoft.add_app(
+    app.register_azure_app(
         FakeApp::new(OAUTH_APP, CONTOSO)
             .web_redirect_uri(&app.url("/oauth/callback"))
             .secret(OAUTH_SECRET, expires),
     );
+    let microsoft = &app.microsoft;
     microsoft.add_user(FakeUser::new(CONTOSO, "ana@contoso.com", "Ana").email("ana@contoso.com"));
     microsoft.add_user(FakeUser::new(CONTOSO, "support@contoso.com", "Support"));
     microsoft.set_mailbox_access(GRAPH_APP, "support@contoso.com", MailboxAccess::Granted);

@@ -41,26 +41,25 @@ fn location(page: &Page) -> String {
 
 /// Azure as the flows need it: Contoso with a Graph app, a confidential sign-in app and a
 /// delegated OAuth app, each with its canary secret, and two users.
-fn register(app: &TestApp, graph: &str, sign_in: &str, oauth: &str) {
+fn contoso_with_canary_secrets(app: &TestApp, graph: &str, sign_in: &str, oauth: &str) {
     let expires = OffsetDateTime::now_utc() + Duration::days(90);
-    let microsoft = &app.microsoft;
-    microsoft.add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
-    microsoft.add_app(
+    app.register_azure_app(
         FakeApp::new(GRAPH_APP, CONTOSO)
             .secret(graph, expires)
             .application_role("Mail.ReadWrite")
             .application_role("Mail.Send"),
     );
-    microsoft.add_app(
+    app.register_azure_app(
         FakeApp::new(SIGN_IN_APP, CONTOSO)
             .web_redirect_uri(&app.url("/auth/microsoft/callback"))
             .secret(sign_in, expires),
     );
-    microsoft.add_app(
+    app.register_azure_app(
         FakeApp::new(OAUTH_APP, CONTOSO)
             .web_redirect_uri(&app.url("/oauth/callback"))
             .secret(oauth, expires),
     );
+    let microsoft = &app.microsoft;
     microsoft.add_user(FakeUser::new(CONTOSO, "ana@contoso.com", "Ana").email("ana@contoso.com"));
     microsoft.add_user(FakeUser::new(CONTOSO, "support@contoso.com", "Support"));
     microsoft.set_mailbox_access(GRAPH_APP, "support@contoso.com", MailboxAccess::Granted);
@@ -106,7 +105,7 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
     // Too short to be accepted as a password: refused, and still never shown or stored.
     let short_password = format!("Cs{}", &Uuid::new_v4().simple().to_string()[..8]);
     secrets.push(("short password", short_password.clone()));
-    register(&app, &graph_secret, &sign_in_secret, &oauth_secret);
+    contoso_with_canary_secrets(&app, &graph_secret, &sign_in_secret, &oauth_secret);
 
     // First run: the setup page creates the tenant and its admin, and signs them in.
     let admin = app.browser();

@@ -26,10 +26,8 @@ on_both_backends!(
 
 /// Contoso, Portico's sign-in app registered under Web with a secret (no certificate yet),
 /// and Ana, an agent of acme.
-async fn register(app: &TestApp) -> (portico::store::tenants::Tenant, Browser) {
-    app.microsoft
-        .add_directory(CONTOSO, &["contoso.onmicrosoft.com"]);
-    app.microsoft.add_app(
+async fn acme_with_ana(app: &TestApp) -> (portico::store::tenants::Tenant, Browser) {
+    app.register_azure_app(
         FakeApp::new(SIGN_IN_APP, CONTOSO)
             .named("Portico sign-in")
             .web_redirect_uri(&app.url("/auth/microsoft/callback"))
@@ -98,7 +96,7 @@ fn has_field(fields: &[String], name: &str) -> bool {
 
 async fn an_agent_signs_in_with_a_certificate_and_no_client_secret_is_sent(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (tenant, admin) = register(&app).await;
+    let (tenant, admin) = acme_with_ana(&app).await;
     configure(&admin, "client_secret", &[("client_secret", SECRET)])
         .await
         .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1");
@@ -259,7 +257,7 @@ async fn an_agent_signs_in_with_a_certificate_and_no_client_secret_is_sent(backe
 
 async fn a_secret_in_use_signs_in_until_the_switch_to_a_certificate(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (tenant, admin) = register(&app).await;
+    let (tenant, admin) = acme_with_ana(&app).await;
     configure(&admin, "client_secret", &[("client_secret", SECRET)])
         .await
         .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1");
@@ -360,7 +358,7 @@ async fn a_secret_in_use_signs_in_until_the_switch_to_a_certificate(backend: Bac
 
 async fn an_unregistered_or_expired_certificate_is_explained_in_plain_words(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (tenant, admin) = register(&app).await;
+    let (tenant, admin) = acme_with_ana(&app).await;
     use_certificate(&admin).await;
 
     // Not uploaded to Azure yet: Microsoft refuses, and the page says what to do.
@@ -418,7 +416,7 @@ async fn an_unregistered_or_expired_certificate_is_explained_in_plain_words(back
 
 async fn renewal_switches_only_once_microsoft_accepts_the_new_certificate(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (tenant, admin) = register(&app).await;
+    let (tenant, admin) = acme_with_ana(&app).await;
     use_certificate(&admin).await;
     let current = download(&admin, "current.pem").await;
     app.microsoft.upload_certificate(SIGN_IN_APP, &current.body);
@@ -494,7 +492,7 @@ async fn renewal_switches_only_once_microsoft_accepts_the_new_certificate(backen
 
 async fn the_sign_in_certificate_is_announced_from_thirty_days_before_it_ends(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (_, admin) = register(&app).await;
+    let (_, admin) = acme_with_ana(&app).await;
     configure(&admin, "certificate", &[("valid_months", "6")])
         .await
         .assert_redirect("/t/acme/settings/microsoft-sign-in?saved=1");
@@ -539,7 +537,7 @@ async fn the_sign_in_certificate_is_announced_from_thirty_days_before_it_ends(ba
 
 async fn without_a_directory_the_certificate_signs_in_through_common(backend: Backend) {
     let app = spawn_app(backend).await;
-    let (_, admin) = register(&app).await;
+    let (_, admin) = acme_with_ana(&app).await;
     app.microsoft.add_app(
         FakeApp::new(SIGN_IN_APP, CONTOSO)
             .multi_tenant()

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::servers::{PASSWORD, USER, mail_servers};
 use crate::on_both_backends;
 use crate::support::{Backend, Browser, PASSWORD as ADMIN_PASSWORD, TestApp, TestDatabase};
-use crate::support::{captured_logs, eventually, spawn_app_with};
+use crate::support::{captured_logs, eventually, serve_on_loopback, spawn_app_with};
 
 on_both_backends!(
     two_instances_send_each_threshold_once_through_the_relay,
@@ -347,25 +347,22 @@ struct Tarpit {
 impl Tarpit {
     async fn start() -> Self {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let (accepted_tx, accepted) = watch::channel(0);
         let open = std::sync::Arc::new(AtomicUsize::new(0));
         let most_open = std::sync::Arc::new(AtomicUsize::new(0));
-        let (open_in, most_in) = (open.clone(), most_open.clone());
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let now_open = open_in.fetch_add(1, Ordering::SeqCst) + 1;
-                most_in.fetch_max(now_open, Ordering::SeqCst);
-                accepted_tx.send_modify(|count| *count += 1);
-                let open = open_in.clone();
-                tokio::spawn(async move {
-                    let mut buffer = [0_u8; 1024];
-                    while matches!(stream.read(&mut buffer).await, Ok(read) if read > 0) {}
-                    open.fetch_sub(1, Ordering::SeqCst);
-                });
+        let most_in = most_open.clone();
+        let port = serve_on_loopback(move |mut stream| {
+            let now_open = open.fetch_add(1, Ordering::SeqCst) + 1;
+            most_in.fetch_max(now_open, Ordering::SeqCst);
+            accepted_tx.send_modify(|count| *count += 1);
+            let open = open.clone();
+            async move {
+                let mut buffer = [0_u8; 1024];
+                while matches!(stream.read(&mut buffer).await, Ok(read) if read > 0) {}
+                open.fetch_sub(1, Ordering::SeqCst);
             }
-        });
+        })
+        .await;
         Self {
             port,
             accepted,

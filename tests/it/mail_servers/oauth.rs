@@ -8,12 +8,12 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use portico::domain::{MailProtocol, Security};
 use portico::mail::{ProbeOptions, Stage};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::probe::{Attempt, TIMEOUT, connected, failed_at, loopback_allowed, trusting_test_ca};
 use super::servers::{USER, mail_servers};
+use crate::support::serve_on_loopback;
 
 const TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.right-token";
 const WRONG_TOKEN: &str = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.expired-token";
@@ -51,33 +51,28 @@ enum Form {
 struct Responder {
     port: u16,
     heard: mpsc::UnboundedReceiver<Heard>,
-    task: JoinHandle<()>,
 }
 
 impl Responder {
     /// Accepts `expected` (a decoded XOAUTH2 string) and refuses anything else.
     async fn start(kind: Kind, expected: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let (sender, heard) = mpsc::unbounded_channel();
-        let task = tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let mut peer = Peer {
-                    stream: BufReader::new(stream),
-                    expected: expected.clone(),
-                    heard: sender.clone(),
-                };
-                tokio::spawn(async move {
-                    match kind {
-                        Kind::Imap { sasl_ir } => peer.imap(sasl_ir).await,
-                        Kind::Pop3 => peer.pop3().await,
-                        Kind::Smtp => peer.smtp().await,
-                    }
-                });
+        let port = serve_on_loopback(move |stream| {
+            let mut peer = Peer {
+                stream: BufReader::new(stream),
+                expected: expected.clone(),
+                heard: sender.clone(),
+            };
+            async move {
+                match kind {
+                    Kind::Imap { sasl_ir } => peer.imap(sasl_ir).await,
+                    Kind::Pop3 => peer.pop3().await,
+                    Kind::Smtp => peer.smtp().await,
+                }
             }
-        });
-        Self { port, heard, task }
+        })
+        .await;
+        Self { port, heard }
     }
 
     /// Everything the responder heard so far; the probe has finished, so nothing is pending.
@@ -95,12 +90,6 @@ impl Responder {
             oauth_token: Some(token),
             ..Attempt::new(protocol, self.port, Security::None)
         }
-    }
-}
-
-impl Drop for Responder {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -6,9 +6,9 @@ use portico::egress::EgressPolicy;
 use portico::mail::{Credential, ProbeOptions, ProbeOutcome, ServerSettings, Stage, probe};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
 
 use super::servers::{PASSWORD, UNICODE_PASSWORD, UNICODE_USER, USER, mail_servers};
+use crate::support::serve_on_loopback;
 
 pub(super) const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -310,13 +310,12 @@ async fn smtp_without_encryption_explains_that_auth_is_not_offered() {
 
 #[tokio::test]
 async fn a_server_that_never_speaks_fails_at_greeting_on_time() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     // Accepts, then holds the connection open without a word.
-    let silent = tokio::spawn(async move {
-        let (_stream, _) = listener.accept().await.unwrap();
+    let port = serve_on_loopback(|stream| async move {
+        let _held = stream;
         std::future::pending::<()>().await;
-    });
+    })
+    .await;
     let attempt = Attempt {
         host: "127.0.0.1",
         ..Attempt::new(MailProtocol::Imap, port, Security::None)
@@ -339,17 +338,13 @@ async fn a_server_that_never_speaks_fails_at_greeting_on_time() {
         message.contains("accepted the connection but sent nothing for 1 second"),
         "{message}"
     );
-    silent.abort();
 }
 
 /// A man in the middle can append a command to the server's STARTTLS answer, hoping it is
 /// read as if it came over TLS (CVE-2011-0411). No real server does this; a fake one must.
 #[tokio::test]
 async fn data_injected_before_the_tls_handshake_stops_the_probe() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let injecting = tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
+    let port = serve_on_loopback(|stream| async move {
         let mut stream = BufReader::new(stream);
         stream.write_all(b"* OK ready\r\n").await.unwrap();
         let mut command = String::new();
@@ -360,7 +355,8 @@ async fn data_injected_before_the_tls_handshake_stops_the_probe() {
             .await
             .unwrap();
         std::future::pending::<()>().await;
-    });
+    })
+    .await;
     let attempt = Attempt {
         host: "127.0.0.1",
         ..Attempt::new(MailProtocol::Imap, port, Security::StartTls)
@@ -369,7 +365,6 @@ async fn data_injected_before_the_tls_handshake_stops_the_probe() {
     let message = failed_at(Stage::StartTls, attempt.probe(&trusting_test_ca()).await);
 
     assert!(message.contains("could have been injected"), "{message}");
-    injecting.abort();
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 mod database;
 pub mod fake_microsoft;
+mod loopback;
 pub mod process;
 
 use std::net::SocketAddr;
@@ -20,7 +21,8 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 pub use database::{Backend, TestDatabase};
-use fake_microsoft::{FakeMicrosoft, FakeUser};
+use fake_microsoft::{FakeApp, FakeMicrosoft, FakeUser};
+pub use loopback::serve_on_loopback;
 
 /// Runs an async test body once per backend: `mod name { sqlite, postgres }`.
 #[macro_export]
@@ -207,6 +209,14 @@ impl TestApp {
             .await
             .unwrap()
             .unwrap_or_else(|| panic!("no tenant {slug}"))
+    }
+
+    /// Registers `azure_app` with the fake Microsoft and adds its home directory as Contoso,
+    /// which every test calls it: a form may name it `contoso.onmicrosoft.com` or its GUID.
+    pub fn register_azure_app(&self, azure_app: FakeApp) {
+        self.microsoft
+            .add_directory(azure_app.home_tenant, &["contoso.onmicrosoft.com"]);
+        self.microsoft.add_app(azure_app);
     }
 
     /// An agent of `tenant` with the shared password who is also `email`, named `name`, in
