@@ -9,7 +9,7 @@ use crate::cli::database::open_database;
 use crate::config::{DatabaseArgs, KeyArgs, KeyFile, load_keys};
 use crate::crypto::Keyring;
 use crate::store::Db;
-use crate::store::sealed::{self, SEALED_COLUMNS, SealedColumn};
+use crate::store::sealed_columns::{self, SEALED_COLUMNS, SealedColumn};
 
 /// Values read per query while paging through a column.
 const BATCH: i64 = 100;
@@ -129,7 +129,7 @@ pub async fn rotate(db: &Db, keys: &Keyring) -> Result<RotationReport, sqlx::Err
     for column in &SEALED_COLUMNS {
         let mut done = reseal_column(db, keys, column, &prefix, &mut report.problems).await?;
         (done.under_current_key, done.left_behind) =
-            sealed::count_by_prefix(db, column, &prefix).await?;
+            sealed_columns::count_by_prefix(db, column, &prefix).await?;
         report.columns.push(done);
     }
     Ok(report)
@@ -150,7 +150,7 @@ async fn reseal_column(
     };
     let mut after = String::new();
     loop {
-        let batch = sealed::not_under(db, column, prefix, &after, BATCH).await?;
+        let batch = sealed_columns::not_under(db, column, prefix, &after, BATCH).await?;
         let Some(last) = batch.last() else {
             return Ok(report);
         };
@@ -160,7 +160,7 @@ async fn reseal_column(
             match keys.open(&value.sealed, &context) {
                 Ok(secret) => {
                     let resealed = keys.seal(&secret, &context);
-                    if sealed::replace(db, column, value, &resealed).await? {
+                    if sealed_columns::replace(db, column, value, &resealed).await? {
                         report.resealed += 1;
                     } else {
                         report.changed_meanwhile += 1;

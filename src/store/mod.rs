@@ -12,6 +12,7 @@ pub mod mailboxes;
 pub mod microsoft_sign_in;
 pub mod oauth_connections;
 pub mod sealed;
+pub mod sealed_columns;
 pub mod segments;
 pub mod sessions;
 pub mod tenants;

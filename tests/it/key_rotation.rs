@@ -7,7 +7,7 @@ use std::process::Output;
 use portico::crypto::{Keyring, SealError, SecretKey};
 use portico::store::certificates;
 use portico::store::{Page, graph_credentials, mailboxes, microsoft_sign_in, oauth_connections};
-use portico::store::{sealed, segments};
+use portico::store::{sealed_columns, segments};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::{Uuid, uuid};
 
@@ -282,7 +282,7 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
         )),
         "{stdout}"
     );
-    for column in &sealed::SEALED_COLUMNS {
+    for column in &sealed_columns::SEALED_COLUMNS {
         let line = format!(
             "{}.{}: 1 re-encrypted, 1 under key {new_id}\n",
             column.table, column.column
