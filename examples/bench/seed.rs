@@ -10,9 +10,11 @@ use portico::domain::{
     OAuthPurpose, Role, Security, Slug, TenantName,
 };
 use portico::services::accounts;
-use portico::store::graph_credentials::{self, CredentialFields};
+use portico::store::graph_credentials::{self, CredentialFields, SealedGraphSecret};
 use portico::store::mailboxes::{self, Connection, MailboxFields, ServerAuth};
-use portico::store::microsoft_sign_in::{self, CredentialChange, SecretChange, SettingsUpdate};
+use portico::store::microsoft_sign_in::{
+    self, CredentialChange, SealedSignInSecret, SecretChange, SettingsUpdate,
+};
 use portico::store::oauth_connections::{
     self, ConnectionFields, SealedAccessToken, SealedRefreshToken, SealedTokens,
 };
@@ -99,7 +101,7 @@ pub async fn tenant(db: &Db, keys: &Keyring) -> Result<Seeded> {
             enabled: true,
             auto_create_agents: false,
             secret: SecretChange::Replace {
-                sealed: keys.seal(&secret, &microsoft_sign_in::secret_context(&tenant)),
+                sealed: SealedSignInSecret::seal(keys, &tenant, "", &secret),
             },
             credential: CredentialChange::Keep,
         },
@@ -114,10 +116,8 @@ pub async fn tenant(db: &Db, keys: &Keyring) -> Result<Seeded> {
         ("Old mail", today - time::Duration::days(3)),
     ] {
         let id = graph_credentials::new_credential_id();
-        let sealed = keys.seal(
-            &SecretString::from("mail-dev-secret"),
-            &graph_credentials::secret_context(&tenant, &id),
-        );
+        let secret = SecretString::from("mail-dev-secret");
+        let sealed = SealedGraphSecret::seal(keys, &tenant, &id, &secret);
         let fields = CredentialFields {
             name: parsed(CredentialName::parse(name))?,
             client_id: parsed(ClientId::parse(&MAIL_APP.to_string()))?,

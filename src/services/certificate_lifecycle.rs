@@ -19,8 +19,8 @@ use crate::microsoft::graph::{AppCredentials, ClientProof};
 use crate::store::SaveError;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::certificates::{
-    self as stored, NewCertificate, Owner, OwnerKind, Slot, StoredCertificate, new_certificate_id,
-    private_key_context,
+    self as stored, NewCertificate, Owner, OwnerKind, SealedPrivateKey, Slot, StoredCertificate,
+    new_certificate_id,
 };
 use crate::store::graph_credentials::GraphCredential;
 use crate::store::microsoft_sign_in::SignInSettings;
@@ -71,7 +71,7 @@ pub enum LifecycleError {
 /// A certificate Portico generated, its private key sealed to its owner: ready to store.
 pub struct SealedCertificate {
     id: String,
-    private_key_sealed: String,
+    private_key_sealed: SealedPrivateKey,
     certificate: CertificateInfo,
 }
 
@@ -120,9 +120,12 @@ pub async fn generate(
     let generated =
         certificates::generate_in_background(common_name, app.clock.now(), valid_for).await?;
     let id = new_certificate_id();
-    let private_key_sealed = app.config.secret_key.seal(
+    let private_key_sealed = SealedPrivateKey::seal(
+        &app.config.secret_key,
+        tenant,
+        kind,
+        &id,
         &generated.private_key,
-        &private_key_context(tenant, kind, &id),
     );
     Ok(SealedCertificate {
         id,
@@ -281,10 +284,9 @@ async fn check_with_microsoft(
     let Some(directory_id) = owner.directory_id else {
         return Ok((NextCertificateCheck::NotPossible, None));
     };
-    let private_key = app.config.secret_key.open(
-        &next.private_key_sealed,
-        &private_key_context(tenant, owner.owner.kind(), &next.id),
-    )?;
+    let private_key = next
+        .private_key_sealed
+        .open(&app.config.secret_key, tenant, &next.id)?;
     let certificate = CertificateInfo::read(&next.certificate_pem)?;
     let (cache_key, keep_token) = match owner.owner {
         // Named by the certificate: a token obtained with another is never reused.

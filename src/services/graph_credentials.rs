@@ -9,10 +9,8 @@ use crate::app::App;
 use crate::crypto::SealError;
 use crate::crypto::certificates::{CertificateError, CertificateInfo};
 use crate::microsoft::graph::{AppCredentials, ClientProof};
-use crate::store::certificates::{
-    self, Owner, OwnerKind, Slot, StoredCertificate, private_key_context,
-};
-use crate::store::graph_credentials::{Authentication, GraphCredential, secret_context};
+use crate::store::certificates::{self, Owner, Slot, StoredCertificate};
+use crate::store::graph_credentials::{Authentication, GraphCredential};
 use crate::store::tenants::TenantId;
 
 /// What proves a credential to Microsoft, opened from storage for one use.
@@ -48,10 +46,10 @@ impl OpenedProof {
         credential_id: &str,
         stored: &StoredCertificate,
     ) -> Result<Self, OpenError> {
-        let private_key = app.config.secret_key.open(
-            &stored.private_key_sealed,
-            &private_key_context(tenant, OwnerKind::GraphCredential, &stored.id),
-        )?;
+        let private_key =
+            stored
+                .private_key_sealed
+                .open(&app.config.secret_key, tenant, &stored.id)?;
         Ok(Self::Certificate {
             private_key,
             certificate: CertificateInfo::read(&stored.certificate_pem)?,
@@ -97,10 +95,7 @@ pub async fn open(
             replaced_at,
             ..
         } => Ok(OpenedProof::Secret {
-            secret: app
-                .config
-                .secret_key
-                .open(sealed, &secret_context(tenant, &credential.id))?,
+            secret: sealed.open(&app.config.secret_key, tenant, &credential.id)?,
             // The replacement time changes with the secret, so an old token is never reused.
             cache_key: format!("{}/{}", credential.id, replaced_at.unix_timestamp()),
         }),

@@ -2,11 +2,14 @@
 //! or the tenant's Sign in with Microsoft settings. Each row keeps the certificate (public),
 //! its sealed private key, and which one it is of its owner's.
 
+use secrecy::SecretString;
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
+use super::sealed::{Purpose, Sealed};
 use super::tenants::TenantId;
 use super::{Db, SaveError, found, from_unix, new_id};
+use crate::crypto::{Keyring, SealError};
 
 /// Which certificate: the one in use, or the one waiting to replace it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,25 +96,117 @@ impl<'a> Owner<'a> {
     }
 }
 
-/// What the sealed private key of a certificate is bound to. The kind of owner is part of
-/// it, worded as when each kind had a table of its own: sealed keys moved unchanged.
+/// The private key of a Graph credential's certificate (the row key is the certificate's id).
+pub struct GraphCredentialKey;
+/// The private key of a Sign in with Microsoft certificate.
+pub struct SignInKey;
+
+impl Purpose for GraphCredentialKey {
+    const NAME: &'static str = "graph-credential/private-key";
+}
+
+impl Purpose for SignInKey {
+    const NAME: &'static str = "microsoft-sign-in/private-key";
+}
+
+/// A certificate's private key, sealed for the kind of owner it has. The kind is part of the
+/// context, worded as when each kind had a table of its own: sealed keys moved unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SealedPrivateKey {
+    GraphCredential(Sealed<GraphCredentialKey>),
+    MicrosoftSignIn(Sealed<SignInKey>),
+}
+
+impl SealedPrivateKey {
+    pub fn seal(
+        keys: &Keyring,
+        tenant: &TenantId,
+        kind: OwnerKind,
+        certificate_id: &str,
+        private_key: &SecretString,
+    ) -> Self {
+        match kind {
+            OwnerKind::GraphCredential => {
+                Self::GraphCredential(Sealed::seal(keys, tenant, certificate_id, private_key))
+            }
+            OwnerKind::MicrosoftSignIn => {
+                Self::MicrosoftSignIn(Sealed::seal(keys, tenant, certificate_id, private_key))
+            }
+        }
+    }
+
+    pub fn open(
+        &self,
+        keys: &Keyring,
+        tenant: &TenantId,
+        certificate_id: &str,
+    ) -> Result<SecretString, SealError> {
+        match self {
+            Self::GraphCredential(sealed) => sealed.open(keys, tenant, certificate_id),
+            Self::MicrosoftSignIn(sealed) => sealed.open(keys, tenant, certificate_id),
+        }
+    }
+
+    fn from_column(kind: OwnerKind, text: String) -> Self {
+        match kind {
+            OwnerKind::GraphCredential => Self::GraphCredential(Sealed::from_column(text)),
+            OwnerKind::MicrosoftSignIn => Self::MicrosoftSignIn(Sealed::from_column(text)),
+        }
+    }
+}
+
+/// The sealed text, as stored.
+impl std::ops::Deref for SealedPrivateKey {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Self::GraphCredential(sealed) => sealed,
+            Self::MicrosoftSignIn(sealed) => sealed,
+        }
+    }
+}
+
+/// What the sealed private key of a certificate of an owner of `kind` is bound to.
 pub fn private_key_context(tenant: &TenantId, kind: OwnerKind, certificate_id: &str) -> String {
-    let kind = match kind {
-        OwnerKind::GraphCredential => "graph-credential",
-        OwnerKind::MicrosoftSignIn => "microsoft-sign-in",
-    };
-    format!("{kind}/private-key/{}/{certificate_id}", tenant.as_str())
+    match kind {
+        OwnerKind::GraphCredential => Sealed::<GraphCredentialKey>::context(tenant, certificate_id),
+        OwnerKind::MicrosoftSignIn => Sealed::<SignInKey>::context(tenant, certificate_id),
+    }
 }
 
 /// A certificate as stored: public, but for its sealed private key.
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone)]
 pub struct StoredCertificate {
     pub id: String,
-    pub private_key_sealed: String,
+    pub private_key_sealed: SealedPrivateKey,
     pub certificate_pem: String,
     pub thumbprint: String,
     not_before: i64,
     not_after: i64,
+}
+
+#[derive(FromRow)]
+struct CertificateRow {
+    id: String,
+    private_key_sealed: String,
+    certificate_pem: String,
+    thumbprint: String,
+    not_before: i64,
+    not_after: i64,
+}
+
+impl CertificateRow {
+    fn of(self, kind: OwnerKind) -> StoredCertificate {
+        StoredCertificate {
+            id: self.id,
+            private_key_sealed: SealedPrivateKey::from_column(kind, self.private_key_sealed),
+            certificate_pem: self.certificate_pem,
+            thumbprint: self.thumbprint,
+            not_before: self.not_before,
+            not_after: self.not_after,
+        }
+    }
 }
 
 impl StoredCertificate {
@@ -127,7 +222,7 @@ impl StoredCertificate {
 /// A certificate to store: Portico generated it, and sealed its private key to `id`.
 pub struct NewCertificate<'a> {
     pub id: &'a str,
-    pub private_key_sealed: &'a str,
+    pub private_key_sealed: &'a SealedPrivateKey,
     pub certificate_pem: &'a str,
     pub thumbprint: String,
     pub not_before: OffsetDateTime,
@@ -146,7 +241,7 @@ pub async fn get(
     owner: Owner<'_>,
     slot: Slot,
 ) -> Result<Option<StoredCertificate>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let row: Option<CertificateRow> = sqlx::query_as(&format!(
         "SELECT id, private_key_sealed, certificate_pem, thumbprint, not_before, not_after \
          FROM certificates WHERE tenant_id = $1 AND {} = $2 AND slot = $3",
         owner.column()
@@ -155,7 +250,8 @@ pub async fn get(
     .bind(owner.key(tenant))
     .bind(slot.as_str())
     .fetch_optional(db.pool())
-    .await
+    .await?;
+    Ok(row.map(|row| row.of(owner.kind())))
 }
 
 pub(super) async fn insert(
@@ -176,7 +272,7 @@ pub(super) async fn insert(
     .bind(tenant.as_str())
     .bind(owner.key(tenant))
     .bind(slot.as_str())
-    .bind(certificate.private_key_sealed)
+    .bind(&**certificate.private_key_sealed)
     .bind(certificate.certificate_pem)
     .bind(&certificate.thumbprint)
     .bind(certificate.not_before.unix_timestamp())

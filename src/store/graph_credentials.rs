@@ -6,6 +6,7 @@ use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::certificates::{self, NewCertificate, Owner, Slot};
+use super::sealed::{Purpose, Sealed};
 use super::tenants::TenantId;
 use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version};
 use crate::domain::{AuthMethod, ClientId, Cloud, CredentialName};
@@ -28,7 +29,7 @@ pub struct GraphCredential {
 #[derive(Debug, Clone)]
 pub enum Authentication {
     ClientSecret {
-        sealed: String,
+        sealed: SealedGraphSecret,
         expires_on: Date,
         replaced_at: OffsetDateTime,
     },
@@ -74,13 +75,14 @@ pub struct CredentialFields {
     pub cloud: Cloud,
 }
 
-/// What the sealed secret of a credential is bound to.
-pub fn secret_context(tenant: &TenantId, credential_id: &str) -> String {
-    format!(
-        "graph-credential/client-secret/{}/{credential_id}",
-        tenant.as_str()
-    )
+/// A credential's client secret, sealed to it (the row key is the credential's id).
+pub struct GraphClientSecret;
+
+impl Purpose for GraphClientSecret {
+    const NAME: &'static str = "graph-credential/client-secret";
 }
+
+pub type SealedGraphSecret = Sealed<GraphClientSecret>;
 
 /// A new credential's id, known before saving so its secret can be sealed to it.
 pub fn new_credential_id() -> String {
@@ -124,7 +126,7 @@ impl TryFrom<Row> for GraphCredential {
                     ));
                 };
                 Authentication::ClientSecret {
-                    sealed,
+                    sealed: Sealed::from_column(sealed),
                     expires_on: crate::domain::parse_expiry_date(&expires_on).map_err(corrupt)?,
                     replaced_at: from_unix(replaced_at),
                 }
@@ -248,7 +250,7 @@ pub async fn create(
     tenant: &TenantId,
     id: &str,
     fields: &CredentialFields,
-    sealed_secret: &str,
+    sealed_secret: &SealedGraphSecret,
     secret_expires_on: Date,
 ) -> Result<(), SaveError> {
     let now = db.unix_now();
@@ -264,7 +266,7 @@ pub async fn create(
     .bind(&fields.directory)
     .bind(fields.directory_id.hyphenated().to_string())
     .bind(fields.cloud.as_str())
-    .bind(sealed_secret)
+    .bind(sealed_secret.as_str())
     .bind(date_text(secret_expires_on))
     .bind(now)
     .execute(db.pool())
@@ -315,7 +317,7 @@ pub async fn replace_secret(
     tenant: &TenantId,
     id: &str,
     version: i64,
-    sealed_secret: &str,
+    sealed_secret: &SealedGraphSecret,
     secret_expires_on: Date,
 ) -> Result<(), SaveError> {
     let now = db.unix_now();
@@ -325,7 +327,7 @@ pub async fn replace_secret(
          last_test_summary = NULL, updated_at = $3, version = version + 1 \
          WHERE tenant_id = $4 AND id = $5 AND version = $6 AND auth_method = 'client_secret'",
     )
-    .bind(sealed_secret)
+    .bind(sealed_secret.as_str())
     .bind(date_text(secret_expires_on))
     .bind(now)
     .bind(tenant.as_str())

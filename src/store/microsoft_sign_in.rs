@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::certificates::{self, NewCertificate, Owner, Slot};
+use super::sealed::{Purpose, Sealed};
 use super::tenants::TenantId;
 use super::{Db, SaveError, from_unix};
 use crate::domain::{AuthMethod, ClientId, Cloud};
@@ -18,8 +19,8 @@ pub struct SignInSettings {
     pub cloud: Cloud,
     /// A client secret (or none: a public client), or a certificate Portico generated.
     pub auth_method: AuthMethod,
-    /// Sealed; see `secret_context`. Client secrets only.
-    pub client_secret_sealed: Option<String>,
+    /// Client secrets only.
+    pub client_secret_sealed: Option<SealedSignInSecret>,
     pub secret_replaced_at: Option<OffsetDateTime>,
     pub enabled: bool,
     pub auto_create_agents: bool,
@@ -30,7 +31,7 @@ pub struct SignInSettings {
 /// What saving does with the stored client secret.
 pub enum SecretChange {
     Keep,
-    Replace { sealed: String },
+    Replace { sealed: SealedSignInSecret },
     Remove,
 }
 
@@ -59,10 +60,15 @@ pub enum CredentialChange<'a> {
     AddNextCertificate(NewCertificate<'a>),
 }
 
-/// What the sealed client secret is bound to: it opens for this tenant's setting only.
-pub fn secret_context(tenant: &TenantId) -> String {
-    format!("microsoft-sign-in/client-secret/{}", tenant.as_str())
+/// The client secret of a tenant's Sign in with Microsoft settings, which a tenant has one
+/// of: sealed with an empty row key, it opens for this tenant's settings only.
+pub struct SignInClientSecret;
+
+impl Purpose for SignInClientSecret {
+    const NAME: &'static str = "microsoft-sign-in/client-secret";
 }
+
+pub type SealedSignInSecret = Sealed<SignInClientSecret>;
 
 #[derive(FromRow)]
 struct Row {
@@ -97,7 +103,7 @@ pub async fn get(db: &Db, tenant: &TenantId) -> Result<Option<SignInSettings>, s
                 .transpose()?,
             cloud: Cloud::parse(&row.cloud).map_err(corrupt)?,
             auth_method: AuthMethod::parse(&row.auth_method).map_err(corrupt)?,
-            client_secret_sealed: row.client_secret_sealed,
+            client_secret_sealed: row.client_secret_sealed.map(Sealed::from_column),
             secret_replaced_at: row.secret_replaced_at.map(from_unix),
             enabled: row.enabled != 0,
             auto_create_agents: row.auto_create_agents != 0,

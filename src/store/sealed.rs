@@ -49,8 +49,9 @@ impl<P: Purpose> Sealed<P> {
         }
     }
 
-    /// `row` is empty for settings a tenant has one of.
-    pub(super) fn context(tenant: &TenantId, row: &str) -> String {
+    /// What a value of this purpose for `tenant` and `row` is bound to; `row` is empty for
+    /// settings a tenant has one of.
+    pub fn context(tenant: &TenantId, row: &str) -> String {
         if row.is_empty() {
             format!("{}/{}", P::NAME, tenant.as_str())
         } else {

@@ -36,8 +36,9 @@ impl SealedColumn {
     }
 }
 
+/// The sign-in settings' secret is sealed with an empty row key: a tenant has one.
 fn sign_in_secret(tenant: &TenantId, _: &str) -> String {
-    microsoft_sign_in::secret_context(tenant)
+    Sealed::<microsoft_sign_in::SignInClientSecret>::context(tenant, "")
 }
 
 fn sign_in_private_key(tenant: &TenantId, id: &str) -> String {
@@ -72,7 +73,7 @@ pub const SEALED_COLUMNS: [SealedColumn; 8] = [
         column: "client_secret_sealed",
         rows: None,
         key_column: "id",
-        context: graph_credentials::secret_context,
+        context: Sealed::<graph_credentials::GraphClientSecret>::context,
     },
     SealedColumn {
         table: "certificates",

@@ -28,7 +28,7 @@ use crate::services::certificate_lifecycle::{
 };
 use crate::store::certificates::{self, Owner, OwnerKind, Slot};
 use crate::store::graph_credentials::{
-    self, Authentication, CredentialFields, GraphCredential, new_credential_id, secret_context,
+    self, Authentication, CredentialFields, GraphCredential, SealedGraphSecret, new_credential_id,
 };
 use crate::store::{SaveError, mailboxes};
 
@@ -288,10 +288,7 @@ async fn store_new(
     let tenant = &ctx.tenant.id;
     Ok(match proof {
         NewProof::Secret(secret, expires_on) => {
-            let sealed = state
-                .config
-                .secret_key
-                .seal(&secret, &secret_context(tenant, id));
+            let sealed = SealedGraphSecret::seal(&state.config.secret_key, tenant, id, &secret);
             let saved =
                 graph_credentials::create(&state.db, tenant, id, fields, &sealed, expires_on).await;
             (saved, format!("client secret expires on {expires_on}"))
@@ -581,10 +578,7 @@ pub async fn replace_secret(
         page.errors = errors;
         return Ok(Rejected(page).into_response());
     };
-    let sealed = state
-        .config
-        .secret_key
-        .seal(&secret, &secret_context(&ctx.tenant.id, &id));
+    let sealed = SealedGraphSecret::seal(&state.config.secret_key, &ctx.tenant.id, &id, &secret);
     match graph_credentials::replace_secret(
         &state.db,
         &ctx.tenant.id,

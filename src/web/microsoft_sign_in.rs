@@ -27,8 +27,8 @@ use crate::microsoft::sign_in::{SignInApp, SignInError, VerifiedIdentity};
 use crate::microsoft::{CallError, MicrosoftError};
 use crate::services::accounts::{self, MicrosoftSignInOutcome};
 use crate::services::throttle;
-use crate::store::certificates::{self, Owner, OwnerKind, Slot, private_key_context};
-use crate::store::microsoft_sign_in::{self, SignInSettings, secret_context};
+use crate::store::certificates::{self, Owner, Slot};
+use crate::store::microsoft_sign_in::{self, SignInSettings};
 use crate::store::tenants::{self, Tenant};
 use crate::store::{identities, users};
 
@@ -81,19 +81,18 @@ async fn open_proof(
     let key = &app.config.secret_key;
     match (settings.auth_method, &settings.client_secret_sealed) {
         (AuthMethod::ClientSecret, None) => Ok(OpenedProof::None),
-        (AuthMethod::ClientSecret, Some(sealed)) => Ok(OpenedProof::Secret(
-            key.open(sealed, &secret_context(&tenant.id))?,
-        )),
+        (AuthMethod::ClientSecret, Some(sealed)) => {
+            Ok(OpenedProof::Secret(sealed.open(key, &tenant.id, "")?))
+        }
         (AuthMethod::Certificate, _) => {
             let stored =
                 certificates::get(&app.db, &tenant.id, Owner::MicrosoftSignIn, Slot::Current)
                     .await?
                     .ok_or(AppError::NotFound)?;
             Ok(OpenedProof::Certificate {
-                private_key: key.open(
-                    &stored.private_key_sealed,
-                    &private_key_context(&tenant.id, OwnerKind::MicrosoftSignIn, &stored.id),
-                )?,
+                private_key: stored
+                    .private_key_sealed
+                    .open(key, &tenant.id, &stored.id)?,
                 certificate: CertificateInfo::read(&stored.certificate_pem)?,
             })
         }

@@ -28,7 +28,7 @@ use crate::services::certificate_lifecycle::{
 use crate::store::SaveError;
 use crate::store::certificates::{self, Owner, OwnerKind, Slot};
 use crate::store::microsoft_sign_in::{
-    self, CredentialChange, SecretChange, SettingsUpdate, SignInSettings, secret_context,
+    self, CredentialChange, SealedSignInSecret, SecretChange, SettingsUpdate, SignInSettings,
 };
 
 /// Certificates Portico generates are valid this long unless the admin chooses otherwise.
@@ -355,10 +355,7 @@ fn settings_update<'a>(
         parsed.new_secret,
     ) {
         (SecretOnSave::Replace, Some(secret)) => SecretChange::Replace {
-            sealed: state
-                .config
-                .secret_key
-                .seal(&secret, &secret_context(&ctx.tenant.id)),
+            sealed: SealedSignInSecret::seal(&state.config.secret_key, &ctx.tenant.id, "", &secret),
         },
         (SecretOnSave::Drop, _) => SecretChange::Remove,
         _ => SecretChange::Keep,

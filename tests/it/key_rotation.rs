@@ -6,6 +6,8 @@ use std::process::Output;
 
 use portico::crypto::{Keyring, SealError, SecretKey};
 use portico::store::certificates;
+use portico::store::microsoft_sign_in::SignInClientSecret;
+use portico::store::sealed::Sealed;
 use portico::store::{Page, graph_credentials, mailboxes, microsoft_sign_in, oauth_connections};
 use portico::store::{sealed_columns, segments};
 use secrecy::{ExposeSecret, SecretString};
@@ -55,89 +57,60 @@ async fn rotate_key(app: &TestApp, current: &SecretKey, old: &[&SecretKey]) -> (
 /// read table by table.
 async fn stored_secrets(app: &TestApp, keys: &Keyring) -> Vec<(String, String, String)> {
     let (db, tenant) = (&app.state.db, app.tenant("acme").await);
-    let open = |what: &str, sealed: String, context: String| {
-        let secret = keys
-            .open(&sealed, &context)
-            .unwrap_or_else(|e| panic!("{what}: {e}"));
-        (what.to_owned(), sealed, secret.expose_secret().to_owned())
+    let opened = |what: &str, sealed: &str, secret: Result<SecretString, SealError>| {
+        let secret = secret.unwrap_or_else(|e| panic!("{what}: {e}"));
+        let secret = secret.expose_secret().to_owned();
+        (what.to_owned(), sealed.to_owned(), secret)
     };
+    let tenant_id = &tenant.id;
     let mut found = Vec::new();
-    if let Some(settings) = microsoft_sign_in::get(db, &tenant.id).await.unwrap() {
-        let context = microsoft_sign_in::secret_context(&tenant.id);
-        found.push(open(
+    if let Some(settings) = microsoft_sign_in::get(db, tenant_id).await.unwrap() {
+        let sealed = settings.client_secret_sealed.unwrap();
+        found.push(opened(
             "sign-in secret",
-            settings.client_secret_sealed.unwrap(),
-            context,
+            &sealed,
+            sealed.open(keys, tenant_id, ""),
         ));
     }
-    for credential in graph_credentials::list(db, &tenant.id).await.unwrap() {
+    for credential in graph_credentials::list(db, tenant_id).await.unwrap() {
         match credential.authentication {
             graph_credentials::Authentication::ClientSecret { sealed, .. } => {
-                let context = graph_credentials::secret_context(&tenant.id, &credential.id);
-                found.push(open("graph secret", sealed, context));
+                let secret = sealed.open(keys, tenant_id, &credential.id);
+                found.push(opened("graph secret", &sealed, secret));
             }
             graph_credentials::Authentication::Certificate { .. } => {
                 let owner = certificates::Owner::GraphCredential(&credential.id);
                 let certificate =
-                    certificates::get(db, &tenant.id, owner, certificates::Slot::Current)
+                    certificates::get(db, tenant_id, owner, certificates::Slot::Current)
                         .await
                         .unwrap()
                         .unwrap();
-                let context =
-                    certificates::private_key_context(&tenant.id, owner.kind(), &certificate.id);
-                found.push(open(
-                    "graph private key",
-                    certificate.private_key_sealed,
-                    context,
-                ));
+                let sealed = &certificate.private_key_sealed;
+                let key = sealed.open(keys, tenant_id, &certificate.id);
+                found.push(opened("graph private key", sealed, key));
             }
         }
     }
-    for segment in segments::list(db, &tenant.id).await.unwrap() {
+    for segment in segments::list(db, tenant_id).await.unwrap() {
         let page = Page::new(None, 100);
-        let listed = mailboxes::list(db, &tenant.id, &segment.id, None, page)
+        let listed = mailboxes::list(db, tenant_id, &segment.id, None, page)
             .await
             .unwrap();
         for mailbox in listed.rows {
             let sealed = mailbox.server.unwrap().password_sealed.unwrap();
-            let password = sealed.open(keys, &tenant.id, &mailbox.id);
-            let password = password.unwrap_or_else(|e| panic!("mailbox password: {e}"));
-            found.push((
-                "mailbox password".to_owned(),
-                sealed.as_str().to_owned(),
-                password.expose_secret().to_owned(),
-            ));
+            let password = sealed.open(keys, tenant_id, &mailbox.id);
+            found.push(opened("mailbox password", &sealed, password));
         }
     }
-    for connection in oauth_connections::list(db, &tenant.id).await.unwrap() {
+    for connection in oauth_connections::list(db, tenant_id).await.unwrap() {
         let id = &connection.id;
-        let opened = |what: &str, sealed: &str, secret: Result<SecretString, SealError>| {
-            let secret = secret.unwrap_or_else(|e| panic!("{what}: {e}"));
-            (
-                what.to_owned(),
-                sealed.to_owned(),
-                secret.expose_secret().to_owned(),
-            )
-        };
         let secret = connection.client_secret_sealed.unwrap();
         let refresh = connection.refresh_token_sealed.unwrap();
         let access = connection.access_token_sealed.unwrap();
         found.extend([
-            opened(
-                "client-secret",
-                secret.as_str(),
-                secret.open(keys, &tenant.id, id),
-            ),
-            opened(
-                "refresh-token",
-                refresh.as_str(),
-                refresh.open(keys, &tenant.id, id),
-            ),
-            opened(
-                "access-token",
-                access.as_str(),
-                access.open(keys, &tenant.id, id),
-            ),
+            opened("client-secret", &secret, secret.open(keys, tenant_id, id)),
+            opened("refresh-token", &refresh, refresh.open(keys, tenant_id, id)),
+            opened("access-token", &access, access.open(keys, tenant_id, id)),
         ]);
     }
     found
@@ -328,7 +301,7 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
             .starts_with("-----BEGIN PRIVATE KEY-----")
     );
     let (_, sign_in_sealed, _) = &after[0];
-    let context = microsoft_sign_in::secret_context(&app.tenant("acme").await.id);
+    let context = Sealed::<SignInClientSecret>::context(&app.tenant("acme").await.id, "");
     assert!(
         Keyring::from(old.clone())
             .open(sign_in_sealed, &context)
