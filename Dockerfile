@@ -2,7 +2,8 @@
 # Portico: build the release binary, then run it alone in a slim image.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# The whole tree (less .dockerignore): Cargo.toml names test and example targets too.
+# The whole tree (less .dockerignore): Cargo.toml names test and example targets too, and
+# .cargo/config.toml sets the flags SQLite is compiled with.
 COPY . .
 # Cache mounts keep downloaded crates and compiled dependencies between builds; the binary
 # leaves the cached target directory stripped of its symbols.

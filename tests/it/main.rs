@@ -35,6 +35,7 @@ mod security_secrets;
 mod session_hygiene;
 mod setup;
 mod sign_in_certificates;
+mod sqlite_build;
 mod storage;
 mod throttling;
 mod users;
