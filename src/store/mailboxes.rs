@@ -7,7 +7,9 @@ use time::OffsetDateTime;
 
 use super::sealed::{Purpose, Sealed};
 use super::tenants::TenantId;
-use super::{Db, Page, Paged, SaveError, from_unix, like_pattern, new_id, saved_at_version};
+use super::{
+    Db, Page, Paged, SaveError, Transaction, from_unix, like_pattern, new_id, saved_at_version,
+};
 use crate::domain::{AlertSender, Direction, MailProtocol, Security};
 
 #[derive(Debug, Clone)]
@@ -247,6 +249,7 @@ pub async fn create(
     fields: &MailboxFields,
 ) -> Result<(), sqlx::Error> {
     let columns = ConnectionColumns::from(&fields.connection);
+    let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO mailboxes (id, tenant_id, segment_id, name, email, direction, protocol, \
          graph_credential_id, host, port, security, username, password_sealed, enabled, \
@@ -269,7 +272,27 @@ pub async fn create(
     .bind(i64::from(fields.enabled))
     .bind(db.unix_now())
     .bind(columns.oauth_connection_id)
-    .execute(db.pool())
+    .execute(&mut *tx)
+    .await?;
+    count_in(&mut tx, tenant, segment_id, 1).await?;
+    tx.commit().await
+}
+
+/// Adds `change` to the segment's `mailbox_count`, in the transaction that adds or removes
+/// its mailboxes, so the count never differs from the rows.
+async fn count_in(
+    tx: &mut Transaction,
+    tenant: &TenantId,
+    segment_id: &str,
+    change: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE segments SET mailbox_count = mailbox_count + $1 WHERE tenant_id = $2 AND id = $3",
+    )
+    .bind(change)
+    .bind(tenant.as_str())
+    .bind(segment_id)
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
@@ -328,6 +351,8 @@ pub async fn create_many(
         }
         insert.execute(&mut *tx).await?;
     }
+    let added = i64::try_from(mailboxes.len()).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    count_in(&mut tx, tenant, segment_id, added).await?;
     tx.commit().await
 }
 
@@ -379,37 +404,64 @@ pub async fn update(
     saved_at_version(db.pool(), "mailboxes", tenant, id, updated.rows_affected()).await
 }
 
-/// Moves the mailbox as loaded at `version` to another segment of the same tenant (the
-/// caller found it); `Stale` if the mailbox moved on since.
+/// Moves the mailbox as loaded at `version`, in segment `from`, to segment `to` of the same
+/// tenant (the caller found it); `Stale` if the mailbox moved on since. Both segments'
+/// counts change in one statement, after the mailbox row: every writer locks the mailbox
+/// before its segments, so two moves never wait on each other in a circle.
 pub async fn move_to(
     db: &Db,
     tenant: &TenantId,
     id: &str,
     version: i64,
-    segment_id: &str,
+    from: &str,
+    to: &str,
 ) -> Result<(), SaveError> {
+    let mut tx = db.pool().begin().await?;
     let moved = sqlx::query(
         "UPDATE mailboxes SET segment_id = $1, updated_at = $2, version = version + 1 \
-         WHERE tenant_id = $3 AND id = $4 AND version = $5 \
+         WHERE tenant_id = $3 AND id = $4 AND version = $5 AND segment_id = $6 \
          AND EXISTS (SELECT 1 FROM segments s WHERE s.tenant_id = $3 AND s.id = $1)",
     )
-    .bind(segment_id)
+    .bind(to)
     .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id)
     .bind(version)
-    .execute(db.pool())
+    .bind(from)
+    .execute(&mut *tx)
     .await?;
-    saved_at_version(db.pool(), "mailboxes", tenant, id, moved.rows_affected()).await
+    if moved.rows_affected() == 1 {
+        sqlx::query(
+            "UPDATE segments SET mailbox_count = mailbox_count \
+             + CASE WHEN id = $1 THEN 1 ELSE 0 END - CASE WHEN id = $2 THEN 1 ELSE 0 END \
+             WHERE tenant_id = $3 AND id IN ($1, $2)",
+        )
+        .bind(to)
+        .bind(from)
+        .bind(tenant.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    saved_at_version(&mut *tx, "mailboxes", tenant, id, moved.rows_affected()).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 pub async fn delete(db: &Db, tenant: &TenantId, id: &str) -> Result<bool, sqlx::Error> {
-    let deleted = sqlx::query("DELETE FROM mailboxes WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant.as_str())
-        .bind(id)
-        .execute(db.pool())
-        .await?;
-    Ok(deleted.rows_affected() == 1)
+    let mut tx = db.pool().begin().await?;
+    let segment_id: Option<String> = sqlx::query_scalar(
+        "DELETE FROM mailboxes WHERE tenant_id = $1 AND id = $2 RETURNING segment_id",
+    )
+    .bind(tenant.as_str())
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(segment_id) = segment_id else {
+        return Ok(false);
+    };
+    count_in(&mut tx, tenant, &segment_id, -1).await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub async fn record_test(

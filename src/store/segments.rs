@@ -10,14 +10,13 @@ pub struct Segment {
     pub id: String,
     pub name: String,
     pub description: String,
+    /// Kept by every mailbox create, move and delete (`mailboxes`), so no page counts rows.
     pub mailbox_count: i64,
     /// Grows with every save; the edit form carries it.
     pub version: i64,
 }
 
-const COLUMNS: &str = "s.id, s.name, s.description, s.version, \
-     (SELECT COUNT(*) FROM mailboxes m WHERE m.tenant_id = s.tenant_id AND m.segment_id = s.id) \
-     AS mailbox_count";
+const COLUMNS: &str = "s.id, s.name, s.description, s.version, s.mailbox_count";
 
 pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<Segment>, sqlx::Error> {
     sqlx::query_as(&format!(

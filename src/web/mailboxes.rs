@@ -469,7 +469,15 @@ pub async fn move_to(
         page.errors = FieldErrors::single("segment_id", "Choose one of your segments.");
         return Ok(Rejected(page).into_response());
     };
-    match mailboxes::move_to(&state.db, &ctx.tenant.id, &id, form.version, &target.id).await {
+    let moved = mailboxes::move_to(
+        &state.db,
+        &ctx.tenant.id,
+        &id,
+        form.version,
+        &mailbox.segment_id,
+        &target.id,
+    );
+    match moved.await {
         Ok(()) => {}
         Err(SaveError::Stale) => {
             let current = load(&state, &ctx, &id).await?;

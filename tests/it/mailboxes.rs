@@ -19,6 +19,7 @@ on_both_backends!(
     server_mailboxes_keep_their_password_sealed_and_graph_drops_it,
     mailbox_input_is_checked_beside_each_field,
     mailboxes_move_and_delete_within_their_tenant_only,
+    segments_count_their_mailboxes_through_creates_moves_and_deletes,
     listing_ten_thousand_mailboxes_costs_the_same_queries_on_any_page,
     graph_mailbox_test_reports_what_exchange_allows,
 );
@@ -442,6 +443,89 @@ async fn mailboxes_move_and_delete_within_their_tenant_only(backend: Backend) {
             .iter()
             .all(|(_, t, d)| !t.contains(IMAP_PASSWORD) && !d.contains(IMAP_PASSWORD))
     );
+}
+
+/// The count a segment shows is a column kept by every create, move and delete; after
+/// each it equals the segment's mailboxes, on the list and on the segment's own page.
+async fn segments_count_their_mailboxes_through_creates_moves_and_deletes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, admin) = app.tenant_with_admin("acme").await;
+    let support = add_segment(&admin, "acme", "Support").await;
+    let sales = add_segment(&admin, "acme", "Sales").await;
+    let sales_id = sales.rsplit('/').next().unwrap().to_owned();
+    let pool = sqlx::AnyPool::connect(&app.database_url()).await.unwrap();
+    let counts_are = async |expected: [(&str, &str, i64); 2]| {
+        for (name, path, count) in expected {
+            let id = path.rsplit('/').next().unwrap();
+            let (kept, recounted): (i64, i64) = sqlx::query_as(
+                "SELECT mailbox_count, \
+                 (SELECT COUNT(*) FROM mailboxes m WHERE m.segment_id = s.id) \
+                 FROM segments s WHERE s.id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            assert_eq!((kept, recounted), (count, count), "{name}");
+            admin.get(path).await.assert_contains(&format!(
+                "Mailboxes <span class=\"muted small\">({count})</span>"
+            ));
+            admin
+                .get("/t/acme/segments")
+                .await
+                .assert_contains(&format!(
+                    "{name}</a></td><td>Customer mail</td><td>{count}</td>"
+                ));
+        }
+    };
+
+    let mut mailboxes = Vec::new();
+    for n in 0..3 {
+        let (name, email) = (format!("Box {n}"), format!("box{n}@contoso.com"));
+        let mut fields = imap_fields(IMAP_PASSWORD);
+        fields.retain(|(field, _)| !matches!(*field, "name" | "email"));
+        fields.extend([("name", name.as_str()), ("email", email.as_str())]);
+        let created = admin
+            .submit(
+                &format!("{support}/mailboxes/new"),
+                &format!("{support}/mailboxes"),
+                &fields,
+            )
+            .await;
+        mailboxes.push(created.location.clone().unwrap());
+    }
+    counts_are([("Support", &support, 3), ("Sales", &sales, 0)]).await;
+
+    let moved = &mailboxes[0];
+    let move_to = |segment| [("segment_id", segment)];
+    admin
+        .submit(moved, &format!("{moved}/move"), &move_to(sales_id.as_str()))
+        .await
+        .assert_redirect(&format!("{moved}?done=moved"));
+    counts_are([("Support", &support, 2), ("Sales", &sales, 1)]).await;
+
+    // A move from a page opened before is refused and counts nothing; a move into the
+    // segment the mailbox is in already changes no count.
+    let stale = [("segment_id", sales_id.as_str()), ("version", "1")];
+    admin
+        .submit(moved, &format!("{moved}/move"), &stale)
+        .await
+        .assert_status(409);
+    let support_id = support.rsplit('/').next().unwrap();
+    let stays = &mailboxes[1];
+    admin
+        .submit(stays, &format!("{stays}/move"), &move_to(support_id))
+        .await
+        .assert_redirect(&format!("{stays}?done=moved"));
+    counts_are([("Support", &support, 2), ("Sales", &sales, 1)]).await;
+
+    for (deleted, segment) in [(&mailboxes[2], &support), (moved, &sales)] {
+        admin
+            .submit(deleted, &format!("{deleted}/delete"), &[])
+            .await
+            .assert_redirect(&format!("{segment}?done=deleted"));
+    }
+    counts_are([("Support", &support, 1), ("Sales", &sales, 0)]).await;
 }
 
 async fn listing_ten_thousand_mailboxes_costs_the_same_queries_on_any_page(backend: Backend) {

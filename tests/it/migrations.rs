@@ -8,7 +8,7 @@ use portico::crypto::{Keyring, SecretKey};
 use portico::services::graph_credentials::{self as graph_services, OpenedProof};
 use portico::store::certificates::{self, Owner, Slot};
 use portico::store::tenants::{self, Tenant};
-use portico::store::{SaveError, expiry_alerts, graph_credentials, mailboxes};
+use portico::store::{SaveError, expiry_alerts, graph_credentials, mailboxes, segments};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::AnyPool;
 use sqlx::error::BoxDynError;
@@ -502,6 +502,13 @@ async fn moved_certificates_open_and_no_row_points_into_another_tenant(backend: 
         "globex's link invite for acme's user",
     );
 
+    // Migration 24 counted the segment's mailboxes, and deleting them counts down.
+    let mailbox_count = async || {
+        let segment = segments::get(db, &acme.id, "s-acme").await.unwrap();
+        segment.unwrap().mailbox_count
+    };
+    assert_eq!(mailbox_count().await, 2);
+
     // Deleting keeps its rules: the alerts' sender is cleared (the settings stay acme's), a
     // credential in use is refused, and a credential's certificates go with it.
     assert!(mailboxes::delete(db, &acme.id, "m-smtp").await.unwrap());
@@ -513,6 +520,7 @@ async fn moved_certificates_open_and_no_row_points_into_another_tenant(backend: 
         Err(SaveError::InUse)
     ));
     assert!(mailboxes::delete(db, &acme.id, "m-graph").await.unwrap());
+    assert_eq!(mailbox_count().await, 0);
     graph_credentials::delete(db, &acme.id, "g-acme")
         .await
         .unwrap();

@@ -433,6 +433,16 @@ impl TestApp {
             );
             sqlx::query(&sql).execute(&mut *tx).await.unwrap();
         }
+        // As the store does: the segment keeps its count in the same transaction.
+        sqlx::query(
+            "UPDATE segments SET mailbox_count = mailbox_count + $1 WHERE tenant_id = $2 AND id = $3",
+        )
+        .bind(i64::try_from(count).unwrap())
+        .bind(tenant.id.as_str())
+        .bind(segment_id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
         tx.commit().await.unwrap();
     }
 
