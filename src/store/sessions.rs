@@ -1,12 +1,16 @@
 //! tower-sessions' store on Portico's own pool, so every instance sees every session.
 //! (The sqlx store crate wants a backend-specific pool; this one serves both.)
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{FromRow as _, Row as _};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use super::tenants::TenantId;
-use super::users::UserId;
+use super::users::{USER_COLUMNS, UserId, UserRow};
 use super::{Db, from_unix};
 use crate::crypto::sha256_hex;
 
@@ -14,6 +18,11 @@ use crate::crypto::sha256_hex;
 /// `tenant_id` and `user_id`). The store copies both into their own columns, so that a
 /// user's sessions can be found and ended without reading every record.
 pub const SIGNED_IN_KEY: &str = "signed_in";
+
+/// The record key under which `load` hands over the signed-in user's row (`UserRow`), read in
+/// the same statement as the session, so a signed-in page reads both in one query. Only in
+/// loaded records: it is never stored, so the user is always as of this request.
+pub const SIGNED_IN_USER_KEY: &str = "signed_in_user";
 
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
@@ -75,9 +84,19 @@ fn backend(err: sqlx::Error) -> session_store::Error {
     session_store::Error::Backend(err.to_string())
 }
 
-/// Only the data is stored: the id itself never reaches the database.
+fn decode(err: serde_json::Error) -> session_store::Error {
+    session_store::Error::Decode(err.to_string())
+}
+
+/// Only the data is stored, without the user `load` added: the id itself never reaches the
+/// database.
 fn encode(record: &Record) -> session_store::Result<String> {
-    serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))
+    let stored: HashMap<&String, &serde_json::Value> = record
+        .data
+        .iter()
+        .filter(|(key, _)| *key != SIGNED_IN_USER_KEY)
+        .collect();
+    serde_json::to_string(&stored).map_err(|e| session_store::Error::Encode(e.to_string()))
 }
 
 #[async_trait]
@@ -123,20 +142,32 @@ impl SessionStore for DbSessionStore {
         Ok(())
     }
 
+    /// Reads the session and, when it is signed in, its user (scoped by the session's tenant)
+    /// in one statement; the user goes into the record under `SIGNED_IN_USER_KEY`.
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
-        let stored: Option<(String, i64)> = sqlx::query_as(
-            "SELECT record, expires_at FROM sessions WHERE id_hash = $1 AND expires_at > $2",
-        )
+        let stored: Option<AnyRow> = sqlx::query(&format!(
+            "SELECT s.record, s.expires_at, {USER_COLUMNS} FROM sessions s \
+             LEFT JOIN users u ON u.tenant_id = s.tenant_id AND u.id = s.user_id \
+             WHERE s.id_hash = $1 AND s.expires_at > $2"
+        ))
         .bind(sha256_hex(&id.to_string()))
         .bind(system_unix_now())
         .fetch_optional(self.db.pool())
         .await
         .map_err(backend)?;
-        let Some((json, expires_at)) = stored else {
+        let Some(row) = stored else {
             return Ok(None);
         };
-        let data =
-            serde_json::from_str(&json).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let json: String = row.try_get("record").map_err(backend)?;
+        let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
+        let mut data: HashMap<String, serde_json::Value> =
+            serde_json::from_str(&json).map_err(decode)?;
+        let user_id: Option<String> = row.try_get("id").map_err(backend)?;
+        if user_id.is_some() {
+            let user = UserRow::from_row(&row).map_err(backend)?;
+            let user = serde_json::to_value(user).map_err(decode)?;
+            data.insert(SIGNED_IN_USER_KEY.to_owned(), user);
+        }
         Ok(Some(Record {
             id: *id,
             data,

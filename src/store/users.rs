@@ -1,3 +1,4 @@
+use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use time::OffsetDateTime;
 
@@ -62,8 +63,11 @@ pub enum ChangeUserError {
     Database(#[from] sqlx::Error),
 }
 
-#[derive(FromRow)]
-struct UserRow {
+/// A user as read, before its text columns are parsed. The session store reads it in the
+/// statement that loads a signed-in session and hands it over inside the record
+/// (`sessions::SIGNED_IN_USER_KEY`), hence serde.
+#[derive(FromRow, Serialize, Deserialize)]
+pub struct UserRow {
     id: String,
     email: String,
     display_name: String,
@@ -92,8 +96,10 @@ impl TryFrom<UserRow> for User {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, display_name, role, status, \
-     CASE WHEN password_hash IS NULL THEN 0 ELSE 1 END AS has_password, created_at, version";
+/// The columns of `UserRow`, of `users u`.
+pub(super) const USER_COLUMNS: &str = "u.id, u.email, u.display_name, u.role, u.status, \
+     CASE WHEN u.password_hash IS NULL THEN 0 ELSE 1 END AS has_password, u.created_at, \
+     u.version";
 
 pub async fn find_for_sign_in(
     db: &Db,
@@ -133,7 +139,7 @@ pub async fn password_hash(
 
 pub async fn get(db: &Db, tenant: &TenantId, id: &str) -> Result<Option<User>, sqlx::Error> {
     let row: Option<UserRow> = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 AND id = $2"
+        "SELECT {USER_COLUMNS} FROM users u WHERE tenant_id = $1 AND id = $2"
     ))
     .bind(tenant.as_str())
     .bind(id)
@@ -150,7 +156,7 @@ pub async fn list(
     page: Page,
 ) -> Result<Paged<User>, sqlx::Error> {
     let rows: Vec<UserRow> = sqlx::query_as(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE tenant_id = $1 \
+        "SELECT {USER_COLUMNS} FROM users u WHERE tenant_id = $1 \
          AND ($2 = '' OR email LIKE $2 ESCAPE '\\' OR LOWER(display_name) LIKE $2 ESCAPE '\\') \
          ORDER BY LOWER(display_name), email LIMIT $3 OFFSET $4"
     ))

@@ -17,7 +17,7 @@ use super::session;
 use crate::app::AppState;
 use crate::domain::{Role, UserStatus};
 use crate::store::tenants::Tenant;
-use crate::store::users::{self, User};
+use crate::store::users::User;
 
 #[derive(Deserialize)]
 struct TenantPath {
@@ -80,8 +80,11 @@ impl FromRequestParts<AppState> for TenantCtx {
         if signed_in.tenant_id != tenant.id.as_str() {
             return Err(AppError::NotFound);
         }
-        let user = users::get(&state.db, &tenant.id, &signed_in.user_id).await?;
-        let active_user = user.filter(|user| user.status == UserStatus::Active);
+        let user = session::signed_in_user(&session).await?;
+        let user = user.map(User::try_from).transpose()?;
+        let active_user = user.filter(|user| {
+            user.id.as_str() == signed_in.user_id && user.status == UserStatus::Active
+        });
         let Some(user) = active_user.filter(|_| !signed_in.is_expired(state.clock.now())) else {
             session::sign_out(&session).await?;
             return Err(sign_in_required());

@@ -7,9 +7,9 @@ use tower_sessions::Session;
 use crate::crypto::random_token;
 use crate::microsoft::delegated::PendingAuthorization;
 use crate::microsoft::sign_in::PendingSignIn;
-use crate::store::sessions::SIGNED_IN_KEY;
+use crate::store::sessions::{SIGNED_IN_KEY, SIGNED_IN_USER_KEY};
 use crate::store::tenants::TenantId;
-use crate::store::users::UserId;
+use crate::store::users::{UserId, UserRow};
 
 const CSRF_KEY: &str = "csrf";
 const MICROSOFT_SIGN_IN_KEY: &str = "microsoft_sign_in";
@@ -64,6 +64,15 @@ pub async fn signed_in(
     session: &Session,
 ) -> Result<Option<SignedIn>, tower_sessions::session::Error> {
     session.get(SIGNED_IN_KEY).await
+}
+
+/// The signed-in user as the session store read them with the session, in one statement:
+/// their role and status as of this request. `None` when no user is signed in or the user
+/// is gone.
+pub async fn signed_in_user(
+    session: &Session,
+) -> Result<Option<UserRow>, tower_sessions::session::Error> {
+    session.get(SIGNED_IN_USER_KEY).await
 }
 
 /// Signs the user in under a new session id, so an id planted before sign-in

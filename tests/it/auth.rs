@@ -258,9 +258,9 @@ async fn post_from_another_origin_is_refused(backend: Backend) {
         .assert_lacks("mallory@acme.test");
 }
 
-/// A page view reads the session and writes nothing; once a minute has passed since the
-/// session last moved its idle deadline, the next page moves it (a write, and a cookie
-/// with the full idle time again).
+/// A page view reads the session with its user, in one statement, and writes nothing; once
+/// a minute has passed since the session last moved its idle deadline, the next page moves
+/// it (a write, and a cookie with the full idle time again).
 async fn pages_move_the_idle_deadline_at_most_once_a_minute(backend: Backend) {
     let app = spawn_app(backend).await;
     let (_, admin) = app.tenant_with_admin("acme").await;
@@ -276,6 +276,7 @@ async fn pages_move_the_idle_deadline_at_most_once_a_minute(backend: Backend) {
         (app.state.db.queries_started() - before, set_cookie(&page))
     };
     let (quiet, cookie) = cost().await;
+    assert_eq!(quiet, 1, "the profile page reads only the session and user");
     assert_eq!(cookie, None);
     assert_eq!(cost().await, (quiet, None));
 
