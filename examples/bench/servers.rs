@@ -41,10 +41,16 @@ pub struct Server {
 }
 
 impl Server {
-    /// The bare axum handler, on a port it picks and prints.
-    pub async fn ceiling() -> Result<Self> {
+    /// The bare axum handlers, on a port they pick and print: "hello" at `/`, and each of
+    /// `pages` (route, recorded response) at its route.
+    pub async fn ceiling(pages: &[(String, PathBuf)]) -> Result<Self> {
         let started = Instant::now();
         let mut child = Command::new(built("bench-ceiling")?)
+            .args(
+                pages
+                    .iter()
+                    .map(|(route, file)| format!("--page={route}={}", file.display())),
+            )
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
