@@ -234,7 +234,9 @@ describe("Portico in a browser", () => {
   it("keyboard only: sign-in and a settings form work with Tab and Enter alone", async () => {
     const person = await newPerson(browser, stack.base);
     await person.goto("/t/acme/login");
-    // The email field has focus on arrival.
+    // The email field has focus on arrival: the browser gives it once the page has
+    // rendered, which may come just after the load event.
+    await person.waitForFunction(() => document.activeElement?.getAttribute("name") === "email");
     await person.keyboard.type(ADMIN.email);
     await person.keyboard.press("Tab");
     await person.keyboard.type(ADMIN.password);
