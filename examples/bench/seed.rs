@@ -31,6 +31,13 @@ type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 pub const SLUG: &str = "acme";
 pub const ADMIN_EMAIL: &str = "admin@acme.test";
 pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+/// Agents of Acme who sign in during the storm (scenario 3), with the admin's password.
+pub const STORM_AGENTS: usize = 32;
+
+/// The email of storm agent `n`.
+pub fn agent_email(n: usize) -> String {
+    format!("agent{n}@acme.test")
+}
 /// Mailboxes of the measured segment (and of every other tenant's, at scale).
 pub const MAILBOXES_PER_SEGMENT: usize = 1_000;
 
@@ -75,6 +82,15 @@ pub async fn tenant(db: &Db, keys: &Keyring) -> Result<Seeded> {
     )
     .await?;
     let tenant = tenant.id;
+    for n in 0..STORM_AGENTS {
+        let agent = NewUser {
+            email: parsed(EmailAddress::parse(&agent_email(n)))?,
+            display_name: parsed(DisplayName::parse(&format!("Agent {n}")))?,
+            role: Role::Agent,
+            password_hash: admin.password_hash.clone(),
+        };
+        users::create(db, &tenant, &agent).await?;
+    }
 
     let alice = users::create(
         db,

@@ -15,6 +15,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Serialize;
 
+use crate::seed;
+
 type Result<T> = std::result::Result<T, Box<dyn Error + Send + Sync>>;
 
 /// A browser: its own cookie jar, and redirects left to the caller.
@@ -22,6 +24,19 @@ pub fn browser() -> Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
+/// A browser of a person at `address` (Portico trusts X-Forwarded-For in the benchmark), so
+/// each storm agent's sign-ins are counted against their own address, as in an office
+/// whose agents sign in at once.
+fn browser_at(address: &str) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-forwarded-for", address.parse()?);
+    Ok(reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .default_headers(headers)
         .build()?)
 }
 
@@ -100,21 +115,24 @@ pub struct StormReport {
 }
 
 impl Storm {
-    pub fn start(concurrency: usize, base: &str, slug: &str, email: &str, password: &str) -> Self {
+    /// `concurrency` agents (`seed::agent_email(n)`), each from an address of their own,
+    /// signing in again and again.
+    pub fn start(concurrency: usize, base: &str, slug: &str, password: &str) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let completed = Arc::new(AtomicU64::new(0));
         let tasks = (0..concurrency)
-            .map(|_| {
+            .map(|n| {
                 let (stop, completed) = (stop.clone(), completed.clone());
                 let (base, slug, email, password) = (
                     base.to_owned(),
                     slug.to_owned(),
-                    email.to_owned(),
+                    seed::agent_email(n),
                     password.to_owned(),
                 );
+                let address = format!("198.51.100.{}", n + 1);
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed) {
-                        sign_in(&browser()?, &base, &slug, &email, &password).await?;
+                        sign_in(&browser_at(&address)?, &base, &slug, &email, &password).await?;
                         completed.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(())
