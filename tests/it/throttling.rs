@@ -8,7 +8,7 @@ use portico::store::tenants::Tenant;
 use time::{Duration, OffsetDateTime};
 
 use crate::on_both_backends;
-use crate::support::{Backend, PASSWORD, TestApp, eventually, spawn_app};
+use crate::support::{Backend, Browser, PASSWORD, TestApp, eventually, spawn_app};
 
 on_both_backends!(
     wrong_setup_links_pause_setup_for_that_address,
@@ -381,6 +381,30 @@ fn move_clock_to(app: &TestApp, at: OffsetDateTime) {
     app.state.clock.advance(at - app.state.clock.now());
 }
 
+/// `email` of a paused sign-in still waits five seconds before the first failure is 15
+/// minutes old, and signs in once it is.
+async fn waits_until_the_first_failure_ages_out(
+    app: &TestApp,
+    tenant: &Tenant,
+    browser: &Browser,
+    email: &str,
+) {
+    let first = first_failure(app, tenant).await;
+
+    move_clock_to(app, first + Duration::minutes(15) - Duration::seconds(5));
+    browser
+        .sign_in("acme", email, PASSWORD)
+        .await
+        .assert_status(429)
+        .assert_contains("Too many failed sign-ins");
+
+    move_clock_to(app, first + Duration::minutes(15) + Duration::seconds(1));
+    browser
+        .sign_in("acme", email, PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
+}
+
 /// Five wrong passwords pause the account until the first of them is 15 minutes old: five
 /// seconds before, even the right password still waits; then it signs in again.
 async fn an_account_signs_in_again_once_its_failures_age_out(backend: Backend) {
@@ -400,20 +424,7 @@ async fn an_account_signs_in_again_once_its_failures_age_out(backend: Backend) {
         .await
         .assert_status(429)
         .assert_contains("Too many failed sign-ins");
-    let first = first_failure(&app, &tenant).await;
-
-    move_clock_to(&app, first + Duration::minutes(15) - Duration::seconds(5));
-    browser
-        .sign_in("acme", "agent@acme.test", PASSWORD)
-        .await
-        .assert_status(429)
-        .assert_contains("Too many failed sign-ins");
-
-    move_clock_to(&app, first + Duration::minutes(15) + Duration::seconds(1));
-    browser
-        .sign_in("acme", "agent@acme.test", PASSWORD)
-        .await
-        .assert_redirect("/t/acme/");
+    waits_until_the_first_failure_ages_out(&app, &tenant, &browser, "agent@acme.test").await;
 }
 
 /// Twenty failed sign-ins from one address pause every account from there until the first
@@ -435,18 +446,5 @@ async fn an_address_signs_in_again_once_its_failures_age_out(backend: Backend) {
         .await
         .assert_status(429)
         .assert_contains("Too many failed sign-ins");
-    let first = first_failure(&app, &tenant).await;
-
-    move_clock_to(&app, first + Duration::minutes(15) - Duration::seconds(5));
-    browser
-        .sign_in("acme", "admin@acme.test", PASSWORD)
-        .await
-        .assert_status(429)
-        .assert_contains("Too many failed sign-ins");
-
-    move_clock_to(&app, first + Duration::minutes(15) + Duration::seconds(1));
-    browser
-        .sign_in("acme", "admin@acme.test", PASSWORD)
-        .await
-        .assert_redirect("/t/acme/");
+    waits_until_the_first_failure_ages_out(&app, &tenant, &browser, "admin@acme.test").await;
 }
