@@ -2,10 +2,12 @@
 
 use std::collections::HashMap;
 
-use sqlx::FromRow;
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row as _};
 use time::OffsetDateTime;
 
 use super::sealed::{Purpose, Sealed};
+use super::segments::Segment;
 use super::tenants::TenantId;
 use super::{
     Db, Page, Paged, SaveError, Transaction, from_unix, like_pattern, new_id, saved_at_version,
@@ -158,19 +160,25 @@ const SELECT: &str = "SELECT m.id, m.segment_id, m.name, m.email, m.direction, m
      m.last_test_summary, m.version FROM mailboxes m \
      LEFT JOIN graph_credentials c ON c.tenant_id = m.tenant_id AND c.id = m.graph_credential_id";
 
-/// One page of a segment's mailboxes, by name, optionally matching `search`: one query,
-/// whatever the number of rows.
-pub async fn list(
+/// A segment and one page of its mailboxes, by name, optionally matching `search`, in one
+/// statement whatever the number of rows, so the segment page costs PostgreSQL one round
+/// trip and SQLite one hand-off to its connection's thread. The segment's row comes with
+/// every mailbox row (once, with NULL mailbox columns, when the page is empty); no row at
+/// all means no such segment in this tenant.
+pub async fn segment_page(
     db: &Db,
     tenant: &TenantId,
     segment_id: &str,
     search: Option<&str>,
     page: Page,
-) -> Result<Paged<Mailbox>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
-        "{SELECT} WHERE m.tenant_id = $1 AND m.segment_id = $2 \
+) -> Result<Option<(Segment, Paged<Mailbox>)>, sqlx::Error> {
+    let rows: Vec<AnyRow> = sqlx::query(&format!(
+        "SELECT s.name AS segment_name, s.description AS segment_description, \
+         s.mailbox_count AS segment_mailbox_count, s.version AS segment_version, m.* \
+         FROM segments s LEFT JOIN ({SELECT} WHERE m.tenant_id = $1 AND m.segment_id = $2 \
          AND ($3 = '' OR LOWER(m.name) LIKE $3 ESCAPE '\\' OR m.email LIKE $3 ESCAPE '\\') \
-         ORDER BY LOWER(m.name), m.id LIMIT $4 OFFSET $5"
+         ORDER BY LOWER(m.name), m.id LIMIT $4 OFFSET $5) m ON TRUE \
+         WHERE s.tenant_id = $1 AND s.id = $2 ORDER BY LOWER(m.name), m.id"
     ))
     .bind(tenant.as_str())
     .bind(segment_id)
@@ -179,11 +187,23 @@ pub async fn list(
     .bind(page.offset())
     .fetch_all(db.pool())
     .await?;
-    let mailboxes = rows
-        .into_iter()
-        .map(Mailbox::try_from)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Paged::from_rows(mailboxes, page))
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let segment = Segment {
+        id: segment_id.to_owned(),
+        name: first.try_get("segment_name")?,
+        description: first.try_get("segment_description")?,
+        mailbox_count: first.try_get("segment_mailbox_count")?,
+        version: first.try_get("segment_version")?,
+    };
+    let mut mailboxes = Vec::with_capacity(rows.len());
+    for row in &rows {
+        if row.try_get::<Option<String>, _>("id")?.is_some() {
+            mailboxes.push(Mailbox::try_from(Row::from_row(row)?)?);
+        }
+    }
+    Ok(Some((segment, Paged::from_rows(mailboxes, page))))
 }
 
 pub async fn get(db: &Db, tenant: &TenantId, id: &str) -> Result<Option<Mailbox>, sqlx::Error> {

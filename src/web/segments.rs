@@ -135,18 +135,16 @@ async fn show_page(
     id: &str,
     query: ShowQuery,
 ) -> Result<ShowPage, AppError> {
-    let segment = segments::get(&state.db, &ctx.tenant.id, id)
-        .await?
-        .ok_or(AppError::NotFound)?;
     let search = query.q.unwrap_or_default().trim().to_owned();
-    let paged = mailboxes::list(
+    let (segment, paged) = mailboxes::segment_page(
         &state.db,
         &ctx.tenant.id,
-        &segment.id,
+        id,
         Some(search.as_str()).filter(|s| !s.is_empty()),
         Page::new(query.page, PAGE_SIZE),
     )
-    .await?;
+    .await?
+    .ok_or(AppError::NotFound)?;
     Ok(ShowPage {
         layout: ctx.layout(segment.name.clone(), "segments"),
         slug: ctx.tenant.slug.clone(),

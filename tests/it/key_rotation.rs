@@ -93,8 +93,9 @@ async fn stored_secrets(app: &TestApp, keys: &Keyring) -> Vec<(String, String, S
     }
     for segment in segments::list(db, tenant_id).await.unwrap() {
         let page = Page::new(None, 100);
-        let listed = mailboxes::list(db, tenant_id, &segment.id, None, page)
+        let (_, listed) = mailboxes::segment_page(db, tenant_id, &segment.id, None, page)
             .await
+            .unwrap()
             .unwrap();
         for mailbox in listed.rows {
             let sealed = mailbox.server.unwrap().password_sealed.unwrap();
