@@ -1,10 +1,12 @@
 //! The benchmark's ceilings, built with Portico's release profile and runtime, so
 //! `bench/run` can say what share of them each page reaches: a bare axum handler answering
 //! "hello" at `/`, and, for each `--page`, a bare handler answering with a response the
-//! driver recorded from Portico (the same headers and body, held in memory).
+//! driver recorded from Portico (the same headers and body, held in memory). With
+//! `--portico`, instead, Portico's own stack with each page's data held in memory
+//! (`portico::web::ceiling`), configured as `portico serve` is (PORTICO_* variables).
 //!
 //! `cargo run --release --example bench-ceiling -- [--port 0] [--page ROUTE=FILE]...`
-//! prints `listening on ADDR`.
+//! or `... -- --portico` prints `listening on ADDR`.
 
 use std::error::Error;
 use std::net::SocketAddr;
@@ -15,6 +17,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::routing::get;
 use clap::Parser;
+use portico::app::App;
+use portico::config::{Config, ServeArgs};
 
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
@@ -27,11 +31,19 @@ struct Args {
     /// (`name: value`), an empty line, then the body. Repeatable.
     #[arg(long = "page", value_name = "ROUTE=FILE")]
     pages: Vec<String>,
+    /// Serve Portico's own stack with the pages' data in memory, on PORTICO_BIND.
+    #[arg(long, conflicts_with_all = ["port", "pages"])]
+    portico: bool,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.portico {
+        return portico_in_memory(args.serve).await;
+    }
     let mut app = Router::new().route("/", get(|| async { "hello" }));
     for page in &args.pages {
         let (route, file) = page
@@ -50,6 +62,22 @@ async fn main() -> Result<()> {
         tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port))).await?;
     println!("listening on {}", listener.local_addr()?);
     axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Portico's router, middleware, extractors and templates, the data of each page read once.
+async fn portico_in_memory(serve: ServeArgs) -> Result<()> {
+    let config = Config::from_args(serve)?;
+    let bind = config.bind;
+    let state = App::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    println!("listening on {}", listener.local_addr()?);
+    let app = portico::web::ceiling::router(state);
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await?;
     Ok(())
 }
 

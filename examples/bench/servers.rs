@@ -54,15 +54,29 @@ impl Server {
             .stdout(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let line = BufReader::new(stdout)
-            .lines()
-            .next_line()
-            .await?
-            .ok_or("the ceiling printed nothing")?;
-        let address = line
-            .strip_prefix("listening on ")
-            .ok_or_else(|| format!("unexpected first line: {line}"))?;
+        let address = listening_address(&mut child).await?;
+        Ok(Self {
+            child,
+            url: format!("http://{address}"),
+            ready_after: started.elapsed(),
+        })
+    }
+
+    /// `bench-ceiling --portico`: Portico's own stack with each page's data in memory,
+    /// configured by `env` as `portico serve` is, on a port it picks and prints.
+    pub async fn stack(env: &[(&str, String)], log: &Path) -> Result<Self> {
+        let started = Instant::now();
+        let mut child = Command::new(built("bench-ceiling")?)
+            .arg("--portico")
+            .env_clear()
+            .env("PORTICO_BIND", "127.0.0.1:0")
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log)?)
+            .kill_on_drop(true)
+            .spawn()?;
+        let address = listening_address(&mut child).await?;
         Ok(Self {
             child,
             url: format!("http://{address}"),
@@ -140,6 +154,20 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// The address a ceiling prints on its first line, `listening on ADDR`.
+async fn listening_address(child: &mut Child) -> Result<String> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let line = BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await?
+        .ok_or("the ceiling printed nothing")?;
+    let address = line
+        .strip_prefix("listening on ")
+        .ok_or_else(|| format!("unexpected first line: {line}"))?;
+    Ok(address.to_owned())
 }
 
 /// A database of its own for one backend's run, dropped at the end.

@@ -3,6 +3,7 @@
 mod assets;
 mod audit_log;
 mod auth;
+pub mod ceiling;
 mod certificates;
 mod csrf;
 mod dashboard;

@@ -13,7 +13,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::{Expiry, SessionManagerLayer};
+use tower_sessions::{Expiry, SessionManagerLayer, SessionStore};
 
 use super::{
     assets, audit_log, auth, csrf, dashboard, error, expiring, graph_credentials, mailboxes,
@@ -279,16 +279,6 @@ pub fn routes() -> Vec<Route> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let sessions = SessionManagerLayer::new(DbSessionStore::new(state.db.clone()))
-        .with_name(SESSION_COOKIE)
-        .with_http_only(true)
-        .with_same_site(SameSite::Lax)
-        .with_secure(state.config.secure_cookies())
-        // Saved when changed: `session::keep_alive` changes it once a minute while in use,
-        // which moves the idle expiry forward without a write on every request.
-        .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT));
-    let https = state.config.base_url.scheme() == "https";
-
     let portal = routes().into_iter().fold(Router::new(), |router, route| {
         router.route(route.path, route.handlers)
     });
@@ -299,6 +289,26 @@ pub fn router(state: AppState) -> Router {
     } else {
         portal
     };
+    let sessions = DbSessionStore::new(state.db.clone());
+    with_middleware(portal, sessions, state)
+}
+
+/// Portico's middleware around `portal`, its sessions kept in `sessions`: the database's for
+/// the portal, memory for the benchmark's ceiling of the same stack without a database
+/// (examples/bench-ceiling.rs).
+pub fn with_middleware<S>(portal: Router<AppState>, sessions: S, state: AppState) -> Router
+where
+    S: SessionStore + Clone,
+{
+    let sessions = SessionManagerLayer::new(sessions)
+        .with_name(SESSION_COOKIE)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.secure_cookies())
+        // Saved when changed: `session::keep_alive` changes it once a minute while in use,
+        // which moves the idle expiry forward without a write on every request.
+        .with_expiry(Expiry::OnInactivity(session::IDLE_TIMEOUT));
+    let https = state.config.base_url.scheme() == "https";
 
     portal
         .fallback(error::not_found)
