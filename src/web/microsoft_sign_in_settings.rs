@@ -324,10 +324,12 @@ async fn parse_save(
     let secret_expires_on = chosen.and_then(|chosen| {
         let (raw, today) = (&form.secret_expires_on, state.clock.now().date());
         let expiry = match secret_on_save(current, chosen, new_secret.is_some(), remove_secret) {
-            SecretOnSave::Replace => secret_expiry_on_save(raw, true, stored_secret, today),
-            SecretOnSave::Keep => secret_expiry_on_save(raw, false, stored_secret, today),
             // The secret goes, and its date with it.
             SecretOnSave::Drop => Ok(None),
+            kept_or_replaced => {
+                let replaced = kept_or_replaced == SecretOnSave::Replace;
+                secret_expiry_on_save(raw, replaced, stored_secret, today)
+            }
         };
         errors.check("secret_expires_on", expiry).flatten()
     });
