@@ -105,6 +105,7 @@ pub async fn tenant(db: &Db, keys: &Keyring) -> Result<Seeded> {
     .await?;
     identities::link(db, &tenant, &alice, CONTOSO, ALICE_OID, ALICE_UPN).await?;
     let secret = SecretString::from(SIGN_IN_SECRET);
+    let today = OffsetDateTime::now_utc().date();
     microsoft_sign_in::save(
         db,
         &tenant,
@@ -118,13 +119,13 @@ pub async fn tenant(db: &Db, keys: &Keyring) -> Result<Seeded> {
             auto_create_agents: false,
             secret: SecretChange::Replace {
                 sealed: SealedSignInSecret::seal(keys, &tenant, "", &secret),
+                expires_on: today + time::Duration::days(300),
             },
             credential: CredentialChange::Keep,
         },
     )
     .await?;
 
-    let today = OffsetDateTime::now_utc().date();
     let mut credential_ids = Vec::new();
     for (name, expires_on) in [
         ("Mail app", today + time::Duration::days(400)),

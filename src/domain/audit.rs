@@ -47,6 +47,8 @@ pub enum AuditAction {
     OAuthConnectionCreated,
     OAuthConnectionChanged,
     OAuthConnectionSecretReplaced,
+    /// An admin entered or corrected the stored client secret's "Secret expires on".
+    OAuthConnectionSecretExpiryChanged,
     OAuthConnectionAuthenticated,
     OAuthConnectionNeedsReauthentication,
     OAuthConnectionDeleted,
@@ -103,6 +105,7 @@ impl AuditAction {
             Self::OAuthConnectionCreated => "oauth_connection.created",
             Self::OAuthConnectionChanged => "oauth_connection.changed",
             Self::OAuthConnectionSecretReplaced => "oauth_connection.secret_replaced",
+            Self::OAuthConnectionSecretExpiryChanged => "oauth_connection.secret_expiry_changed",
             Self::OAuthConnectionAuthenticated => "oauth_connection.authenticated",
             Self::OAuthConnectionNeedsReauthentication => "oauth_connection.needs_reauthentication",
             Self::OAuthConnectionDeleted => "oauth_connection.deleted",

@@ -13,6 +13,9 @@ pub fn parse_name(raw: &str, max: usize, empty: &str) -> Result<String, String> 
     Ok(name.to_owned())
 }
 
+/// Beside a client secret field after a refused save.
+pub const SECRET_AGAIN: &str = "Nothing was saved. Paste the client secret again: Portico never sends a secret back to the page.";
+
 /// Messages keyed by form field name, shown beside each field.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FieldErrors(BTreeMap<&'static str, String>);
@@ -36,6 +39,14 @@ impl FieldErrors {
     /// Records the error of `result`, if any, and passes its value on.
     pub fn check<T>(&mut self, field: &'static str, result: Result<T, String>) -> Option<T> {
         result.map_err(|message| self.add(field, message)).ok()
+    }
+
+    /// For a refused form with a client secret typed into `field`: the page it comes back
+    /// on never holds a secret, so it says, beside the emptied field, to paste it again.
+    pub fn ask_secret_again(&mut self, field: &'static str, typed: bool) {
+        if typed && !self.is_empty() {
+            self.add(field, SECRET_AGAIN);
+        }
     }
 
     pub fn get(&self, field: &str) -> Option<&str> {

@@ -65,11 +65,84 @@ pub fn parse_certificate_validity(raw: &str) -> Result<time::Duration, String> {
         .ok_or_else(|| "Choose how long the certificate is valid.".into())
 }
 
-/// "Secret expires on", as the Azure portal shows it when the secret is made.
-pub fn parse_expiry_date(raw: &str) -> Result<Date, String> {
+/// "Secret expires on", as the Azure portal shows it when the secret is made: not past on
+/// `today`, and within Azure's limit, "Client secret lifetime is limited to two years (24
+/// months) or less".
+pub fn parse_expiry_date(raw: &str, today: Date) -> Result<Date, String> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(raw.trim(), format)
-        .map_err(|_| "Enter the date Azure shows under Expires, as YYYY-MM-DD.".into())
+    let expires_on = Date::parse(raw.trim(), format)
+        .map_err(|_| "Enter the date Azure shows under Expires, as YYYY-MM-DD.".to_owned())?;
+    if expires_on < today {
+        return Err(format!(
+            "This date has passed (today is {today}): a secret that works expires in the \
+             future. Enter the date Azure shows under Expires."
+        ));
+    }
+    let latest = latest_secret_expiry(today);
+    if expires_on > latest {
+        return Err(format!(
+            "Client secret lifetime is limited to two years (24 months) or less: Azure shows \
+             a date by {latest} under Expires."
+        ));
+    }
+    Ok(expires_on)
+}
+
+/// The last day a secret made `today` may work: two years on (28 February for 29 February).
+fn latest_secret_expiry(today: Date) -> Date {
+    let year = today.year() + 2;
+    today
+        .replace_year(year)
+        .or_else(|_| Date::from_calendar_date(year, today.month(), today.day() - 1))
+        .unwrap_or(Date::MAX)
+}
+
+/// The client secret a save finds stored, as far as its expiry goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredSecret {
+    None,
+    /// Entered before Portico asked for its "Secret expires on".
+    Undated,
+    ExpiresOn(Date),
+}
+
+impl StoredSecret {
+    pub fn of(has_secret: bool, expires_on: Option<Date>) -> Self {
+        match (has_secret, expires_on) {
+            (false, _) => Self::None,
+            (true, None) => Self::Undated,
+            (true, Some(date)) => Self::ExpiresOn(date),
+        }
+    }
+}
+
+/// The "Secret expires on" a save stores beside a client secret: `Some` to store, `None`
+/// to keep what is stored. Required with a `new_secret`. For the `stored` secret, a typed
+/// date enters or corrects it without the secret (the date alone is not secret); an empty
+/// field or the stored date keeps it, so an expired secret's date never stops other
+/// settings from being saved. Without any secret, no date.
+pub fn secret_expiry_on_save(
+    raw: &str,
+    new_secret: bool,
+    stored: StoredSecret,
+    today: Date,
+) -> Result<Option<Date>, String> {
+    let typed = raw.trim();
+    if new_secret {
+        return parse_expiry_date(typed, today).map(Some);
+    }
+    match stored {
+        _ if typed.is_empty() => Ok(None),
+        StoredSecret::ExpiresOn(known) if typed == known.to_string() => Ok(None),
+        StoredSecret::ExpiresOn(_) | StoredSecret::Undated => {
+            parse_expiry_date(typed, today).map(Some)
+        }
+        StoredSecret::None => Err(
+            "There is no client secret for this date: paste the secret with it, or leave the \
+             date empty."
+                .into(),
+        ),
+    }
 }
 
 /// How soon a secret stops working; admins are warned this many days ahead.
@@ -85,6 +158,9 @@ pub enum ExpiryStatus {
     /// Stopped working before its date: Microsoft refused it (a connection that needs
     /// re-authentication).
     Failed,
+    /// A client secret stored before Portico asked for its "Secret expires on": it may end
+    /// any day, so it is shown until an admin enters the date.
+    Unknown,
 }
 
 impl ExpiryStatus {
@@ -100,6 +176,11 @@ impl ExpiryStatus {
         }
     }
 
+    /// As [`Self::of`], for a secret whose date may be unknown.
+    pub fn of_known(expires_on: Option<Date>, now: OffsetDateTime) -> Self {
+        expires_on.map_or(Self::Unknown, |date| Self::of(date, now))
+    }
+
     pub fn needs_attention(self) -> bool {
         self != Self::Valid
     }
@@ -112,6 +193,7 @@ impl ExpiryStatus {
             Self::ExpiresSoon { days_left } => format!("Expires in {days_left} days"),
             Self::Expired => "Expired".into(),
             Self::Failed => "Failing".into(),
+            Self::Unknown => "Expiry unknown".into(),
         }
     }
 
@@ -119,7 +201,7 @@ impl ExpiryStatus {
     pub fn tone(self) -> &'static str {
         match self {
             Self::Valid => "ok",
-            Self::ExpiresSoon { .. } => "warn",
+            Self::ExpiresSoon { .. } | Self::Unknown => "warn",
             Self::Expired | Self::Failed => "danger",
         }
     }
@@ -207,8 +289,65 @@ mod tests {
             CredentialName::parse(" Sales app ").unwrap().as_str(),
             "Sales app"
         );
-        assert_eq!(parse_expiry_date("2027-05-31"), Ok(date!(2027 - 05 - 31)));
-        assert!(parse_expiry_date("31/05/2027").is_err());
+        let today = date!(2026 - 11 - 25);
+        assert_eq!(
+            parse_expiry_date(" 2027-05-31 ", today),
+            Ok(date!(2027 - 05 - 31))
+        );
+        assert!(parse_expiry_date("31/05/2027", today).is_err());
+    }
+
+    #[test]
+    fn a_secret_expiry_is_today_or_later_and_at_most_24_months_ahead() {
+        let today = date!(2026 - 11 - 25);
+        assert_eq!(parse_expiry_date("2026-11-25", today), Ok(today));
+        assert!(
+            parse_expiry_date("2026-11-24", today)
+                .unwrap_err()
+                .starts_with("This date has passed")
+        );
+        assert_eq!(
+            parse_expiry_date("2028-11-25", today),
+            Ok(date!(2028 - 11 - 25))
+        );
+        assert_eq!(
+            parse_expiry_date("2028-11-26", today),
+            Err(
+                "Client secret lifetime is limited to two years (24 months) or less: Azure \
+                 shows a date by 2028-11-25 under Expires."
+                    .into()
+            )
+        );
+        // Azure's longest choice, 730 days, always fits, across a leap day too.
+        let leap_day = date!(2028 - 02 - 29);
+        assert_eq!(latest_secret_expiry(leap_day), date!(2030 - 02 - 28));
+        let longest = (leap_day + time::Duration::days(730)).to_string();
+        assert!(parse_expiry_date(&longest, leap_day).is_ok());
+    }
+
+    #[test]
+    fn a_date_is_required_with_a_new_secret_and_optional_for_the_stored_one() {
+        let today = date!(2026 - 11 - 25);
+        let dated = StoredSecret::ExpiresOn(date!(2026 - 11 - 01));
+        let save = |raw, new_secret, stored| secret_expiry_on_save(raw, new_secret, stored, today);
+        assert!(save("", true, dated).is_err());
+        assert!(save("2026-11-01", true, dated).is_err());
+        assert_eq!(
+            save("2027-01-31", true, StoredSecret::None),
+            Ok(Some(date!(2027 - 01 - 31)))
+        );
+        // The stored secret keeps its date, even one past, unless another is typed.
+        assert_eq!(save("", false, dated), Ok(None));
+        assert_eq!(save("2026-11-01", false, dated), Ok(None));
+        assert_eq!(
+            save("2027-01-31", false, StoredSecret::Undated),
+            Ok(Some(date!(2027 - 01 - 31)))
+        );
+        assert!(save("2031-01-31", false, StoredSecret::Undated).is_err());
+        assert_eq!(save("", false, StoredSecret::Undated), Ok(None));
+        assert!(save("2027-01-31", false, StoredSecret::None).is_err());
+        assert_eq!(save(" ", false, StoredSecret::None), Ok(None));
+        assert_eq!(StoredSecret::of(true, None), StoredSecret::Undated);
     }
 
     #[test]

@@ -22,7 +22,8 @@ pub use certificate::{
 pub use fields::{FieldErrors, parse_name};
 pub use graph_credentials::{
     AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus,
-    REQUIRED_ROLES, RoleReview, parse_certificate_validity, parse_expiry_date,
+    REQUIRED_ROLES, RoleReview, StoredSecret, parse_certificate_validity, parse_expiry_date,
+    secret_expiry_on_save,
 };
 pub use mailbox::{
     Direction, MailProtocol, PasswordDestination, Security, keep_stored_password, parse_host,

@@ -73,7 +73,9 @@ impl Threshold {
     /// before its end gets the 7-day alert, not the 30-day one as well.
     pub fn reached(status: ExpiryStatus) -> Option<Self> {
         match status {
-            ExpiryStatus::Valid => None,
+            // Nothing to count from until an admin enters the date; the page and the
+            // dashboard ask for it.
+            ExpiryStatus::Valid | ExpiryStatus::Unknown => None,
             ExpiryStatus::ExpiresSoon { days_left } if days_left <= 1 => Some(Self::OneDay),
             ExpiryStatus::ExpiresSoon { days_left } if days_left <= 7 => Some(Self::SevenDays),
             ExpiryStatus::ExpiresSoon { .. } => Some(Self::ThirtyDays),
@@ -447,7 +449,9 @@ fn kind_of(alert: &Alert) -> &'static str {
     match alert.kind.as_str() {
         "certificate" => "The certificate of the Graph credential",
         "sign_in_certificate" => "The certificate of",
+        "sign_in_client_secret" => "The client secret of",
         "client_secret" => "The client secret of the Graph credential",
+        "oauth_client_secret" => "The client secret of the OAuth connection",
         _ => "The OAuth connection",
     }
 }
@@ -467,8 +471,12 @@ pub fn headline(alert: &Alert) -> String {
 
 fn body(app: &App, slug: &str, tenant_name: &str, alert: &Alert) -> String {
     let item_page = match alert.kind.as_str() {
-        "oauth_connection" => format!("/t/{slug}/oauth-connections/{}", alert.subject_id),
-        "sign_in_certificate" => format!("/t/{slug}{}", expiry::SIGN_IN_SETTINGS_PAGE),
+        "oauth_connection" | "oauth_client_secret" => {
+            format!("/t/{slug}/oauth-connections/{}", alert.subject_id)
+        }
+        "sign_in_certificate" | "sign_in_client_secret" => {
+            format!("/t/{slug}{}", expiry::SIGN_IN_SETTINGS_PAGE)
+        }
         _ => format!("/t/{slug}/external-apis/{}", alert.subject_id),
     };
     let what_to_do = match alert.kind.as_str() {
@@ -484,6 +492,16 @@ fn body(app: &App, slug: &str, tenant_name: &str, alert: &Alert) -> String {
         "client_secret" => {
             "In Azure, add a new client secret to the app (Certificates & secrets), then open it \
              and replace the secret, or move it to a certificate."
+        }
+        "sign_in_client_secret" => {
+            "In Azure, add a new client secret to the sign-in app (Certificates & secrets), then \
+             open it and enter the new secret with its expiry date, or use a certificate \
+             instead. Once it has expired, nobody can sign in with Microsoft."
+        }
+        "oauth_client_secret" => {
+            "In Azure, add a new client secret to the app (Certificates & secrets), then open it \
+             and update the client secret with its expiry date. Once it has expired, the \
+             connection cannot renew its token, and its mailboxes stop."
         }
         _ => "Open it and choose Authenticate, then sign in as the mailbox's user.",
     };

@@ -90,7 +90,7 @@ impl<'a> Owner<'a> {
             }
             Self::MicrosoftSignIn => {
                 "auth_method = 'certificate', client_secret_sealed = NULL, \
-                 secret_replaced_at = NULL,"
+                 secret_replaced_at = NULL, secret_expires_on = NULL,"
             }
         }
     }

@@ -8,7 +8,10 @@ use uuid::Uuid;
 use super::certificates::{self, NewCertificate, Owner, Slot};
 use super::sealed::{Purpose, Sealed};
 use super::tenants::TenantId;
-use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version};
+use super::{
+    Db, SaveError, date_from_text, date_text, found, from_unix, new_id, save_error,
+    saved_at_version,
+};
 use crate::domain::{AuthMethod, ClientId, Cloud, CredentialName};
 
 #[derive(Debug, Clone)]
@@ -127,7 +130,7 @@ impl TryFrom<Row> for GraphCredential {
                 };
                 Authentication::ClientSecret {
                     sealed: Sealed::from_column(sealed),
-                    expires_on: crate::domain::parse_expiry_date(&expires_on).map_err(corrupt)?,
+                    expires_on: date_from_text(&expires_on)?,
                     replaced_at: from_unix(replaced_at),
                 }
             }
@@ -171,15 +174,6 @@ const COLUMNS: &str = "g.id, g.name, g.client_id, g.directory, g.directory_id, g
 
 const FROM: &str = "graph_credentials g LEFT JOIN certificates c \
      ON c.tenant_id = g.tenant_id AND c.graph_credential_id = g.id AND c.slot = 'current'";
-
-fn date_text(date: Date) -> String {
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        u8::from(date.month()),
-        date.day()
-    )
-}
 
 pub async fn list(db: &Db, tenant: &TenantId) -> Result<Vec<GraphCredential>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!(

@@ -1,13 +1,13 @@
 //! The tenant's Sign in with Microsoft settings.
 
 use sqlx::FromRow;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
 use super::certificates::{self, NewCertificate, Owner, Slot};
 use super::sealed::{Purpose, Sealed};
 use super::tenants::TenantId;
-use super::{Db, SaveError, from_unix};
+use super::{Db, SaveError, date_from_text, date_text, from_unix};
 use crate::domain::{AuthMethod, ClientId, Cloud};
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ pub struct SignInSettings {
     /// Client secrets only.
     pub client_secret_sealed: Option<SealedSignInSecret>,
     pub secret_replaced_at: Option<OffsetDateTime>,
+    /// "Secret expires on"; `None` for a secret stored before Portico asked for it.
+    pub secret_expires_on: Option<Date>,
     pub enabled: bool,
     pub auto_create_agents: bool,
     /// Grows with every save; the settings form carries it (0 before the first save).
@@ -31,7 +33,12 @@ pub struct SignInSettings {
 /// What saving does with the stored client secret.
 pub enum SecretChange {
     Keep,
-    Replace { sealed: SealedSignInSecret },
+    Replace {
+        sealed: SealedSignInSecret,
+        expires_on: Date,
+    },
+    /// Keeps the stored secret, with the expiry date an admin entered for it.
+    SetExpiry(Date),
     Remove,
 }
 
@@ -79,6 +86,7 @@ struct Row {
     auth_method: String,
     client_secret_sealed: Option<String>,
     secret_replaced_at: Option<i64>,
+    secret_expires_on: Option<String>,
     enabled: i64,
     auto_create_agents: i64,
     version: i64,
@@ -87,7 +95,8 @@ struct Row {
 pub async fn get(db: &Db, tenant: &TenantId) -> Result<Option<SignInSettings>, sqlx::Error> {
     let row: Option<Row> = sqlx::query_as(
         "SELECT client_id, directory, directory_id, cloud, auth_method, client_secret_sealed, \
-         secret_replaced_at, enabled, auto_create_agents, version FROM microsoft_sign_in WHERE tenant_id = $1",
+         secret_replaced_at, secret_expires_on, enabled, auto_create_agents, version \
+         FROM microsoft_sign_in WHERE tenant_id = $1",
     )
     .bind(tenant.as_str())
     .fetch_optional(db.pool())
@@ -105,6 +114,11 @@ pub async fn get(db: &Db, tenant: &TenantId) -> Result<Option<SignInSettings>, s
             auth_method: AuthMethod::parse(&row.auth_method).map_err(corrupt)?,
             client_secret_sealed: row.client_secret_sealed.map(Sealed::from_column),
             secret_replaced_at: row.secret_replaced_at.map(from_unix),
+            secret_expires_on: row
+                .secret_expires_on
+                .as_deref()
+                .map(date_from_text)
+                .transpose()?,
             enabled: row.enabled != 0,
             auto_create_agents: row.auto_create_agents != 0,
             version: row.version,
@@ -127,19 +141,31 @@ pub async fn save(
         (CredentialChange::UseCertificate(_), _) => &SecretChange::Remove,
         (_, secret) => secret,
     };
-    let (secret_sql, sealed) = match secret {
+    let (secret_sql, sealed, expires_on) = match secret {
         SecretChange::Keep => (
             "client_secret_sealed = microsoft_sign_in.client_secret_sealed, \
-             secret_replaced_at = microsoft_sign_in.secret_replaced_at",
+             secret_replaced_at = microsoft_sign_in.secret_replaced_at, \
+             secret_expires_on = microsoft_sign_in.secret_expires_on",
+            None,
             None,
         ),
-        SecretChange::Replace { sealed } => (
+        SecretChange::Replace { sealed, expires_on } => (
             "client_secret_sealed = excluded.client_secret_sealed, \
-             secret_replaced_at = excluded.secret_replaced_at",
+             secret_replaced_at = excluded.secret_replaced_at, \
+             secret_expires_on = excluded.secret_expires_on",
             Some(sealed.as_str()),
+            Some(*expires_on),
+        ),
+        SecretChange::SetExpiry(expires_on) => (
+            "client_secret_sealed = microsoft_sign_in.client_secret_sealed, \
+             secret_replaced_at = microsoft_sign_in.secret_replaced_at, \
+             secret_expires_on = excluded.secret_expires_on",
+            None,
+            Some(*expires_on),
         ),
         SecretChange::Remove => (
-            "client_secret_sealed = NULL, secret_replaced_at = NULL",
+            "client_secret_sealed = NULL, secret_replaced_at = NULL, secret_expires_on = NULL",
+            None,
             None,
         ),
     };
@@ -162,7 +188,8 @@ pub async fn save(
     let saved = sqlx::query(&format!(
         "INSERT INTO microsoft_sign_in (tenant_id, client_id, directory, directory_id, cloud, \
          client_secret_sealed, secret_replaced_at, enabled, auto_create_agents, updated_at, \
-         version, auth_method) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $12) \
+         version, auth_method, secret_expires_on) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $12, $13) \
          ON CONFLICT (tenant_id) DO UPDATE SET client_id = excluded.client_id, \
          directory = excluded.directory, directory_id = excluded.directory_id, \
          cloud = excluded.cloud, enabled = excluded.enabled, \
@@ -182,6 +209,7 @@ pub async fn save(
     .bind(now)
     .bind(version)
     .bind(auth_method.as_str())
+    .bind(expires_on.map(date_text))
     .execute(&mut *tx)
     .await?;
     if saved.rows_affected() == 0 {

@@ -29,7 +29,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyPool, Executor as _};
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use crate::clock::Clock;
 
@@ -320,6 +320,25 @@ pub(crate) fn new_id() -> String {
 
 pub(crate) fn from_unix(seconds: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(seconds).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// A day as its column holds it, `YYYY-MM-DD`: text that sorts as the days do.
+pub(crate) fn date_text(date: Date) -> String {
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// A day read back from its column.
+pub(crate) fn date_from_text(text: &str) -> Result<Date, sqlx::Error> {
+    Date::parse(
+        text,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|e| sqlx::Error::Decode(format!("a stored date {text:?}: {e}").into()))
 }
 
 pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {

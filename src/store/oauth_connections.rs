@@ -1,11 +1,14 @@
 //! Delegated OAuth connections and their sealed tokens.
 
 use sqlx::FromRow;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime};
 
 use super::sealed::{Purpose, Sealed};
 use super::tenants::TenantId;
-use super::{Db, SaveError, found, from_unix, new_id, save_error, saved_at_version};
+use super::{
+    Db, SaveError, date_from_text, date_text, found, from_unix, new_id, save_error,
+    saved_at_version,
+};
 use crate::domain::{ClientId, Cloud, OAuthPurpose, OAuthStatus};
 
 #[derive(Debug, Clone)]
@@ -18,6 +21,9 @@ pub struct OAuthConnection {
     pub cloud: Cloud,
     pub client_secret_sealed: Option<SealedClientSecret>,
     pub secret_replaced_at: Option<OffsetDateTime>,
+    /// The client secret's "Secret expires on"; `None` for a secret stored before Portico
+    /// asked for it.
+    pub secret_expires_on: Option<Date>,
     pub purpose: OAuthPurpose,
     pub authorization_url: Option<String>,
     pub token_url: Option<String>,
@@ -91,6 +97,7 @@ struct Row {
     cloud: String,
     client_secret_sealed: Option<String>,
     secret_replaced_at: Option<i64>,
+    secret_expires_on: Option<String>,
     purpose: String,
     authorization_url: Option<String>,
     token_url: Option<String>,
@@ -121,6 +128,11 @@ impl TryFrom<Row> for OAuthConnection {
             cloud: Cloud::parse(&row.cloud).map_err(corrupt)?,
             client_secret_sealed: row.client_secret_sealed.map(Sealed::from_column),
             secret_replaced_at: row.secret_replaced_at.map(from_unix),
+            secret_expires_on: row
+                .secret_expires_on
+                .as_deref()
+                .map(date_from_text)
+                .transpose()?,
             purpose: OAuthPurpose::parse(&row.purpose).map_err(corrupt)?,
             authorization_url: row.authorization_url,
             token_url: row.token_url,
@@ -140,7 +152,7 @@ impl TryFrom<Row> for OAuthConnection {
 }
 
 const COLUMNS: &str = "id, tenant_id, name, client_id, directory, cloud, client_secret_sealed, \
-     secret_replaced_at, purpose, authorization_url, token_url, scope, status, status_reason, \
+     secret_replaced_at, secret_expires_on, purpose, authorization_url, token_url, scope, status, status_reason, \
      authenticated_as, authenticated_at, refresh_token_sealed, access_token_sealed, \
      access_token_expires_at, renewed_at, renewal_failures, version";
 
@@ -174,14 +186,16 @@ pub async fn create(
     tenant: &TenantId,
     id: &str,
     fields: &ConnectionFields,
-    client_secret_sealed: Option<&SealedClientSecret>,
+    client_secret: Option<(&SealedClientSecret, Date)>,
 ) -> Result<(), SaveError> {
     let now = db.unix_now();
+    let client_secret_sealed = client_secret.map(|(sealed, _)| sealed);
     sqlx::query(
         "INSERT INTO oauth_connections (id, tenant_id, name, client_id, directory, cloud, \
          client_secret_sealed, secret_replaced_at, purpose, authorization_url, token_url, scope, \
-         status, renewal_failures, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'not_authenticated', 0, $13, $13)",
+         status, renewal_failures, created_at, updated_at, secret_expires_on) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'not_authenticated', 0, $13, \
+         $13, $14)",
     )
     .bind(id)
     .bind(tenant.as_str())
@@ -196,6 +210,7 @@ pub async fn create(
     .bind(fields.token_url.as_deref())
     .bind(&fields.scope)
     .bind(now)
+    .bind(client_secret.map(|(_, expires_on)| date_text(expires_on)))
     .execute(db.pool())
     .await
     .map_err(save_error)?;
@@ -203,8 +218,9 @@ pub async fn create(
 }
 
 /// Saves the settings of the connection as loaded at `version` (`Stale` if it moved on
-/// since), with a new sealed client secret when one was typed. A connection whose app or
-/// scope changed must be authenticated again, so its tokens are dropped.
+/// since), with a new sealed client secret when one was typed, and a new "Secret expires
+/// on" when one was entered (`None` keeps both). A connection whose app or scope changed
+/// must be authenticated again, so its tokens are dropped.
 pub async fn update(
     db: &Db,
     tenant: &TenantId,
@@ -212,6 +228,7 @@ pub async fn update(
     version: i64,
     fields: &ConnectionFields,
     new_client_secret_sealed: Option<&SealedClientSecret>,
+    secret_expires_on: Option<Date>,
 ) -> Result<(), SaveError> {
     let updated = sqlx::query(
         "UPDATE oauth_connections SET name = $1, client_id = $2, directory = $3, cloud = $4, \
@@ -221,7 +238,8 @@ pub async fn update(
          access_token_expires_at = NULL, renewal_failures = 0, renewal_not_before = NULL, \
          renewal_lease = NULL, updated_at = $9, version = version + 1, \
          client_secret_sealed = COALESCE($13, client_secret_sealed), \
-         secret_replaced_at = CASE WHEN $13 IS NULL THEN secret_replaced_at ELSE $9 END \
+         secret_replaced_at = CASE WHEN $13 IS NULL THEN secret_replaced_at ELSE $9 END, \
+         secret_expires_on = COALESCE($14, secret_expires_on) \
          WHERE tenant_id = $10 AND id = $11 AND version = $12",
     )
     .bind(&fields.name)
@@ -237,6 +255,7 @@ pub async fn update(
     .bind(id)
     .bind(version)
     .bind(new_client_secret_sealed.map(Sealed::as_str))
+    .bind(secret_expires_on.map(date_text))
     .execute(db.pool())
     .await
     .map_err(save_error)?;
@@ -250,22 +269,56 @@ pub async fn update(
     .await
 }
 
-/// Replaces the client secret of the connection as loaded at `version`; `Stale` if it
-/// moved on since.
+/// Replaces the client secret of the connection as loaded at `version`, with its expiry
+/// date; `Stale` if it moved on since.
 pub async fn replace_secret(
     db: &Db,
     tenant: &TenantId,
     id: &str,
     version: i64,
     client_secret_sealed: &SealedClientSecret,
+    secret_expires_on: Date,
 ) -> Result<(), SaveError> {
     let now = db.unix_now();
     let updated = sqlx::query(
         "UPDATE oauth_connections SET client_secret_sealed = $1, secret_replaced_at = $2, \
-         updated_at = $2, version = version + 1 WHERE tenant_id = $3 AND id = $4 AND version = $5",
+         secret_expires_on = $6, updated_at = $2, version = version + 1 \
+         WHERE tenant_id = $3 AND id = $4 AND version = $5",
     )
     .bind(client_secret_sealed.as_str())
     .bind(now)
+    .bind(tenant.as_str())
+    .bind(id)
+    .bind(version)
+    .bind(date_text(secret_expires_on))
+    .execute(db.pool())
+    .await?;
+    saved_at_version(
+        db.pool(),
+        "oauth_connections",
+        tenant,
+        id,
+        updated.rows_affected(),
+    )
+    .await
+}
+
+/// Sets the "Secret expires on" of the stored client secret of the connection as loaded at
+/// `version`, without touching the secret or the consent; `Stale` if it moved on since.
+pub async fn set_secret_expiry(
+    db: &Db,
+    tenant: &TenantId,
+    id: &str,
+    version: i64,
+    secret_expires_on: Date,
+) -> Result<(), SaveError> {
+    let updated = sqlx::query(
+        "UPDATE oauth_connections SET secret_expires_on = $1, updated_at = $2, \
+         version = version + 1 WHERE tenant_id = $3 AND id = $4 AND version = $5 \
+         AND client_secret_sealed IS NOT NULL",
+    )
+    .bind(date_text(secret_expires_on))
+    .bind(db.unix_now())
     .bind(tenant.as_str())
     .bind(id)
     .bind(version)

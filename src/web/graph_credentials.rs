@@ -233,6 +233,7 @@ fn directory_lookup_message(error: &CallError) -> &'static str {
 /// The secret and its expiry, both required whenever a secret is set.
 fn parse_secret(
     form: &mut CredentialForm,
+    today: Date,
     errors: &mut FieldErrors,
 ) -> Option<(SecretString, Date)> {
     let secret = form
@@ -244,9 +245,15 @@ fn parse_secret(
     }
     let expires_on = errors.check(
         "secret_expires_on",
-        parse_expiry_date(&form.secret_expires_on),
+        parse_expiry_date(&form.secret_expires_on, today),
     );
     Some((secret?, expires_on?))
+}
+
+fn has_typed_secret(form: &CredentialForm) -> bool {
+    form.client_secret
+        .as_ref()
+        .is_some_and(|secret| !secret.expose_secret().trim().is_empty())
 }
 
 /// How a new credential proves itself: the secret typed and its expiry, or a certificate
@@ -256,7 +263,11 @@ enum NewProof {
     Certificate(Duration),
 }
 
-fn parse_new_proof(form: &mut CredentialForm, errors: &mut FieldErrors) -> Option<NewProof> {
+fn parse_new_proof(
+    form: &mut CredentialForm,
+    today: Date,
+    errors: &mut FieldErrors,
+) -> Option<NewProof> {
     // A form without the choice (a page from before certificates) adds a client secret.
     let method = if form.auth_method.is_empty() {
         Some(AuthMethod::ClientSecret)
@@ -265,7 +276,7 @@ fn parse_new_proof(form: &mut CredentialForm, errors: &mut FieldErrors) -> Optio
     };
     match method? {
         AuthMethod::ClientSecret => {
-            parse_secret(form, errors).map(|(secret, date)| NewProof::Secret(secret, date))
+            parse_secret(form, today, errors).map(|(secret, date)| NewProof::Secret(secret, date))
         }
         AuthMethod::Certificate => errors
             .check(
@@ -320,9 +331,12 @@ pub async fn create(
     Form(mut form): Form<CredentialForm>,
 ) -> Result<Response, AppError> {
     let mut errors = FieldErrors::new();
-    let proof = parse_new_proof(&mut form, &mut errors);
+    // A secret typed beside the Certificate choice is not used: nothing to type again.
+    let typed = has_typed_secret(&form) && form.auth_method != AuthMethod::Certificate.as_str();
+    let proof = parse_new_proof(&mut form, state.clock.now().date(), &mut errors);
     let fields = parse_fields(&state, &form, &mut errors).await;
     let (Some(fields), Some(proof), true) = (fields, proof, errors.is_empty()) else {
+        errors.ask_secret_again("client_secret", typed);
         return Ok(Rejected(new_page(&ctx, form, errors)).into_response());
     };
     let id = new_credential_id();
@@ -330,7 +344,8 @@ pub async fn create(
     match saved {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
-            let errors = FieldErrors::single("name", "Another credential has this name.");
+            let mut errors = FieldErrors::single("name", "Another credential has this name.");
+            errors.ask_secret_again("client_secret", typed);
             return Ok(Rejected(new_page(&ctx, form, errors)).into_response());
         }
         Err(other) => return Err(other.into()),
@@ -571,7 +586,10 @@ pub async fn replace_secret(
         return Err(AppError::NotFound);
     }
     let mut errors = FieldErrors::new();
-    let Some((secret, expires_on)) = parse_secret(&mut form, &mut errors) else {
+    let typed = has_typed_secret(&form);
+    let today = state.clock.now().date();
+    let Some((secret, expires_on)) = parse_secret(&mut form, today, &mut errors) else {
+        errors.ask_secret_again("client_secret", typed);
         let mut page = show_page(&state, &ctx, &credential).await?;
         page.form.secret_expires_on = form.secret_expires_on;
         page.form.version = form.version;
@@ -592,6 +610,7 @@ pub async fn replace_secret(
         Ok(()) => {}
         Err(SaveError::Stale) => {
             let mut page = changed_meanwhile_page(&state, &ctx, &id).await?;
+            page.errors.ask_secret_again("client_secret", true);
             page.form.secret_expires_on = form.secret_expires_on;
             return Ok(Conflict(page).into_response());
         }

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use time::{Date, OffsetDateTime};
 use tower_sessions::Session;
 
 use super::error::{AppError, Conflict, Rejected};
@@ -15,8 +16,9 @@ use super::session::{self, OAuthFlash, PendingOAuthConnection};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::domain::{
-    AuditAction, ClientId, Cloud, FieldErrors, OAuthAuthority, OAuthPurpose, OAuthStatus, Role,
-    UserStatus, parse_name,
+    AuditAction, ClientId, Cloud, ExpiryStatus, FieldErrors, OAuthAuthority, OAuthPurpose,
+    OAuthStatus, Role, StoredSecret, UserStatus, parse_expiry_date, parse_name,
+    secret_expiry_on_save,
 };
 use crate::egress::EgressPolicy;
 use crate::microsoft::errors::AdviceContext;
@@ -46,6 +48,8 @@ pub struct ConnectionView {
     pub purpose: &'static str,
     pub scope: String,
     pub has_secret: bool,
+    /// The client secret's "Secret expires on" and how soon that is; `None` while unknown.
+    pub secret_expiry: Option<(Date, ExpiryStatus)>,
     pub status: OAuthStatus,
     /// "Authenticated as ... since ..., token renewed at ..." and the like.
     pub status_text: String,
@@ -54,7 +58,7 @@ pub struct ConnectionView {
 }
 
 impl ConnectionView {
-    fn new(connection: &OAuthConnection) -> Self {
+    fn new(connection: &OAuthConnection, now: OffsetDateTime) -> Self {
         let status_text = match connection.status {
             OAuthStatus::NotAuthenticated => "Not authenticated".to_owned(),
             OAuthStatus::Authenticated => format!(
@@ -90,6 +94,9 @@ impl ConnectionView {
             purpose: connection.purpose.label(),
             scope: connection.scope.clone(),
             has_secret: connection.client_secret_sealed.is_some(),
+            secret_expiry: connection
+                .secret_expires_on
+                .map(|date| (date, ExpiryStatus::of(date, now))),
             status: connection.status,
             status_text,
             mailboxes: Vec::new(),
@@ -111,6 +118,7 @@ pub async fn list(
 ) -> Result<ListPage, AppError> {
     let connections = oauth_connections::list(&state.db, &ctx.tenant.id).await?;
     let mut usage = mailboxes::oauth_connection_usage(&state.db, &ctx.tenant.id).await?;
+    let now = state.clock.now();
     Ok(ListPage {
         layout: ctx.layout("OAuth connections", "oauth"),
         slug: ctx.tenant.slug.clone(),
@@ -118,7 +126,7 @@ pub async fn list(
             .iter()
             .map(|connection| ConnectionView {
                 mailboxes: usage.remove(&connection.id).unwrap_or_default(),
-                ..ConnectionView::new(connection)
+                ..ConnectionView::new(connection, now)
             })
             .collect(),
     })
@@ -145,6 +153,9 @@ pub struct ConnectionForm {
     scope: String,
     #[serde(default)]
     client_secret: Option<SecretString>,
+    /// Required with a new secret; on the Edit form, entered alone for the stored one.
+    #[serde(default)]
+    secret_expires_on: String,
     /// The connection's version when the form was loaded (0 on the add form).
     #[serde(default)]
     version: i64,
@@ -162,6 +173,7 @@ impl Default for ConnectionForm {
             token_url: String::new(),
             scope: String::new(),
             client_secret: None,
+            secret_expires_on: String::new(),
             version: 0,
         }
     }
@@ -183,6 +195,8 @@ impl ConnectionForm {
                 String::new()
             },
             client_secret: None,
+            // Empty, not the stored date: a new secret's date is typed, never carried over.
+            secret_expires_on: String::new(),
             version: connection.version,
         }
     }
@@ -333,25 +347,44 @@ pub async fn create(
     Form(mut form): Form<ConnectionForm>,
 ) -> Result<Response, AppError> {
     let secret = typed_secret(&mut form);
-    let fields = match form.parse(&state.config.egress) {
-        Ok(fields) => fields,
-        Err(errors) => return Ok(Rejected(new_page(&state, &ctx, form, errors)).into_response()),
+    let today = state.clock.now().date();
+    let expiry = secret_expiry_on_save(
+        &form.secret_expires_on,
+        secret.is_some(),
+        StoredSecret::None,
+        today,
+    );
+    let (fields, expires_on) = match (form.parse(&state.config.egress), expiry) {
+        (Ok(fields), Ok(expires_on)) => (fields, expires_on),
+        (fields, expiry) => {
+            let mut errors = fields.err().unwrap_or_default();
+            errors.check("secret_expires_on", expiry);
+            errors.ask_secret_again("client_secret", secret.is_some());
+            return Ok(Rejected(new_page(&state, &ctx, form, errors)).into_response());
+        }
     };
     let id = new_connection_id();
-    let sealed = secret.map(|secret| {
-        SealedClientSecret::seal(&state.config.secret_key, &ctx.tenant.id, &id, &secret)
+    // A typed secret comes with its date: `secret_expiry_on_save` requires it.
+    let sealed = secret.zip(expires_on).map(|(secret, expires_on)| {
+        let keys = &state.config.secret_key;
+        let sealed = SealedClientSecret::seal(keys, &ctx.tenant.id, &id, &secret);
+        (sealed, expires_on)
     });
-    match oauth_connections::create(&state.db, &ctx.tenant.id, &id, &fields, sealed.as_ref()).await
-    {
+    let client_secret = sealed.as_ref().map(|(sealed, date)| (sealed, *date));
+    match oauth_connections::create(&state.db, &ctx.tenant.id, &id, &fields, client_secret).await {
         Ok(()) => {}
         Err(SaveError::NameTaken) => {
-            let errors = FieldErrors::single("name", "Another connection has this name.");
+            let mut errors = FieldErrors::single("name", "Another connection has this name.");
+            errors.ask_secret_again("client_secret", sealed.is_some());
             return Ok(Rejected(new_page(&state, &ctx, form, errors)).into_response());
         }
         Err(other) => return Err(other.into()),
     }
+    let secret_detail = client_secret
+        .map(|(_, date)| format!(", client secret expires on {date}"))
+        .unwrap_or_default();
     let detail = format!(
-        "{}, Application (client) ID {}",
+        "{}, Application (client) ID {}{secret_detail}",
         fields.purpose.label(),
         fields.client_id
     );
@@ -376,6 +409,9 @@ pub struct ShowPage {
     form: ConnectionForm,
     errors: FieldErrors,
     choices: FormChoices,
+    /// What "Update client secret" had typed in its "Secret expires on", apart from the
+    /// Edit form's.
+    replace_expires_on: String,
     flash: Option<OAuthFlash>,
 }
 
@@ -390,10 +426,11 @@ fn show_page(state: &App, ctx: &TenantCtx, connection: &OAuthConnection) -> Show
         layout: ctx.layout(connection.name.clone(), "oauth"),
         slug: ctx.tenant.slug.clone(),
         redirect_uri: redirect_uri(state),
-        connection: ConnectionView::new(connection),
+        connection: ConnectionView::new(connection, state.clock.now()),
         form: ConnectionForm::of(connection),
         errors: FieldErrors::new(),
         choices: choices(),
+        replace_expires_on: String::new(),
         flash: None,
     }
 }
@@ -410,9 +447,10 @@ pub async fn show(
     Ok(page)
 }
 
-/// The Edit form's client secret: its own key, since the "Update client secret" card on the
-/// same page has a `client_secret` field of its own.
+/// The Edit form's client secret and its date: keys of their own, since the "Update client
+/// secret" card on the same page has `client_secret` and `secret_expires_on` fields too.
 const EDIT_SECRET_FIELD: &str = "edit_client_secret";
+const EDIT_EXPIRY_FIELD: &str = "edit_secret_expires_on";
 
 pub async fn update(
     State(state): State<AppState>,
@@ -422,7 +460,12 @@ pub async fn update(
     Form(form): Form<ConnectionForm>,
 ) -> Result<Response, AppError> {
     let connection = load(&state, &ctx, &id).await?;
-    let rejected = |form: ConnectionForm, errors: FieldErrors| {
+    let typed = form
+        .client_secret
+        .as_ref()
+        .is_some_and(|secret| !secret.expose_secret().trim().is_empty());
+    let rejected = |form: ConnectionForm, mut errors: FieldErrors| {
+        errors.ask_secret_again(EDIT_SECRET_FIELD, typed);
         let mut page = show_page(&state, &ctx, &connection);
         page.form = form.without_secret();
         page.errors = errors;
@@ -446,6 +489,21 @@ pub async fn update(
             ));
         }
     };
+    let stored = StoredSecret::of(
+        connection.client_secret_sealed.is_some(),
+        connection.secret_expires_on,
+    );
+    let today = state.clock.now().date();
+    let expires_on =
+        match secret_expiry_on_save(&form.secret_expires_on, new_secret.is_some(), stored, today) {
+            Ok(expires_on) => expires_on,
+            Err(message) => {
+                return Ok(rejected(
+                    form,
+                    FieldErrors::single(EDIT_EXPIRY_FIELD, message),
+                ));
+            }
+        };
     match oauth_connections::update(
         &state.db,
         &ctx.tenant.id,
@@ -453,6 +511,7 @@ pub async fn update(
         form.version,
         &fields,
         new_secret.as_ref(),
+        expires_on,
     )
     .await
     {
@@ -461,15 +520,23 @@ pub async fn update(
             let errors = FieldErrors::single("name", "Another connection has this name.");
             return Ok(rejected(form, errors));
         }
-        Err(SaveError::Stale) => return changed_meanwhile_page(&state, &ctx, &id, form).await,
+        Err(SaveError::Stale) => {
+            return changed_meanwhile_page(&state, &ctx, &id, form, typed).await;
+        }
         Err(other) => return Err(other.into()),
     }
-    let replaced = if new_secret.is_some() {
-        "client secret replaced; "
-    } else {
-        ""
+    let secret_detail = match (new_secret.is_some(), expires_on) {
+        (true, Some(date)) => format!("client secret replaced, expires on {date}; "),
+        (false, Some(date)) => format!(
+            "secret expires on {date} (was {}); ",
+            was(connection.secret_expires_on)
+        ),
+        (_, None) => String::new(),
     };
-    let detail = format!("{}; {replaced}authenticate again", fields.purpose.label());
+    let detail = format!(
+        "{}; {secret_detail}authenticate again",
+        fields.purpose.label()
+    );
     ctx.audit(
         &state,
         AuditAction::OAuthConnectionChanged,
@@ -481,6 +548,11 @@ pub async fn update(
     Ok(Redirect::to(&ctx.path(&format!("/oauth-connections/{id}"))).into_response())
 }
 
+/// A stored "Secret expires on" as the audit log reads it.
+fn was(expires_on: Option<Date>) -> String {
+    expires_on.map_or_else(|| "unknown".to_owned(), |date| date.to_string())
+}
+
 /// The Edit form again, over the connection as someone else just saved it: nothing was
 /// saved, and what this admin typed (but a secret) stays.
 async fn changed_meanwhile_page(
@@ -488,6 +560,7 @@ async fn changed_meanwhile_page(
     ctx: &TenantCtx,
     id: &str,
     form: ConnectionForm,
+    typed: bool,
 ) -> Result<Response, AppError> {
     let current = load(state, ctx, id).await?;
     let mut page = show_page(state, ctx, &current);
@@ -496,18 +569,59 @@ async fn changed_meanwhile_page(
         ..form.without_secret()
     };
     page.errors = changed_meanwhile("this connection");
+    page.errors.ask_secret_again(EDIT_SECRET_FIELD, typed);
     Ok(Conflict(page).into_response())
 }
 
 #[derive(Deserialize)]
 pub struct SecretForm {
     client_secret: Option<SecretString>,
+    #[serde(default)]
+    secret_expires_on: String,
     /// The connection's version when the page was loaded.
     #[serde(default)]
     version: i64,
 }
 
-/// "Update Client Secret", as XCALLY calls it.
+/// What "Update client secret" does: a new secret with its date, or the stored secret's
+/// date alone.
+enum SecretUpdate {
+    Replace(SecretString, Date),
+    Expiry(Date),
+}
+
+impl SecretForm {
+    fn parse(self, stored_secret: bool, today: Date) -> Result<SecretUpdate, FieldErrors> {
+        let secret = self
+            .client_secret
+            .filter(|secret| !secret.expose_secret().trim().is_empty());
+        let date = self.secret_expires_on.trim();
+        match (secret, stored_secret, date.is_empty()) {
+            (Some(secret), _, _) => parse_expiry_date(date, today)
+                .map(|date| SecretUpdate::Replace(secret, date))
+                .map_err(|message| {
+                    let mut errors = FieldErrors::single("secret_expires_on", message);
+                    errors.ask_secret_again("client_secret", true);
+                    errors
+                }),
+            (None, true, false) => parse_expiry_date(date, today)
+                .map(SecretUpdate::Expiry)
+                .map_err(|message| FieldErrors::single("secret_expires_on", message)),
+            (None, true, true) => Err(FieldErrors::single(
+                "client_secret",
+                "Paste the new client secret's Value with its expiry date, or enter the stored \
+                 secret's expiry date alone.",
+            )),
+            (None, false, _) => Err(FieldErrors::single(
+                "client_secret",
+                "Paste the new client secret's Value.",
+            )),
+        }
+    }
+}
+
+/// "Update Client Secret", as XCALLY calls it: a new secret and its expiry date, or the
+/// stored secret's date alone (which is not secret), entered without the secret.
 pub async fn replace_secret(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
@@ -516,36 +630,64 @@ pub async fn replace_secret(
     Form(form): Form<SecretForm>,
 ) -> Result<Response, AppError> {
     let connection = load(&state, &ctx, &id).await?;
-    let Some(secret) = form
-        .client_secret
-        .filter(|secret| !secret.expose_secret().trim().is_empty())
-    else {
-        let mut page = show_page(&state, &ctx, &connection);
-        page.form.version = form.version;
-        page.errors = FieldErrors::single("client_secret", "Paste the new client secret's Value.");
-        return Ok(Rejected(page).into_response());
+    let (version, typed_date) = (form.version, form.secret_expires_on.clone());
+    let stored_secret = connection.client_secret_sealed.is_some();
+    let update = match form.parse(stored_secret, state.clock.now().date()) {
+        Ok(update) => update,
+        Err(errors) => {
+            let mut page = show_page(&state, &ctx, &connection);
+            page.form.version = version;
+            page.replace_expires_on = typed_date;
+            page.errors = errors;
+            return Ok(Rejected(page).into_response());
+        }
     };
-    let sealed = SealedClientSecret::seal(&state.config.secret_key, &ctx.tenant.id, &id, &secret);
-    match oauth_connections::replace_secret(&state.db, &ctx.tenant.id, &id, form.version, &sealed)
-        .await
-    {
+    let tenant = &ctx.tenant.id;
+    let (saved, action, detail) = match &update {
+        SecretUpdate::Replace(secret, expires_on) => {
+            let sealed = SealedClientSecret::seal(&state.config.secret_key, tenant, &id, secret);
+            let saved = oauth_connections::replace_secret(
+                &state.db,
+                tenant,
+                &id,
+                version,
+                &sealed,
+                *expires_on,
+            )
+            .await;
+            let detail = format!("new secret expires on {expires_on}");
+            (saved, AuditAction::OAuthConnectionSecretReplaced, detail)
+        }
+        SecretUpdate::Expiry(expires_on) => {
+            let saved =
+                oauth_connections::set_secret_expiry(&state.db, tenant, &id, version, *expires_on)
+                    .await;
+            let detail = format!(
+                "secret expires on {expires_on} (was {})",
+                was(connection.secret_expires_on)
+            );
+            (
+                saved,
+                AuditAction::OAuthConnectionSecretExpiryChanged,
+                detail,
+            )
+        }
+    };
+    match saved {
         Ok(()) => {}
         Err(SaveError::Stale) => {
             let current = load(&state, &ctx, &id).await?;
             let mut page = show_page(&state, &ctx, &current);
+            page.replace_expires_on = typed_date;
             page.errors = changed_meanwhile("this connection");
+            let typed = matches!(update, SecretUpdate::Replace(..));
+            page.errors.ask_secret_again("client_secret", typed);
             return Ok(Conflict(page).into_response());
         }
         Err(other) => return Err(other.into()),
     }
-    ctx.audit(
-        &state,
-        AuditAction::OAuthConnectionSecretReplaced,
-        &connection.name,
-        "",
-        ip,
-    )
-    .await?;
+    ctx.audit(&state, action, &connection.name, &detail, ip)
+        .await?;
     Ok(Redirect::to(&ctx.path(&format!("/oauth-connections/{id}"))).into_response())
 }
 

@@ -5,6 +5,7 @@
 use time::{Duration, OffsetDateTime};
 use uuid::{Uuid, uuid};
 
+use crate::external_apis::in_days;
 use crate::on_both_backends;
 use crate::support::fake_microsoft::FakeApp;
 use crate::support::{Backend, Browser, Page, captured_logs, spawn_app};
@@ -316,7 +317,7 @@ async fn a_secret_credential_moves_to_a_certificate(backend: Backend) {
                 ("directory", &CONTOSO.to_string()),
                 ("auth_method", "client_secret"),
                 ("client_secret", SECRET),
-                ("secret_expires_on", "2030-01-31"),
+                ("secret_expires_on", &in_days(300)),
             ],
         )
         .await;

@@ -7,6 +7,7 @@ use portico::store::{mailboxes, tenants::Tenant};
 use secrecy::ExposeSecret;
 use uuid::{Uuid, uuid};
 
+use crate::external_apis::in_days;
 use crate::on_both_backends;
 use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, spawn_app};
 
@@ -94,10 +95,11 @@ async fn graph_credential_edits_and_secret_replacements_never_overwrite_each_oth
             ("cloud", "global"),
         ]
     };
+    let (first_expiry, second_expiry) = (in_days(400), in_days(600));
     let mut new = fields("Support mail");
     new.extend([
         ("client_secret", BEN_SECRET),
-        ("secret_expires_on", "2030-01-31"),
+        ("secret_expires_on", first_expiry.as_str()),
     ]);
     let created = ben
         .submit("/t/acme/external-apis/new", "/t/acme/external-apis", &new)
@@ -144,14 +146,15 @@ async fn graph_credential_edits_and_secret_replacements_never_overwrite_each_oth
     let secret_path = format!("{credential}/secret");
     let secret_fields = [
         ("client_secret", ANA_SECRET),
-        ("secret_expires_on", "2031-06-30"),
+        ("secret_expires_on", second_expiry.as_str()),
     ];
     let refused = save_from(&ana, &ana_page, &secret_path, &secret_fields).await;
     assert_changed_meanwhile(&refused, "this credential", Some(ANA_SECRET));
-    refused.assert_contains("value=\"2031-06-30\"");
+    refused.assert_contains("Paste the client secret again");
+    refused.assert_contains(&format!("value=\"{second_expiry}\""));
     let page = ana.get(&credential).await;
-    page.assert_contains("2030-01-31")
-        .assert_lacks("2031-06-30");
+    page.assert_contains(&first_expiry)
+        .assert_lacks(&second_expiry);
     assert_eq!(
         audited(&app, &tenant, "graph_credential.secret_replaced").await,
         0
@@ -159,7 +162,7 @@ async fn graph_credential_edits_and_secret_replacements_never_overwrite_each_oth
     save_from(&ana, &refused, &secret_path, &secret_fields)
         .await
         .assert_redirect(&format!("{credential}?done=secret"));
-    ana.get(&credential).await.assert_contains("2031-06-30");
+    ana.get(&credential).await.assert_contains(&second_expiry);
 }
 
 async fn segment_and_mailbox_edits_never_overwrite_each_other(backend: Backend) {
@@ -342,27 +345,22 @@ async fn oauth_connection_edits_never_overwrite_each_other(backend: Backend) {
 
     // Her client secret from that old page is refused as well, and shown nowhere.
     let secret_path = format!("{connection}/secret");
-    let refused = save_from(
-        &ana,
-        &ana_page,
-        &secret_path,
-        &[("client_secret", ANA_SECRET)],
-    )
-    .await;
+    let expires_on = in_days(200);
+    let secret_fields = [
+        ("client_secret", ANA_SECRET),
+        ("secret_expires_on", expires_on.as_str()),
+    ];
+    let refused = save_from(&ana, &ana_page, &secret_path, &secret_fields).await;
     assert_changed_meanwhile(&refused, "this connection", Some(ANA_SECRET));
+    refused.assert_contains("Paste the client secret again");
     refused.assert_contains("None (public client)");
     assert_eq!(
         audited(&app, &tenant, "oauth_connection.secret_replaced").await,
         0
     );
-    save_from(
-        &ana,
-        &refused,
-        &secret_path,
-        &[("client_secret", ANA_SECRET)],
-    )
-    .await
-    .assert_redirect(&connection);
+    save_from(&ana, &refused, &secret_path, &secret_fields)
+        .await
+        .assert_redirect(&connection);
     ana.get(&connection)
         .await
         .assert_lacks("None (public client)")
@@ -379,6 +377,7 @@ async fn sign_in_with_microsoft_settings_never_overwrite_each_other(backend: Bac
     // Both open the page before anything is configured; Ben saves first, with a secret.
     let ana_page = ana.get(settings).await;
     let ben_page = ben.get(settings).await;
+    let expires_on = in_days(200);
     save_from(
         &ben,
         &ben_page,
@@ -388,6 +387,7 @@ async fn sign_in_with_microsoft_settings_never_overwrite_each_other(backend: Bac
             ("cloud", "global"),
             ("enabled", "on"),
             ("client_secret", BEN_SECRET),
+            ("secret_expires_on", &expires_on),
         ],
     )
     .await
@@ -396,9 +396,11 @@ async fn sign_in_with_microsoft_settings_never_overwrite_each_other(backend: Bac
         ("client_id", other_app_id.as_str()),
         ("cloud", "global"),
         ("client_secret", ANA_SECRET),
+        ("secret_expires_on", expires_on.as_str()),
     ];
     let refused = save_from(&ana, &ana_page, settings, &ana_fields).await;
     assert_changed_meanwhile(&refused, "these settings", Some(ANA_SECRET));
+    refused.assert_contains("Paste the client secret again");
     // Her values stay in the form; what Ben saved is listed, his secret only as "set".
     refused
         .assert_contains(&format!("value=\"{other_app_id}\""))

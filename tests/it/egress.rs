@@ -15,7 +15,10 @@ use tokio::io::AsyncWriteExt as _;
 use uuid::uuid;
 
 use crate::on_both_backends;
-use crate::support::{Backend, Browser, TestApp, TestDatabase, serve_on_loopback, spawn_app_with};
+use crate::support::{
+    Backend, Browser, TestApp, TestDatabase, default_secret_expiry, serve_on_loopback,
+    spawn_app_with,
+};
 
 on_both_backends!(
     internal_mail_servers_are_refused_at_save_and_never_connected_to,
@@ -163,8 +166,9 @@ async fn internal_oauth_urls_are_refused_at_save_and_a_name_inside_is_never_sent
     let (_, admin) = app.tenant_with_admin("acme").await;
     let (port, connections) = loopback_service().await;
     let client_id = uuid!("66666666-6666-4666-8666-666666666666").to_string();
+    let expires_on = default_secret_expiry();
     let add = |token_url: String| {
-        let (admin, client_id) = (&admin, &client_id);
+        let (admin, client_id, expires_on) = (&admin, &client_id, &expires_on);
         async move {
             let fields = [
                 ("name", "Support IMAP"),
@@ -175,6 +179,7 @@ async fn internal_oauth_urls_are_refused_at_save_and_a_name_inside_is_never_sent
                 ("authorization_url", "https://id.example.com/authorize"),
                 ("token_url", token_url.as_str()),
                 ("client_secret", "OAuth-Client-Secret-1"),
+                ("secret_expires_on", expires_on.as_str()),
             ];
             admin
                 .submit(

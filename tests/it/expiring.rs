@@ -12,7 +12,9 @@ use uuid::{Uuid, uuid};
 use crate::oauth_connections::{authorize, connection, follow};
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{FakeApp, MailboxAccess};
-use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, captured_logs, spawn_app};
+use crate::support::{
+    Backend, Browser, PASSWORD, Page, TestApp, captured_logs, default_secret_expiry, spawn_app,
+};
 
 const CONTOSO: Uuid = uuid!("e1e1e1e1-1111-4222-8333-444444444444");
 const MAIL_APP: Uuid = uuid!("e2e2e2e2-5555-4666-8777-888888888888");
@@ -150,10 +152,12 @@ async fn oauth_connections_expire_ninety_days_after_their_last_renewal_and_failu
 ) {
     let app = spawn_app(backend).await;
     let (admin, page) = connection(&app).await;
-    admin
-        .get("/t/acme/expiring")
-        .await
-        .assert_contains("Nothing expires");
+    // Before Authenticate only its client secret expires (its own row, with its date).
+    let listed = admin.get("/t/acme/expiring").await;
+    listed
+        .assert_contains("<td>Client secret</td>")
+        .assert_contains(&default_secret_expiry())
+        .assert_lacks("<td>OAuth connection</td>");
     let callback = authorize(&admin, &page).await;
     follow(&admin, &callback)
         .await

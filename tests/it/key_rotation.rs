@@ -13,6 +13,7 @@ use portico::store::{sealed_columns, segments};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::{Uuid, uuid};
 
+use crate::external_apis::in_days;
 use crate::oauth_connections::{authorize, connection, follow};
 use crate::on_both_backends;
 use crate::support::{Backend, Browser, TestApp, TestDatabase, spawn_app_with};
@@ -172,6 +173,7 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
                 ("client_id", &SIGN_IN_APP.to_string()),
                 ("cloud", "global"),
                 ("client_secret", "Sign-In~Rotation-Canary"),
+                ("secret_expires_on", &in_days(300)),
             ],
         )
         .await
@@ -186,7 +188,7 @@ async fn rotation_reseals_every_secret_so_the_old_key_can_go(backend: Backend) {
                 ("client_id", &GRAPH_APP.to_string()),
                 ("directory", &CONTOSO.to_string()),
                 ("client_secret", "Graph~Rotation-Canary"),
-                ("secret_expires_on", "2030-01-31"),
+                ("secret_expires_on", &in_days(300)),
             ],
         )
         .await;

@@ -27,6 +27,7 @@ mod oauth_connections;
 mod operations;
 mod scale_out;
 mod secret_destinations;
+mod secret_expiry;
 mod security_faults;
 mod security_headers;
 mod security_input;

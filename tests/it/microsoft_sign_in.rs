@@ -7,7 +7,9 @@ use uuid::{Uuid, uuid};
 
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{FakeApp, FakeUser, Signing};
-use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, spawn_app};
+use crate::support::{
+    Backend, Browser, PASSWORD, Page, TestApp, default_secret_expiry, spawn_app, with_secret_expiry,
+};
 
 pub(crate) const CONTOSO: Uuid = uuid!("11111111-1111-4111-8111-111111111111");
 const FABRIKAM: Uuid = uuid!("22222222-2222-4222-8222-222222222222");
@@ -52,7 +54,8 @@ pub(crate) async fn configure(admin: &Browser, slug: &str, fields: &[(&str, &str
         ("cloud", "global"),
         ("enabled", "on"),
     ];
-    all.extend_from_slice(fields);
+    let expires_on = default_secret_expiry();
+    all.extend(with_secret_expiry(fields, &expires_on));
     admin.submit(&page, &page, &all).await
 }
 

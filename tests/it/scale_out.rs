@@ -12,7 +12,9 @@ use uuid::{Uuid, uuid};
 
 use crate::oauth_connections::{authorize, connection, follow};
 use crate::support::fake_microsoft::{FakeApp, FakeUser};
-use crate::support::{Backend, Browser, TestApp, TestDatabase, spawn_app_with};
+use crate::support::{
+    Backend, Browser, TestApp, TestDatabase, default_secret_expiry, spawn_app_with,
+};
 
 const CONTOSO: Uuid = uuid!("44444444-4444-4444-8444-444444444444");
 const APP_ID: Uuid = uuid!("55555555-5555-4555-8555-555555555555");
@@ -101,6 +103,7 @@ async fn a_microsoft_sign_in_started_on_one_instance_completes_on_the_other() {
                 ("directory", &CONTOSO.to_string()),
                 ("cloud", "global"),
                 ("client_secret", "Fake~Secret.Value-123"),
+                ("secret_expires_on", &default_secret_expiry()),
                 ("enabled", "on"),
             ],
         )

@@ -13,7 +13,7 @@ use crate::external_apis;
 use crate::oauth_connections::{OAUTH_APP, authorize, connection, follow, status_of};
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{Endpoint, Fault};
-use crate::support::{Backend, eventually, spawn_app};
+use crate::support::{Backend, default_secret_expiry, eventually, spawn_app, with_secret_expiry};
 
 on_both_backends!(
     a_mailbox_moved_to_another_server_never_sends_it_the_old_password,
@@ -137,12 +137,10 @@ async fn an_oauth_connection_with_other_urls_needs_its_client_secret_again(backe
     let stored = status_of(&app).await;
     assert_eq!(stored.token_url, None);
 
+    let expires_on = default_secret_expiry();
+    let with_secret = settings("https://id.example.com/token", "Other~Provider.Secret-9");
     admin
-        .submit(
-            &page,
-            &page,
-            &settings("https://id.example.com/token", "Other~Provider.Secret-9"),
-        )
+        .submit(&page, &page, &with_secret_expiry(&with_secret, &expires_on))
         .await
         .assert_redirect(&page);
     let stored = status_of(&app).await;

@@ -15,7 +15,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::on_both_backends;
-use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, spawn_app};
+use crate::support::{Backend, Browser, PASSWORD, Page, TestApp, default_secret_expiry, spawn_app};
 
 on_both_backends!(
     the_router_serves_exactly_the_route_table,
@@ -176,6 +176,7 @@ pub(crate) async fn populate(app: &TestApp, slug: &str, label: &str) -> TenantOb
                 ("cloud", "global"),
                 ("enabled", "on"),
                 ("client_secret", &format!("{label}-sign-in-secret")),
+                ("secret_expires_on", &default_secret_expiry()),
             ],
         )
         .await
@@ -211,6 +212,7 @@ pub(crate) async fn populate(app: &TestApp, slug: &str, label: &str) -> TenantOb
                     ("cloud", "global"),
                     ("purpose", "imap"),
                     ("client_secret", &format!("{label}-oauth-secret")),
+                    ("secret_expires_on", &default_secret_expiry()),
                 ],
             )
             .await,

@@ -279,6 +279,7 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
                     ("cloud", "global"),
                     ("enabled", "on"),
                     ("client_secret", secret),
+                    ("secret_expires_on", &in_days(90)),
                 ],
             )
             .await;
@@ -407,6 +408,7 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
                     ("cloud", "global"),
                     ("purpose", "imap"),
                     ("client_secret", secret),
+                    ("secret_expires_on", &in_days(90)),
                 ],
             )
             .await;
@@ -497,12 +499,15 @@ async fn no_secret_shows_in_any_answer_log_line_audit_entry_or_database_row(back
 
     // The connection's secret replaced (a refused empty try first); then Microsoft revokes
     // its refresh tokens, and renewal asks for the user again.
-    for secret in ["", new_oauth_secret.as_str()] {
+    for (secret, expires) in [
+        ("", String::new()),
+        (new_oauth_secret.as_str(), in_days(80)),
+    ] {
         admin
             .submit(
                 &connection,
                 &format!("{connection}/secret"),
-                &[("client_secret", secret)],
+                &[("client_secret", secret), ("secret_expires_on", &expires)],
             )
             .await;
     }

@@ -8,7 +8,9 @@ use uuid::{Uuid, uuid};
 use crate::expiring::days_before;
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{FakeApp, FakeUser};
-use crate::support::{Backend, Browser, Page, TestApp, spawn_app};
+use crate::support::{
+    Backend, Browser, Page, TestApp, default_secret_expiry, spawn_app, with_secret_expiry,
+};
 
 const CONTOSO: Uuid = uuid!("5c5c5c5c-1111-4111-8111-111111111111");
 const SIGN_IN_APP: Uuid = uuid!("5c5c5c5c-3333-4333-8333-333333333333");
@@ -50,7 +52,8 @@ async fn configure(admin: &Browser, auth_method: &str, fields: &[(&str, &str)]) 
         ("enabled", "on"),
         ("auth_method", auth_method),
     ];
-    all.extend_from_slice(fields);
+    let expires_on = default_secret_expiry();
+    all.extend(with_secret_expiry(fields, &expires_on));
     admin.submit(SETTINGS, SETTINGS, &all).await
 }
 

@@ -94,11 +94,13 @@ describe("Portico in a browser", () => {
     await admin.getByLabel("Application (client) ID").fill(SIGN_IN_APP);
     await admin.getByLabel("Directory (tenant) ID").fill(CONTOSO);
     await admin.getByLabel("Client secret", { exact: true }).fill("portico-dev-secret");
+    await admin.getByLabel("Secret expires on").fill(inDays(180));
     await admin.getByLabel("Enabled: show “Sign in with Microsoft” on the sign-in page").check();
     await admin.getByLabel("Create agents automatically on first sign-in").check();
     await admin.getByRole("button", { name: "Save" }).click();
     await admin.getByRole("status").filter({ hasText: "Settings saved." }).waitFor();
     assert.equal(await admin.getByLabel("Client secret", { exact: true }).inputValue(), "", "the secret is never shown again");
+    await admin.getByText(`The stored secret expires on ${inDays(180)} (valid).`).waitFor();
     await screenshot(admin, "microsoft-sign-in-settings");
 
     const agent = await newPerson(browser, stack.base);
@@ -218,6 +220,7 @@ describe("Portico in a browser", () => {
     await admin.getByLabel("Directory (tenant) ID").fill(CONTOSO);
     await admin.getByLabel("Purpose").selectOption({ index: 0 });
     await admin.getByLabel("Client secret").fill("portico-dev-secret");
+    await admin.getByLabel("Secret expires on").fill(inDays(20));
     await admin.getByRole("button", { name: "Save connection" }).click();
     await admin.getByRole("heading", { name: "Support IMAP sign-in", level: 1 }).waitFor();
     await assertAccessible(admin);
@@ -229,6 +232,17 @@ describe("Portico in a browser", () => {
     await openSection(admin, "OAuth connections");
     await admin.getByRole("row").filter({ hasText: "Support IMAP sign-in" }).getByText("Authenticated", { exact: true }).waitFor();
     await screenshot(admin, "oauth-connections");
+
+    // Every kind of client secret, listed by the day it ends, with the OAuth connection.
+    await openSection(admin, "Expiring");
+    const dates = admin.getByRole("region", { name: "Expiry dates" });
+    const secretRow = (name) => dates.getByRole("row").filter({ hasText: "Client secret" }).filter({ hasText: name });
+    await secretRow("Sign in with Microsoft").filter({ hasText: inDays(180) }).waitFor();
+    await secretRow("Contoso mail").filter({ hasText: inDays(12) }).getByText("Expires in 12 days").waitFor();
+    await secretRow("Support IMAP sign-in").filter({ hasText: inDays(20) }).getByText("Expires in 20 days").waitFor();
+    await dates.getByRole("row").filter({ hasText: "OAuth connection" }).filter({ hasText: "Support IMAP sign-in" }).waitFor();
+    await assertAccessible(admin, "Expiring with every kind of secret");
+    await screenshot(admin, "expiring");
   });
 
   it("keyboard only: sign-in and a settings form work with Tab and Enter alone", async () => {

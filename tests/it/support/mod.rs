@@ -46,6 +46,33 @@ macro_rules! on_both_backends {
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// How far ahead the "Secret expires on" is that [`with_secret_expiry`] enters.
+pub const SECRET_LIFETIME_DAYS: i64 = 180;
+
+/// `fields` as a person fills in a form with a client secret: when a secret is typed without
+/// its "Secret expires on", the date Azure shows for a secret made today ([`SECRET_LIFETIME_DAYS`]
+/// on) goes with it.
+pub fn with_secret_expiry<'a>(
+    fields: &[(&'a str, &'a str)],
+    date: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    let mut all = fields.to_vec();
+    let typed_secret = fields
+        .iter()
+        .any(|(name, value)| *name == "client_secret" && !value.is_empty());
+    if typed_secret && !fields.iter().any(|(name, _)| *name == "secret_expires_on") {
+        all.push(("secret_expires_on", date));
+    }
+    all
+}
+
+/// The date [`with_secret_expiry`] enters.
+pub fn default_secret_expiry() -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::days(SECRET_LIFETIME_DAYS))
+        .date()
+        .to_string()
+}
+
 /// How often `eventually` looks again: short, so a wait ends soon after its condition holds.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -303,6 +330,14 @@ impl TestApp {
             }
         }
         rows
+    }
+
+    /// Runs `sql` on the tests' own connection: to leave rows as an earlier Portico did.
+    pub async fn execute(&self, sql: &str) {
+        sqlx::query(sql)
+            .execute(self.inspector().await)
+            .await
+            .unwrap();
     }
 
     /// The tests' own connection to the database.
@@ -688,8 +723,9 @@ impl Browser {
     /// Submits the "new" form of one of the tenant's lists and returns the saved row's page.
     async fn add_saved(&self, slug: &str, list: &str, fields: &[(&str, &str)]) -> String {
         let list = format!("/t/{slug}/{list}");
+        let expires_on = default_secret_expiry();
         let mut all = vec![("cloud", "global")];
-        all.extend_from_slice(fields);
+        all.extend(with_secret_expiry(fields, &expires_on));
         let page = self.submit(&format!("{list}/new"), &list, &all).await;
         let location = page
             .location
