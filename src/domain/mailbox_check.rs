@@ -90,7 +90,11 @@ impl CheckRecord {
 
     /// This record after one more check at `now`: `Ok(())` passed, `Err(words)` failed.
     /// Says when the check changed the state admins are told about.
-    pub fn after(&self, outcome: Result<(), &str>, now: OffsetDateTime) -> (Self, Option<Transition>) {
+    pub fn after(
+        &self,
+        outcome: Result<(), &str>,
+        now: OffsetDateTime,
+    ) -> (Self, Option<Transition>) {
         let mut next = self.clone();
         next.last_checked_at = Some(now);
         let was_failing = self.state() == CheckState::Failing;
@@ -111,7 +115,10 @@ impl CheckRecord {
                 next.consecutive_failures = self.consecutive_failures.saturating_add(1);
                 let since = *next.failures_since.get_or_insert(now);
                 let became_failing = !was_failing && next.state() == CheckState::Failing;
-                (next, became_failing.then_some(Transition::Failing { since }))
+                (
+                    next,
+                    became_failing.then_some(Transition::Failing { since }),
+                )
             }
         }
     }
@@ -140,7 +147,10 @@ mod tests {
         let (twice, told) = once.after(Err("Sign-in failed: refused again"), hour(2));
         assert_eq!(twice.state(), CheckState::Failing);
         assert_eq!(told, Some(Transition::Failing { since: hour(1) }));
-        assert_eq!(twice.failing(), Some((hour(1), "Sign-in failed: refused again")));
+        assert_eq!(
+            twice.failing(),
+            Some((hour(1), "Sign-in failed: refused again"))
+        );
 
         // Still failing: nothing new to tell.
         let (thrice, told) = twice.after(Err("Sign-in failed: refused"), hour(3));

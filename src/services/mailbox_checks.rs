@@ -100,7 +100,11 @@ fn next_check_at(due: i64, now: i64, interval: i64) -> i64 {
 
 /// Claims one due check and runs it, within the check timeout, and records what it found.
 async fn check_one(app: &App, due: DueCheck, interval: i64) -> Result<Checked, sqlx::Error> {
-    let next = next_check_at(due.next_check_at, app.clock.now().unix_timestamp(), interval);
+    let next = next_check_at(
+        due.next_check_at,
+        app.clock.now().unix_timestamp(),
+        interval,
+    );
     if !mailbox_checks::claim(&app.db, &due, next).await? {
         return Ok(Checked::NotClaimed);
     }
@@ -112,26 +116,27 @@ async fn check_one(app: &App, due: DueCheck, interval: i64) -> Result<Checked, s
         return Ok(Checked::Gone);
     }
     let limit = app.config.mailbox_check_timeout;
-    let (outcome, words) = match tokio::time::timeout(limit, test_connection(app, &tenant, &mailbox)).await {
-        Ok(Ok((true, message))) => (MailboxCheckOutcome::Passed, message),
-        Ok(Ok((false, message))) => (MailboxCheckOutcome::Failed, message),
-        Ok(Err(TestError::Database(err))) => return Err(err),
-        // Recorded as Test connection's result would be, had it got that far.
-        Ok(Err(err)) => {
-            let message = format!("The test could not run: {err}.");
-            mailboxes::record_test(&app.db, &tenant, &mailbox.id, false, &message).await?;
-            (MailboxCheckOutcome::Failed, message)
-        }
-        Err(_) => {
-            let message = format!(
-                "No answer within {} seconds: the server took the connection but did not \
+    let (outcome, words) =
+        match tokio::time::timeout(limit, test_connection(app, &tenant, &mailbox)).await {
+            Ok(Ok((true, message))) => (MailboxCheckOutcome::Passed, message),
+            Ok(Ok((false, message))) => (MailboxCheckOutcome::Failed, message),
+            Ok(Err(TestError::Database(err))) => return Err(err),
+            // Recorded as Test connection's result would be, had it got that far.
+            Ok(Err(err)) => {
+                let message = format!("The test could not run: {err}.");
+                mailboxes::record_test(&app.db, &tenant, &mailbox.id, false, &message).await?;
+                (MailboxCheckOutcome::Failed, message)
+            }
+            Err(_) => {
+                let message = format!(
+                    "No answer within {} seconds: the server took the connection but did not \
                  finish the test.",
-                limit.as_secs()
-            );
-            mailboxes::record_test(&app.db, &tenant, &mailbox.id, false, &message).await?;
-            (MailboxCheckOutcome::TimedOut, message)
-        }
-    };
+                    limit.as_secs()
+                );
+                mailboxes::record_test(&app.db, &tenant, &mailbox.id, false, &message).await?;
+                (MailboxCheckOutcome::TimedOut, message)
+            }
+        };
     app.metrics.mailbox_check(outcome);
     let passed = outcome == MailboxCheckOutcome::Passed;
     let before = mailbox_checks::get(&app.db, &tenant, &mailbox.id)
@@ -150,7 +155,11 @@ async fn check_one(app: &App, due: DueCheck, interval: i64) -> Result<Checked, s
         None => {}
     }
     plan_alert(app, &tenant, &mailbox.id, &mailbox.name, &after, transition).await?;
-    Ok(if passed { Checked::Passed } else { Checked::Failed })
+    Ok(if passed {
+        Checked::Passed
+    } else {
+        Checked::Failed
+    })
 }
 
 /// Plans the alert this check calls for, once per failing spell (planned again on every
@@ -284,21 +293,27 @@ pub async fn alert_body(
             format!(" every {} minutes", interval.as_secs() / 60)
         });
     let what_happened = match (alert.kind.as_str(), &record) {
-        (FAILING_ALERT, CheckRecord {
-            last_failure_at: Some(at),
-            last_failure: Some(words),
-            ..
-        }) => format!(
+        (
+            FAILING_ALERT,
+            CheckRecord {
+                last_failure_at: Some(at),
+                last_failure: Some(words),
+                ..
+            },
+        ) => format!(
             "Its latest test, at {}: {words}\n\nOpen it, fix what is named (a password changed \
              on the server, a permission removed in Exchange, SMTP AUTH turned off, a \
              certificate revoked in Azure), then choose Test connection. Portico tests it{every} \
              and tells you once it works again.",
             format_time(*at)
         ),
-        (_, CheckRecord {
-            last_success_at: Some(at),
-            ..
-        }) => format!("Its test at {} passed.", format_time(*at)),
+        (
+            _,
+            CheckRecord {
+                last_success_at: Some(at),
+                ..
+            },
+        ) => format!("Its test at {} passed.", format_time(*at)),
         _ => String::new(),
     };
     Ok(Some(format!(

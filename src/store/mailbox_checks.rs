@@ -16,12 +16,7 @@ const INSERT_CHUNK: usize = 300;
 /// Gives every enabled mailbox without a row one, due at a random time within the next
 /// `interval` seconds so that checks spread over the interval; at most `limit` per call.
 /// Returns how many it added.
-pub async fn add_missing(
-    db: &Db,
-    now: i64,
-    interval: i64,
-    limit: i64,
-) -> Result<u64, sqlx::Error> {
+pub async fn add_missing(db: &Db, now: i64, interval: i64, limit: i64) -> Result<u64, sqlx::Error> {
     let missing: Vec<(String, String)> = sqlx::query_as(
         "SELECT m.tenant_id, m.id FROM mailboxes m WHERE m.enabled = 1 AND NOT EXISTS \
          (SELECT 1 FROM mailbox_checks c WHERE c.tenant_id = m.tenant_id AND c.mailbox_id = m.id) \

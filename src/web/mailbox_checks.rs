@@ -60,12 +60,11 @@ pub fn summary(enabled: bool, record: Option<&CheckRecord>, interval: Option<Dur
     }
     let every = format!("every {} minutes", interval.as_secs() / 60);
     let Some(record) = record.filter(|record| record.state() != CheckState::Unchecked) else {
-        return format!("Tested {every}; not tested yet: the first test comes within the interval.");
+        return format!(
+            "Tested {every}; not tested yet: the first test comes within the interval."
+        );
     };
-    let last = record
-        .last_checked_at
-        .map(format_time)
-        .unwrap_or_default();
+    let last = record.last_checked_at.map(format_time).unwrap_or_default();
     match record.state() {
         CheckState::Failing | CheckState::FailedOnce => format!(
             "Tested {every}; the last test, at {last}, failed ({} in a row).",
