@@ -105,6 +105,9 @@ pub struct ServeArgs {
     /// Days the audit log keeps an entry; a daily job deletes older ones (at least 1).
     #[arg(long, env = "PORTICO_AUDIT_RETENTION_DAYS", default_value_t = DEFAULT_AUDIT_RETENTION_DAYS)]
     pub audit_retention_days: u32,
+    /// Minutes between two background tests of each enabled mailbox (0: none).
+    #[arg(long, env = "PORTICO_MAILBOX_CHECK_INTERVAL", default_value_t = DEFAULT_MAILBOX_CHECK_MINUTES)]
+    pub mailbox_check_interval: u64,
 
     #[command(flatten)]
     pub microsoft: MicrosoftArgs,
@@ -113,6 +116,10 @@ pub struct ServeArgs {
 /// How long audit entries are kept unless PORTICO_AUDIT_RETENTION_DAYS says otherwise: over
 /// a year, so last year's same month can still be compared.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
+
+/// Each mailbox is tested hourly unless PORTICO_MAILBOX_CHECK_INTERVAL says otherwise: a
+/// broken one is Failing within two hours, and a tenant's servers see one sign-in an hour.
+pub const DEFAULT_MAILBOX_CHECK_MINUTES: u64 = 60;
 
 /// Where Microsoft's identity platform and Graph are reached.
 #[derive(Debug, Clone, Args)]
@@ -157,11 +164,20 @@ pub struct Config {
     pub alert_send_timeout: Duration,
     /// Days the audit log keeps an entry (PORTICO_AUDIT_RETENTION_DAYS).
     pub audit_retention_days: u32,
+    /// How often every enabled mailbox is tested in the background; `None`: never.
+    pub mailbox_check_interval: Option<Duration>,
+    /// The longest one background mailbox test may take before it counts as failed: a
+    /// tenant's server that never answers holds one of the few checking places this long.
+    pub mailbox_check_timeout: Duration,
 }
 
 /// Two minutes: mail servers answer each step within seconds, and a send well inside its
 /// 5-minute lease is never taken over by another instance while it still runs.
 pub const DEFAULT_ALERT_SEND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// One minute: each step of a test (connect, TLS, greeting, sign-in) has its own 10 seconds,
+/// and a server slower than a minute in all fails the way it would fail an agent.
+pub const DEFAULT_MAILBOX_CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// PORTICO_SMTP_URL, which may hold a password, and the address mail through it comes from.
 #[derive(Debug, Clone)]
@@ -305,6 +321,9 @@ impl Config {
             egress: EgressPolicy::allowing(egress_allow),
             alert_send_timeout: DEFAULT_ALERT_SEND_TIMEOUT,
             audit_retention_days: args.audit_retention_days,
+            mailbox_check_interval: (args.mailbox_check_interval > 0)
+                .then(|| Duration::from_secs(args.mailbox_check_interval.saturating_mul(60))),
+            mailbox_check_timeout: DEFAULT_MAILBOX_CHECK_TIMEOUT,
         })
     }
 

@@ -10,6 +10,8 @@ use prometheus::{
     TextEncoder,
 };
 
+use crate::domain::CheckState;
+
 /// How far ahead a client secret counts as expiring: the dashboard banners' horizon.
 pub const EXPIRY_HORIZON_DAYS: i64 = 30;
 
@@ -27,6 +29,8 @@ pub struct Metrics {
     job_failures: IntCounterVec,
     credentials: IntGaugeVec,
     db_connections: IntGaugeVec,
+    mailbox_checks: IntCounterVec,
+    mailboxes_by_check_state: IntGaugeVec,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +77,27 @@ pub enum Job {
     OAuthRenewal,
     ExpiryAlerts,
     AuditCleanup,
+    MailboxChecks,
+}
+
+/// How one background test of a mailbox ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailboxCheckOutcome {
+    Passed,
+    /// The server, Microsoft or the egress policy refused, or a step failed.
+    Failed,
+    /// No answer within the check's timeout.
+    TimedOut,
+}
+
+impl MailboxCheckOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Passed => "passed",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+        }
+    }
 }
 
 impl SignInMethod {
@@ -124,6 +149,7 @@ impl Job {
             Self::OAuthRenewal => "oauth_renewal",
             Self::ExpiryAlerts => "expiry_alerts",
             Self::AuditCleanup => "audit_cleanup",
+            Self::MailboxChecks => "mailbox_checks",
         }
     }
 }
@@ -204,6 +230,17 @@ impl Metrics {
                 "Database pool connections: in use, idle, and the pool's maximum.",
                 &["state"],
             )?,
+            mailbox_checks: counter(
+                "mailbox_checks_total",
+                "Background tests of mailboxes, by outcome.",
+                &["outcome"],
+            )?,
+            mailboxes_by_check_state: gauge(
+                "mailboxes_by_check_state",
+                "Enabled mailboxes by what their background tests found: unchecked, passing, \
+                 failed_once or failing (two or more failures in a row).",
+                &["state"],
+            )?,
             registry,
         })
     }
@@ -258,6 +295,21 @@ impl Metrics {
     pub fn set_credential_expiry(&self, expired: i64, expiring: i64) {
         for (state, value) in [("expired", expired), ("expiring_30d", expiring)] {
             self.credentials.with_label_values(&[state]).set(value);
+        }
+    }
+
+    pub fn mailbox_check(&self, outcome: MailboxCheckOutcome) {
+        self.mailbox_checks
+            .with_label_values(&[outcome.label()])
+            .inc();
+    }
+
+    /// Enabled mailboxes now, by the state of their background tests.
+    pub fn set_mailboxes_by_check_state(&self, counts: &[(CheckState, i64)]) {
+        for (state, count) in counts {
+            self.mailboxes_by_check_state
+                .with_label_values(&[state.label()])
+                .set(*count);
         }
     }
 

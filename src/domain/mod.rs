@@ -7,6 +7,7 @@ mod certificate;
 mod fields;
 mod graph_credentials;
 mod mailbox;
+mod mailbox_check;
 mod microsoft;
 mod oauth;
 mod tenant;
@@ -29,6 +30,7 @@ pub use mailbox::{
     Direction, MailProtocol, PasswordDestination, Security, keep_stored_password, parse_host,
     parse_port,
 };
+pub use mailbox_check::{CheckRecord, CheckState, FAILING_AFTER, Transition};
 pub use microsoft::{
     CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId, PERSONAL_ACCOUNTS_DIRECTORY,
 };

@@ -1,6 +1,7 @@
 //! Expiry alerts: tell a tenant's chosen recipients 30, 7 and 1 days before a secret,
 //! certificate or OAuth connection stops working, when it has expired, and when a
-//! connection starts failing. A background job plans due alerts as rows (once per
+//! connection starts failing; and, planned by `mailbox_checks`, when a mailbox starts
+//! failing and when it works again. A background job plans due alerts as rows (once per
 //! threshold, by a unique constraint), then claims and sends them one by one: an alert
 //! survives restarts, and of several instances only the one holding its claim sends it.
 //! They go out through the tenant's chosen mailbox (SMTP, or Microsoft Graph's sendMail with
@@ -16,6 +17,7 @@ use crate::microsoft::graph::GraphMessage;
 use crate::services::expiry;
 use crate::services::fair_share::{self, Turns};
 use crate::services::graph_credentials::OpenError;
+use crate::services::mailbox_checks;
 use crate::store::audit::{self, NewAuditEvent};
 use crate::store::expiry_alerts::{self, Alert, PlannedAlert};
 use crate::store::graph_credentials;
@@ -243,6 +245,9 @@ fn in_words(limit: std::time::Duration) -> String {
 /// Whether what the alert is about still stands: the same secret, certificate or consent,
 /// not renewed, replaced or deleted since the alert was planned.
 async fn still_applies(app: &App, alert: &Alert) -> Result<bool, sqlx::Error> {
+    if mailbox_checks::is_check_alert(alert) {
+        return mailbox_checks::alert_still_applies(app, alert).await;
+    }
     let current = expiry::of_tenant(app, &alert.tenant()).await?;
     Ok(current.iter().any(|item| {
         item.kind.as_str() == alert.kind
@@ -284,7 +289,10 @@ async fn send_one(app: &App, alert: &Alert) -> Result<Result<String, String>, Al
     if settings.recipients.is_empty() {
         return Ok(Err("nobody is listed to receive expiry alerts".into()));
     }
-    let body = body(app, &tenant.slug, &tenant.name, alert);
+    let body = match mailbox_checks::alert_body(app, &tenant.slug, &tenant.name, alert).await? {
+        Some(body) => body,
+        None => body(app, &tenant.slug, &tenant.name, alert),
+    };
     let subject = format!("Portico: {}", headline(alert));
     let recipients = settings.recipients.join(", ");
     let sent = match &settings.sender_mailbox_id {
@@ -458,6 +466,9 @@ fn kind_of(alert: &Alert) -> &'static str {
 
 /// One line: what happens to what, and when.
 pub fn headline(alert: &Alert) -> String {
+    if let Some(headline) = mailbox_checks::alert_headline(alert) {
+        return headline;
+    }
     let ends_on = alert.ends_on.as_deref().unwrap_or_default();
     let when = match Threshold::parse(&alert.threshold) {
         Some(Threshold::ThirtyDays) => format!("expires within 30 days, on {ends_on}"),

@@ -13,18 +13,21 @@ use crate::store::job_runs;
 use crate::store::sessions::DbSessionStore;
 
 /// Every background job.
-const JOBS: [Job; 4] = [
+const JOBS: [Job; 5] = [
     Job::SessionCleanup,
     Job::OAuthRenewal,
     Job::ExpiryAlerts,
     Job::AuditCleanup,
+    Job::MailboxChecks,
 ];
 
 /// How often a job runs, across all instances.
 fn interval(job: Job) -> Duration {
     match job {
         Job::SessionCleanup => Duration::from_secs(15 * 60),
-        Job::OAuthRenewal | Job::ExpiryAlerts => Duration::from_secs(60),
+        // Each mailbox is checked once per PORTICO_MAILBOX_CHECK_INTERVAL; every minute the
+        // job looks for those due.
+        Job::OAuthRenewal | Job::ExpiryAlerts | Job::MailboxChecks => Duration::from_secs(60),
         Job::AuditCleanup => Duration::from_secs(24 * 60 * 60),
     }
 }
@@ -50,6 +53,10 @@ async fn work(app: &App, job: Job) -> Result<(), String> {
             .map_err(|err| err.to_string()),
         Job::AuditCleanup => delete_old_audit_entries(app)
             .await
+            .map_err(|err| err.to_string()),
+        Job::MailboxChecks => crate::services::mailbox_checks::run(app)
+            .await
+            .map(drop)
             .map_err(|err| err.to_string()),
     }
 }
@@ -82,9 +89,12 @@ pub async fn run_if_due(app: &App, job: Job) -> Result<bool, sqlx::Error> {
     Ok(true)
 }
 
-/// Starts every background job; each ends at its next safe point after `stop` is cancelled.
+/// Starts every background job (mailbox checks only when PORTICO_MAILBOX_CHECK_INTERVAL is
+/// not 0); each ends at its next safe point after `stop` is cancelled.
 pub fn spawn(state: &AppState, stop: &CancellationToken) -> Vec<JoinHandle<()>> {
+    let checks_on = state.config.mailbox_check_interval.is_some();
     JOBS.into_iter()
+        .filter(|job| checks_on || !matches!(job, Job::MailboxChecks))
         .map(|job| spawn_job(state, stop, job))
         .collect()
 }

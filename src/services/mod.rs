@@ -9,6 +9,7 @@ pub mod expiry;
 pub mod fair_share;
 pub mod graph_credentials;
 pub mod jobs;
+pub mod mailbox_checks;
 pub mod mailboxes;
 pub mod oauth_connections;
 pub mod throttle;

@@ -8,6 +8,7 @@ pub mod expiry_alerts;
 pub mod graph_credentials;
 pub mod identities;
 pub mod job_runs;
+pub mod mailbox_checks;
 pub mod mailboxes;
 pub mod microsoft_sign_in;
 pub mod oauth_connections;

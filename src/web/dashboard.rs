@@ -10,6 +10,7 @@ use tower_sessions::Session;
 
 use super::error::{AppError, Conflict, Rejected, Throttled};
 use super::extract::{ClientIp, Form, Query, TenantCtx};
+use super::mailbox_checks::{WatchedLine, watched_lines};
 use super::{Layout, format_time};
 use crate::app::AppState;
 use crate::domain::{FieldErrors, Role};
@@ -31,6 +32,8 @@ pub struct DashboardPage {
     /// What expires within 30 days, has expired or fails: secrets, certificates and
     /// OAuth connections, failing ones first.
     attention: Vec<Expiring>,
+    /// Mailboxes whose background checks fail, or that recently work again.
+    watched_mailboxes: Vec<WatchedLine>,
 }
 
 /// An audit entry as the pages show it.
@@ -64,8 +67,9 @@ pub async fn show(
     ctx: TenantCtx,
 ) -> Result<DashboardPage, AppError> {
     let (mut active_admins, mut active_agents, mut recent) = (0, 0, Vec::new());
-    let mut attention = Vec::new();
+    let (mut attention, mut watched_mailboxes) = (Vec::new(), Vec::new());
     if ctx.is_admin() {
+        watched_mailboxes = watched_lines(&state, &ctx.tenant.id, None).await?;
         attention = expiry::of_tenant(&state, &ctx.tenant.id)
             .await?
             .into_iter()
@@ -89,6 +93,7 @@ pub async fn show(
         active_agents,
         recent,
         attention,
+        watched_mailboxes,
     })
 }
 

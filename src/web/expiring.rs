@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Query, TenantCtx};
+use super::mailbox_checks::{WatchedLine, watched_lines};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::App;
 use crate::app::AppState;
@@ -41,6 +42,8 @@ pub struct ExpiringPage {
     has_relay: bool,
     alerts: Vec<AlertLine>,
     saved: bool,
+    /// Mailboxes whose background checks fail, or that recently work again.
+    watched_mailboxes: Vec<WatchedLine>,
 }
 
 /// What the admin typed.
@@ -101,6 +104,7 @@ async fn page(
         has_relay: state.config.smtp_relay.is_some(),
         alerts,
         saved: false,
+        watched_mailboxes: watched_lines(state, tenant, None).await?,
     })
 }
 

@@ -11,11 +11,13 @@ use serde::Deserialize;
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 use super::graph_credentials::CredentialView;
+use super::mailbox_checks::{WatchedLine, summary as check_summary, watched_lines};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::domain::{AuditAction, Direction, FieldErrors, MailProtocol, OAuthStatus, Security};
 use crate::services;
 use crate::services::mailboxes::MailboxInput;
+use crate::store::mailbox_checks;
 use crate::store::mailboxes::{self, Connection, Mailbox, MailboxFields, ServerAuth};
 use crate::store::segments::{self, Segment};
 use crate::store::{SaveError, graph_credentials, oauth_connections};
@@ -344,6 +346,10 @@ pub struct ShowPage {
     password_hint: &'static str,
     /// The OAuth connection the mailbox signs in with, to authenticate from here.
     oauth_connection_id: Option<String>,
+    /// This mailbox, when its background checks fail or it recently works again.
+    watched_mailboxes: Vec<WatchedLine>,
+    /// What its background checks found, in a sentence.
+    check_summary: String,
 }
 
 async fn load(state: &App, ctx: &TenantCtx, id: &str) -> Result<Mailbox, AppError> {
@@ -358,6 +364,15 @@ async fn show_page(state: &App, ctx: &TenantCtx, mailbox: &Mailbox) -> Result<Sh
         .as_ref()
         .is_some_and(|server| server.password_sealed.is_some());
     let segments = segments::list(&state.db, &ctx.tenant.id).await?;
+    let mut watched_mailboxes =
+        watched_lines(state, &ctx.tenant.id, Some(&mailbox.segment_id)).await?;
+    watched_mailboxes.retain(|watched| watched.mailbox_id == mailbox.id);
+    let check = mailbox_checks::get(&state.db, &ctx.tenant.id, &mailbox.id).await?;
+    let check_summary = check_summary(
+        mailbox.enabled,
+        check.as_ref(),
+        state.config.mailbox_check_interval,
+    );
     let segment_name = segments
         .iter()
         .find(|segment| segment.id == mailbox.segment_id)
@@ -380,6 +395,8 @@ async fn show_page(state: &App, ctx: &TenantCtx, mailbox: &Mailbox) -> Result<Sh
             .server
             .as_ref()
             .and_then(|server| server.oauth_connection_id.clone()),
+        watched_mailboxes,
+        check_summary,
     })
 }
 
@@ -443,6 +460,9 @@ pub async fn update(
         ip,
     )
     .await?;
+    // New settings deserve a fresh look: a Failing mailbox just fixed should not stay
+    // Failing for an interval.
+    services::mailbox_checks::check_soon(&state, &ctx.tenant.id, &id).await?;
     Ok(Redirect::to(&ctx.path(&format!("/mailboxes/{id}?done=saved"))).into_response())
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod expiring;
 mod extract;
 mod graph_credentials;
+mod mailbox_checks;
 mod mailboxes;
 mod microsoft_sign_in;
 mod microsoft_sign_in_settings;

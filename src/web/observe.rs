@@ -17,7 +17,7 @@ use super::error::AppError;
 use crate::app::{App, AppState};
 use crate::crypto::constant_time_eq;
 use crate::metrics;
-use crate::store::graph_credentials;
+use crate::store::{graph_credentials, mailbox_checks};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -161,6 +161,10 @@ async fn scrape(app: &App) -> String {
             .metrics
             .set_credential_expiry(counts.expired, counts.expiring),
         Err(err) => tracing::warn!(error = %err, "metrics: could not count expiring secrets"),
+    }
+    match mailbox_checks::count_by_state(&app.db).await {
+        Ok(counts) => app.metrics.set_mailboxes_by_check_state(&counts),
+        Err(err) => tracing::warn!(error = %err, "metrics: could not count mailbox check states"),
     }
     app.metrics.encode()
 }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::error::{AppError, Conflict, Rejected};
 use super::extract::{AdminCtx, ClientIp, Form, Path, Query, TenantCtx};
 
+use super::mailbox_checks::{WatchedLine, watched_lines};
 use super::mailboxes::MailboxRow;
 use super::{Layout, changed_meanwhile};
 use crate::app::AppState;
@@ -120,6 +121,8 @@ pub struct ShowPage {
     form: SegmentForm,
     errors: FieldErrors,
     notice: Option<&'static str>,
+    /// The segment's mailboxes whose background checks fail, or that recently work again.
+    watched_mailboxes: Vec<WatchedLine>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +148,7 @@ async fn show_page(
     )
     .await?
     .ok_or(AppError::NotFound)?;
+    let watched_mailboxes = watched_lines(state, &ctx.tenant.id, Some(&segment.id)).await?;
     Ok(ShowPage {
         layout: ctx.layout(segment.name.clone(), "segments"),
         slug: ctx.tenant.slug.clone(),
@@ -155,6 +159,7 @@ async fn show_page(
         },
         segment,
         mailboxes: paged.rows.iter().map(MailboxRow::from).collect(),
+        watched_mailboxes,
         search,
         page: paged.page.number,
         has_next: paged.has_next,

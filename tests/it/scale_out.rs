@@ -157,7 +157,7 @@ async fn each_background_job_runs_on_one_instance_per_interval() {
     let Some((a, b)) = two_instances().await else {
         return;
     };
-    for job in [Job::SessionCleanup, Job::OAuthRenewal] {
+    for job in [Job::SessionCleanup, Job::OAuthRenewal, Job::MailboxChecks] {
         let (on_a, on_b) = tokio::join!(
             jobs::run_if_due(&a.state, job),
             jobs::run_if_due(&b.state, job)

@@ -73,7 +73,7 @@ async fn named_secret_credential(admin: &Browser, slug: &str, name: &str, ends_o
 
 /// A message as a person reads it: headers unfolded (RFC 5322 2.2.3) and the body's
 /// quoted-printable (RFC 2045 6.7, which lettre picks for lines of links) decoded.
-fn readable(message: &str) -> String {
+pub(super) fn readable(message: &str) -> String {
     let unfolded = message.replace("\r\n ", " ").replace("=\r\n", "");
     let mut text = String::new();
     let mut rest = unfolded.as_str();

@@ -2,6 +2,7 @@
 //! servers on loopback, and expiry alerts received by the real SMTP server.
 
 mod alerts;
+mod checks;
 mod mailbox_page;
 mod oauth;
 mod probe;

@@ -91,6 +91,8 @@ pub struct MailServers {
     pub ca_file: std::path::PathBuf,
     /// Where the SMTP server writes every message it accepts (see `received_by`).
     outbox: PathBuf,
+    /// Dovecot's accounts, one `user:{PLAIN}password` a line (see `set_password`).
+    users: PathBuf,
     _dovecot: Child,
     _smtp: Child,
 }
@@ -136,6 +138,7 @@ impl MailServers {
             ca,
             ca_file: dir.join("ca.pem"),
             outbox,
+            users: dir.join("users"),
             _dovecot: dovecot,
             _smtp: smtp,
         }
@@ -162,6 +165,33 @@ impl MailServers {
             .collect();
         messages.sort();
         messages
+    }
+}
+
+impl MailServers {
+    /// Gives the Dovecot account `user` the password `password`, making the account when it
+    /// is new: a test's own account, whose password it may change while other tests sign in
+    /// with theirs. Dovecot reads the file again when its size or time changes (at most once
+    /// a second), so a test waits for the change to take; giving a password of another length
+    /// than the one before makes sure the size changes.
+    pub fn set_password(&self, user: &str, password: &str) {
+        static EDITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _editing = EDITING.lock().unwrap();
+        let content = fs::read_to_string(&self.users).unwrap();
+        let prefix = format!("{user}:");
+        let mut lines: Vec<String> = content
+            .lines()
+            .filter(|line| !line.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect();
+        lines.push(format!("{user}:{{PLAIN}}{password}"));
+        // Written beside it and renamed over it, so Dovecot never reads half a file.
+        let next = self
+            .users
+            .with_extension(uuid::Uuid::new_v4().simple().to_string());
+        fs::write(&next, lines.join("\n") + "\n").unwrap();
+        fs::set_permissions(&next, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::rename(&next, &self.users).unwrap();
     }
 }
 

@@ -177,6 +177,10 @@ pub async fn spawn_app_with(
         egress: EgressPolicy::allowing(vec!["127.0.0.0/8".parse().unwrap()]),
         alert_send_timeout: portico::config::DEFAULT_ALERT_SEND_TIMEOUT,
         audit_retention_days: portico::config::DEFAULT_AUDIT_RETENTION_DAYS,
+        mailbox_check_interval: Some(std::time::Duration::from_secs(
+            portico::config::DEFAULT_MAILBOX_CHECK_MINUTES * 60,
+        )),
+        mailbox_check_timeout: portico::config::DEFAULT_MAILBOX_CHECK_TIMEOUT,
     };
     configure(&mut config);
     let state = App::start(config).await.unwrap();
