@@ -21,12 +21,13 @@ pub use certificate::{
 };
 pub use fields::{FieldErrors, parse_name};
 pub use graph_credentials::{
-    AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus,
-    REQUIRED_ROLES, RoleReview, parse_certificate_validity, parse_expiry_date,
+    AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXCHANGE_ROLES, EXPIRY_WARNING_DAYS,
+    ExpiryStatus, REQUIRED_ROLES, RoleReview, exchange_role, parse_certificate_validity,
+    parse_expiry_date,
 };
 pub use mailbox::{
-    Direction, MailProtocol, PasswordDestination, Security, keep_stored_password, parse_host,
-    parse_port,
+    Direction, MailProtocol, PasswordDestination, Security, SignInMethod, keep_stored_password,
+    parse_host, parse_port,
 };
 pub use microsoft::{
     CONSUMERS_DIRECTORY, ClientId, Cloud, DirectoryId, PERSONAL_ACCOUNTS_DIRECTORY,

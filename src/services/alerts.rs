@@ -414,7 +414,8 @@ async fn send_with_graph(
     })
 }
 
-/// Sends through the tenant's SMTP mailbox, signed in with its password or OAuth token.
+/// Sends through the tenant's SMTP mailbox, signed in with its password, OAuth token or
+/// app-only Exchange token.
 async fn send_with_smtp(
     app: &App,
     tenant: &TenantId,
@@ -428,7 +429,7 @@ async fn send_with_smtp(
         Ok(secret) => secret,
         Err(reason) => return Ok(Err(reason)),
     };
-    let settings = secret.settings(MailProtocol::Smtp, server);
+    let settings = secret.settings(mailbox, server);
     let message = OutgoingMessage {
         from: &mailbox.email,
         to,

@@ -2,7 +2,8 @@
 //! servers on loopback, and expiry alerts received by the real SMTP server.
 
 mod alerts;
+mod app_only;
 mod mailbox_page;
-mod oauth;
+pub(crate) mod oauth;
 mod probe;
 pub mod servers;
