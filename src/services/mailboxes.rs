@@ -168,9 +168,15 @@ async fn server_connection(
     let auth = match method {
         SignInMethod::OAuthConnection => {
             match oauth_connections::get(&app.db, tenant, input.oauth_connection_id).await? {
-                Some(connection) => Some(ServerAuth::OAuth {
-                    connection_id: connection.id,
-                }),
+                Some(connection) => match connection.purpose.check_fits(protocol) {
+                    Ok(()) => Some(ServerAuth::OAuth {
+                        connection_id: connection.id,
+                    }),
+                    Err(message) => {
+                        errors.add("oauth_connection_id", message);
+                        None
+                    }
+                },
                 None => {
                     errors.add(
                         "oauth_connection_id",
