@@ -440,7 +440,7 @@ async fn send_with_smtp(
         outgoing::send(Route::Mailbox(settings), &message, &app.mail_probe)
             .await
             .map(|()| sending_route(&mailbox.name, &mailbox.email, MailProtocol::Smtp))
-            .map_err(|e| format!("through {}: {e}", mailbox.name)),
+            .map_err(|e| secret.explain(format!("through {}: {e}", mailbox.name), mailbox)),
     )
 }
 

@@ -9,6 +9,7 @@ use crate::domain::{
     Cloud, Direction, EmailAddress, FieldErrors, MailProtocol, PasswordDestination, Security,
     SignInMethod, keep_stored_password, parse_host, parse_name, parse_port,
 };
+use crate::mail::refusals::{self, SignedInWith};
 use crate::mail::{self, Credential, ProbeOutcome, ServerSettings};
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
@@ -314,6 +315,23 @@ pub enum ServerSecret {
 }
 
 impl ServerSecret {
+    /// What kind of proof this is, to explain Exchange Online's refusals of it.
+    pub fn signed_in_with(&self) -> SignedInWith {
+        match self {
+            Self::Password(_) => SignedInWith::Password,
+            Self::OAuthToken(_) => SignedInWith::DelegatedToken,
+            Self::AppToken(_) => SignedInWith::AppToken,
+        }
+    }
+
+    /// `failure` followed by what Exchange Online's refusal in it means and what to do.
+    pub fn explain(&self, failure: String, mailbox: &Mailbox) -> String {
+        match refusals::explain(&failure, &mailbox.email, self.signed_in_with()) {
+            Some(explained) => format!("{failure} {}", explained.sentence()),
+            None => failure,
+        }
+    }
+
     /// The settings `mail` connects with: `server` of `mailbox`, signed in with this secret.
     pub fn settings<'a>(&'a self, mailbox: &'a Mailbox, server: &'a Server) -> ServerSettings<'a> {
         ServerSettings {
@@ -503,8 +521,9 @@ async fn test_server(
             true,
             format!("Connected and signed in. The server says: {server_says}"),
         ),
-        ProbeOutcome::Failed { stage, message } => {
-            (false, format!("{} failed: {message}", stage.label()))
-        }
+        ProbeOutcome::Failed { stage, message } => (
+            false,
+            secret.explain(format!("{} failed: {message}", stage.label()), mailbox),
+        ),
     })
 }

@@ -8,7 +8,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::{Uuid, uuid};
 
 use super::oauth::{Kind, Responder};
-use super::servers::mail_servers;
+use super::servers::{USER, mail_servers};
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{EXCHANGE_RESOURCE, FakeApp, FakeMicrosoft};
 use crate::support::{Backend, Browser, TestApp, TestDatabase, spawn_app_with};
@@ -22,6 +22,7 @@ const SENDER: &str = "noreply@contoso.test";
 on_both_backends!(
     imap_and_smtp_mailboxes_sign_in_app_only_with_secret_and_certificate_credentials,
     app_only_sign_in_is_refused_at_save_where_its_token_must_not_go,
+    exchange_onlines_refusals_are_explained_with_the_next_step,
 );
 
 /// The mail app in Contoso: Graph's permissions, and Exchange Online's for IMAP and SMTP.
@@ -350,4 +351,103 @@ async fn app_only_sign_in_is_refused_at_save_where_its_token_must_not_go(backend
         .await
         .unwrap();
     assert_eq!(saved, 0, "a refused mailbox was saved");
+}
+
+async fn exchange_onlines_refusals_are_explained_with_the_next_step(backend: Backend) {
+    let (app, admin) = spawn(backend).await;
+    app.register_azure_app(mail_app());
+    let credential_id = id_of(&add_secret_credential(&admin).await);
+    let segment = segment(&admin).await;
+    let cases = [
+        (
+            "smtp-auth-off@contoso.test",
+            Kind::Smtp,
+            "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.",
+            "SMTP AUTH (authenticated client submission) is turned off for the organization or for this mailbox. What to do: In Exchange Online PowerShell, turn it on for the mailbox: Set-CASMailbox -Identity smtp-auth-off@contoso.test -SmtpClientAuthenticationDisabled $false",
+        ),
+        (
+            "no-send-as@contoso.test",
+            Kind::Smtp,
+            "535 5.7.3 Authentication unsuccessful",
+            "would not sign it in as this mailbox: the app is not registered in Exchange as a service principal",
+        ),
+        (
+            "no-full-access@contoso.test",
+            Kind::Imap { sasl_ir: true },
+            "AUTHENTICATE failed.",
+            "Add-MailboxPermission -Identity no-full-access@contoso.test -AccessRights FullAccess (IMAP, POP3)",
+        ),
+        (
+            "busy@contoso.test",
+            Kind::Smtp,
+            "421 4.7.500 Server busy. Please try again later from [127.0.0.1]",
+            "Exchange Online is throttling this mailbox or app",
+        ),
+    ];
+    for (email, kind, refusal, explanation) in cases {
+        let responder = Responder::refusing_over_tls(kind, refusal).await;
+        let port = responder.port.to_string();
+        let (protocol, direction) = match kind {
+            Kind::Smtp => ("smtp", "outgoing"),
+            _ => ("imap", "incoming"),
+        };
+        let form = app_mailbox(
+            email,
+            protocol,
+            direction,
+            "127.0.0.1",
+            &port,
+            "tls",
+            &credential_id,
+        );
+        let mailbox = admin
+            .submit(
+                &format!("{segment}/mailboxes/new"),
+                &format!("{segment}/mailboxes"),
+                &form,
+            )
+            .await
+            .location
+            .unwrap_or_else(|| panic!("{email} not saved"));
+
+        let page = admin
+            .submit(&mailbox, &format!("{mailbox}/test"), &[])
+            .await;
+
+        page.assert_status(200)
+            .assert_contains("alert error result")
+            .assert_contains(explanation);
+        // The list keeps the explanation with the result, where admins look.
+        admin.get(&segment).await.assert_contains(explanation);
+    }
+
+    // A password Microsoft 365 (here aiosmtpd, in its words: 535 5.7.8) refuses.
+    let servers = mail_servers();
+    let smtps = servers.smtps.to_string();
+    let mailbox = admin
+        .submit(
+            &format!("{segment}/mailboxes/new"),
+            &format!("{segment}/mailboxes"),
+            &[
+                ("name", "Password SMTP"),
+                ("email", USER),
+                ("protocol", "smtp"),
+                ("direction", "outgoing"),
+                ("host", "127.0.0.1"),
+                ("port", &smtps),
+                ("security", "tls"),
+                ("username", USER),
+                ("authentication", "password"),
+                ("password", "not the password"),
+                ("enabled", "on"),
+            ],
+        )
+        .await
+        .location
+        .unwrap();
+    admin
+        .submit(&mailbox, &format!("{mailbox}/test"), &[])
+        .await
+        .assert_contains("535 5.7.8")
+        .assert_contains("Microsoft 365 refused the user name and password. What to do: Check the Username and password.");
 }

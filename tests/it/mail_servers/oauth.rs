@@ -64,7 +64,7 @@ pub(crate) struct Responder {
 impl Responder {
     /// Accepts `expected` (a decoded XOAUTH2 string) and refuses anything else.
     async fn start(kind: Kind, expected: String) -> Self {
-        Self::serve(kind, None, Arc::new(move |sasl| sasl == expected)).await
+        Self::serve(kind, None, Arc::new(move |sasl| sasl == expected), None).await
     }
 
     /// Speaks TLS from the first byte with the mail servers' certificate (which Portico
@@ -74,13 +74,26 @@ impl Responder {
         kind: Kind,
         check: impl Fn(&str) -> bool + Send + Sync + 'static,
     ) -> Self {
-        Self::serve(kind, Some(tls_acceptor()), Arc::new(check)).await
+        Self::serve(kind, Some(tls_acceptor()), Arc::new(check), None).await
     }
 
-    async fn serve(kind: Kind, tls: Option<tokio_rustls::TlsAcceptor>, check: Check) -> Self {
+    /// Over TLS, refuses every sign-in with `final_words` (after the challenge), as
+    /// Exchange Online words its refusals: "535 5.7.139 ..." or "AUTHENTICATE failed.".
+    pub(crate) async fn refusing_over_tls(kind: Kind, final_words: &str) -> Self {
+        let refusal = Some(final_words.to_owned());
+        Self::serve(kind, Some(tls_acceptor()), Arc::new(|_| false), refusal).await
+    }
+
+    async fn serve(
+        kind: Kind,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        check: Check,
+        refusal: Option<String>,
+    ) -> Self {
         let (sender, heard) = mpsc::unbounded_channel();
         let port = serve_on_loopback(move |tcp| {
             let (tls, check, heard) = (tls.clone(), Arc::clone(&check), sender.clone());
+            let refusal = refusal.clone();
             async move {
                 let stream: Box<dyn Stream> = match tls {
                     Some(acceptor) => match acceptor.accept(tcp).await {
@@ -93,6 +106,7 @@ impl Responder {
                     stream: BufReader::new(stream),
                     check,
                     heard,
+                    refusal,
                 };
                 match kind {
                     Kind::Imap { sasl_ir } => peer.imap(sasl_ir).await,
@@ -150,6 +164,8 @@ struct Peer {
     stream: BufReader<Box<dyn Stream>>,
     check: Check,
     heard: mpsc::UnboundedSender<Heard>,
+    /// The last words of a refusal, instead of the protocol's usual ones.
+    refusal: Option<String>,
 }
 
 impl Peer {
@@ -221,7 +237,11 @@ impl Peer {
                 } else {
                     self.say(&format!("+ {}", BASE64.encode(REFUSAL))).await;
                     if self.heard_empty_line().await {
-                        self.say(&format!("{tag} NO AUTHENTICATE failed.")).await;
+                        let words = self
+                            .refusal
+                            .clone()
+                            .unwrap_or_else(|| "AUTHENTICATE failed.".into());
+                        self.say(&format!("{tag} NO {words}")).await;
                     } else {
                         self.say(&format!("{tag} BAD expected an empty line."))
                             .await;
@@ -311,7 +331,11 @@ impl Peer {
                 } else {
                     self.say(&format!("334 {}", BASE64.encode(REFUSAL))).await;
                     if self.heard_empty_line().await {
-                        self.say("535 5.7.3 Authentication unsuccessful").await;
+                        let words = self
+                            .refusal
+                            .clone()
+                            .unwrap_or_else(|| "535 5.7.3 Authentication unsuccessful".into());
+                        self.say(&words).await;
                     } else {
                         self.say("501 5.5.2 expected an empty line").await;
                     }
