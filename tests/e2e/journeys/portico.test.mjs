@@ -210,7 +210,7 @@ describe("Portico in a browser", () => {
     await admin.getByLabel("Direction").selectOption({ label: "Incoming" });
     await admin.getByLabel("Server").fill("outlook.office365.com");
     await admin.getByRole("radio", { name: "Microsoft 365 app (from External APIs):" }).check();
-    const app = admin.getByLabel("Graph credential of the Microsoft 365 app");
+    const app = admin.getByLabel("Microsoft 365 app credential");
     const apps = await app.locator("option").allTextContents();
     await app.selectOption({ label: apps.find((choice) => choice.startsWith("Contoso mail")) });
     await assertAccessible(admin, "mailbox form with Microsoft 365 app");
