@@ -132,6 +132,14 @@ pub struct MicrosoftArgs {
     #[arg(long = "microsoft-graph-url", env = "PORTICO_MICROSOFT_GRAPH_URL")]
     pub graph_url: Option<Url>,
 
+    /// Replaces the Global cloud's Exchange Online mail servers (outlook.office365.com,
+    /// smtp.office365.com): the only host an app-only mailbox sends its Exchange token to.
+    #[arg(
+        long = "microsoft-exchange-host",
+        env = "PORTICO_MICROSOFT_EXCHANGE_HOST"
+    )]
+    pub exchange_host: Option<String>,
+
     /// Longest wait, in seconds, for any one call to Microsoft before giving up.
     #[arg(
         long = "microsoft-timeout",

@@ -3,6 +3,8 @@
 
 use time::{Date, OffsetDateTime};
 
+use super::MailProtocol;
+
 /// A credential's name, unique in its tenant (e.g. one per business unit).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialName(String);
@@ -210,6 +212,20 @@ impl ExpiryStatus {
 /// The application permissions a Graph mailbox needs: read and move mail, and send it.
 pub const REQUIRED_ROLES: [&str; 2] = ["Mail.ReadWrite", "Mail.Send"];
 
+/// Exchange Online's application permissions for the mail protocols (the API "Office 365
+/// Exchange Online" in Azure, not Microsoft Graph), in the order IMAP, POP3, SMTP.
+pub const EXCHANGE_ROLES: [&str; 3] = ["IMAP.AccessAsApp", "POP.AccessAsApp", "SMTP.SendAsApp"];
+
+/// The Exchange Online application permission an app-only sign-in of `protocol` needs.
+pub fn exchange_role(protocol: MailProtocol) -> Option<&'static str> {
+    match protocol {
+        MailProtocol::Imap => Some(EXCHANGE_ROLES[0]),
+        MailProtocol::Pop3 => Some(EXCHANGE_ROLES[1]),
+        MailProtocol::Smtp => Some(EXCHANGE_ROLES[2]),
+        MailProtocol::Graph => None,
+    }
+}
+
 /// What a token's `roles` say about the app's permissions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleReview {
@@ -280,6 +296,14 @@ mod tests {
                 .missing
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn each_mail_protocol_needs_its_own_exchange_permission() {
+        assert_eq!(exchange_role(MailProtocol::Imap), Some("IMAP.AccessAsApp"));
+        assert_eq!(exchange_role(MailProtocol::Pop3), Some("POP.AccessAsApp"));
+        assert_eq!(exchange_role(MailProtocol::Smtp), Some("SMTP.SendAsApp"));
+        assert_eq!(exchange_role(MailProtocol::Graph), None);
     }
 
     #[test]

@@ -145,6 +145,43 @@ impl Direction {
     }
 }
 
+/// How an IMAP, POP3 or SMTP mailbox signs in: the form's Authentication choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInMethod {
+    Password,
+    /// A delegated OAuth connection: a person's consent, XOAUTH2.
+    OAuthConnection,
+    /// "Microsoft 365 app (from External APIs)": a Graph credential's Azure app signs in
+    /// app-only with an Exchange Online token, XOAUTH2 as the mailbox address. Nobody's
+    /// consent can lapse: the app's permissions stay while the credential does.
+    MicrosoftApp,
+}
+
+impl SignInMethod {
+    /// The form's value; anything but "oauth" or "app" is a password, as forms from before
+    /// these choices sent.
+    pub fn parse(raw: &str) -> Self {
+        match raw {
+            "oauth" => Self::OAuthConnection,
+            "app" => Self::MicrosoftApp,
+            _ => Self::Password,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::OAuthConnection => "oauth",
+            Self::MicrosoftApp => "app",
+        }
+    }
+
+    /// Whether it sends a bearer token, which must never cross the network readable.
+    pub fn sends_a_token(self) -> bool {
+        self != Self::Password
+    }
+}
+
 /// A mail server's host name or IP address.
 pub fn parse_host(raw: &str) -> Result<String, String> {
     let host = raw.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -246,6 +283,20 @@ mod tests {
         assert!(Direction::Both.check(MailProtocol::Pop3).is_err());
         assert!(Direction::Incoming.check(MailProtocol::Smtp).is_err());
         assert!(Direction::Both.check(MailProtocol::Graph).is_ok());
+    }
+
+    #[test]
+    fn sign_in_methods_round_trip_and_default_to_a_password() {
+        for method in [
+            SignInMethod::Password,
+            SignInMethod::OAuthConnection,
+            SignInMethod::MicrosoftApp,
+        ] {
+            assert_eq!(SignInMethod::parse(method.as_str()), method);
+        }
+        assert_eq!(SignInMethod::parse(""), SignInMethod::Password);
+        assert!(!SignInMethod::Password.sends_a_token());
+        assert!(SignInMethod::MicrosoftApp.sends_a_token());
     }
 
     #[test]

@@ -129,6 +129,27 @@ impl Cloud {
             Self::China => "China operated by 21Vianet",
         }
     }
+
+    /// The domains of this cloud's Exchange Online mail servers (outlook.office365.com,
+    /// smtp.office365.com...): the only servers an app-only Exchange token is sent to.
+    pub fn exchange_online_domains(self) -> &'static [&'static str] {
+        match self {
+            Self::Global => &["office365.com", "outlook.office.com"],
+            Self::UsGovernment | Self::UsGovernmentDod => &["office365.us"],
+            Self::China => &["partner.outlook.cn"],
+        }
+    }
+
+    /// Whether `host` (lowercase, as `parse_host` leaves it) is one of this cloud's
+    /// Exchange Online mail servers.
+    pub fn is_exchange_online_host(self, host: &str) -> bool {
+        self.exchange_online_domains().iter().any(|domain| {
+            host == *domain
+                || host
+                    .strip_suffix(domain)
+                    .is_some_and(|prefix| prefix.ends_with('.'))
+        })
+    }
 }
 
 /// Accepts a GUID as Azure shows it (any case, optional braces) and nothing else.
@@ -142,6 +163,28 @@ fn parse_guid(raw: &str) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exchange_online_hosts_are_the_clouds_own() {
+        for host in [
+            "outlook.office365.com",
+            "smtp.office365.com",
+            "outlook.office.com",
+        ] {
+            assert!(Cloud::Global.is_exchange_online_host(host), "{host}");
+        }
+        for host in [
+            "office365.com.attacker.example",
+            "evil-office365.com",
+            "imap.example.com",
+            "outlook.office365.us",
+        ] {
+            assert!(!Cloud::Global.is_exchange_online_host(host), "{host}");
+        }
+        assert!(Cloud::UsGovernment.is_exchange_online_host("outlook.office365.us"));
+        assert!(Cloud::China.is_exchange_online_host("partner.outlook.cn"));
+        assert!(!Cloud::China.is_exchange_online_host("outlook.office365.com"));
+    }
 
     #[test]
     fn client_id_is_a_guid_in_any_case() {

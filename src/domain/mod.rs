@@ -22,13 +22,13 @@ pub use certificate::{
 };
 pub use fields::{FieldErrors, parse_name};
 pub use graph_credentials::{
-    AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus,
-    REQUIRED_ROLES, RoleReview, StoredSecret, parse_certificate_validity, parse_expiry_date,
-    secret_expiry_on_save,
+    AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXCHANGE_ROLES, EXPIRY_WARNING_DAYS,
+    ExpiryStatus, REQUIRED_ROLES, RoleReview, StoredSecret, exchange_role,
+    parse_certificate_validity, parse_expiry_date, secret_expiry_on_save,
 };
 pub use mailbox::{
-    Direction, MailProtocol, PasswordDestination, Security, keep_stored_password, parse_host,
-    parse_port,
+    Direction, MailProtocol, PasswordDestination, Security, SignInMethod, keep_stored_password,
+    parse_host, parse_port,
 };
 pub use mailbox_check::{CheckRecord, CheckState, FAILING_AFTER, Transition};
 pub use microsoft::{

@@ -1,5 +1,7 @@
 //! Delegated OAuth connections: what they are for, and where they sign in.
 
+use super::MailProtocol;
+
 /// What a connection's token is for; it decides the scope Microsoft is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OAuthPurpose {
@@ -58,6 +60,37 @@ impl OAuthPurpose {
             Self::GraphMail => Some("offline_access Mail.ReadWrite Mail.Send"),
             Self::Custom => None,
         }
+    }
+}
+
+impl OAuthPurpose {
+    /// The purposes whose token an IMAP, POP3 or SMTP mailbox can sign in with: its own
+    /// protocol's, or a custom scope (the admin's call, as for Google). None for Graph,
+    /// whose mailboxes sign in with a Graph credential.
+    pub fn fitting(protocol: MailProtocol) -> &'static [OAuthPurpose] {
+        match protocol {
+            MailProtocol::Imap => &[Self::Imap, Self::Custom],
+            MailProtocol::Pop3 => &[Self::Pop, Self::Custom],
+            MailProtocol::Smtp => &[Self::Smtp, Self::Custom],
+            MailProtocol::Graph => &[],
+        }
+    }
+
+    /// Whether a mailbox of `protocol` may use a connection for this purpose; otherwise
+    /// what to tell the admin beside the connection field, naming the purposes that would.
+    pub fn check_fits(self, protocol: MailProtocol) -> Result<(), String> {
+        let fitting = Self::fitting(protocol);
+        if fitting.contains(&self) {
+            return Ok(());
+        }
+        let names: Vec<&str> = fitting.iter().map(|purpose| purpose.label()).collect();
+        Err(format!(
+            "This connection's token is for {}: {} mailboxes cannot sign in with it. \
+             Choose a connection for {}.",
+            self.label(),
+            protocol.label(),
+            names.join(" or ")
+        ))
     }
 }
 
@@ -122,6 +155,22 @@ impl OAuthStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_fit_their_mailboxes_protocol() {
+        assert_eq!(OAuthPurpose::Imap.check_fits(MailProtocol::Imap), Ok(()));
+        assert_eq!(OAuthPurpose::Custom.check_fits(MailProtocol::Smtp), Ok(()));
+        assert_eq!(
+            OAuthPurpose::Smtp.check_fits(MailProtocol::Imap),
+            Err("This connection's token is for SMTP (send mail): IMAP mailboxes cannot sign in with it. Choose a connection for IMAP (read mail) or Custom scope (Advanced).".into())
+        );
+        assert!(
+            OAuthPurpose::GraphMail
+                .check_fits(MailProtocol::Pop3)
+                .is_err()
+        );
+        assert!(OAuthPurpose::Imap.check_fits(MailProtocol::Pop3).is_err());
+    }
 
     #[test]
     fn purposes_carry_microsofts_scopes() {

@@ -11,6 +11,7 @@ mod imap;
 mod oauth;
 pub mod outgoing;
 mod pop3;
+pub mod refusals;
 mod smtp;
 
 use std::time::Duration;

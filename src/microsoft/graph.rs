@@ -1,5 +1,6 @@
 //! App-only access to Microsoft Graph: client-credentials tokens, cached and shared, the
-//! mailbox check, and sending mail as a mailbox.
+//! mailbox check, and sending mail as a mailbox. The same app's tokens for Exchange Online
+//! sign IMAP, POP3 and SMTP mailboxes in app-only (XOAUTH2).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -78,7 +79,38 @@ const CLIENT_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type
 pub struct AppToken {
     access_token: SecretString,
     pub roles: Vec<String>,
+    /// The `oid` claim: the Object ID of the app's enterprise application (service
+    /// principal) in the directory, which Exchange Online's `New-ServicePrincipal` asks for.
+    pub service_principal_id: Option<Uuid>,
     expires_at: OffsetDateTime,
+}
+
+impl AppToken {
+    /// The bearer token, for an XOAUTH2 sign-in.
+    pub fn secret(&self) -> &SecretString {
+        &self.access_token
+    }
+}
+
+/// Which API an app-only token is for: its scope is `{resource}/.default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resource {
+    Graph,
+    /// Exchange Online's IMAP, POP and SMTP ("Office 365 Exchange Online" in Azure), whose
+    /// application permissions are IMAP.AccessAsApp, POP.AccessAsApp and SMTP.SendAsApp.
+    ExchangeOnline,
+}
+
+/// Exchange Online's resource identifier in each cloud. Only named in the scope: Portico
+/// never calls it, so no test replaces it.
+/// <https://learn.microsoft.com/exchange/client-developer/legacy-protocols/how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth#use-client-credentials-grant-flow-to-authenticate-smtp-imap-and-pop-connections>
+fn exchange_resource(cloud: Cloud) -> &'static str {
+    match cloud {
+        Cloud::Global => "https://outlook.office365.com",
+        Cloud::UsGovernment => "https://outlook.office365.us",
+        Cloud::UsGovernmentDod => "https://outlook-dod.office365.us",
+        Cloud::China => "https://partner.outlook.cn",
+    }
 }
 
 /// What Graph says about one mailbox for this app.
@@ -156,7 +188,32 @@ impl Microsoft {
         credentials: &AppCredentials<'_>,
         now: OffsetDateTime,
     ) -> Result<AppToken, CallError> {
-        let slot = self.tokens.slot(&credentials.cache_key);
+        self.cached_token(credentials, Resource::Graph, now).await
+    }
+
+    /// A token for Exchange Online's IMAP, POP and SMTP with the app's Exchange application
+    /// permissions, cached as Graph's is (each under its own key).
+    pub async fn exchange_token(
+        &self,
+        credentials: &AppCredentials<'_>,
+        now: OffsetDateTime,
+    ) -> Result<AppToken, CallError> {
+        self.cached_token(credentials, Resource::ExchangeOnline, now)
+            .await
+    }
+
+    async fn cached_token(
+        &self,
+        credentials: &AppCredentials<'_>,
+        resource: Resource,
+        now: OffsetDateTime,
+    ) -> Result<AppToken, CallError> {
+        let key = match resource {
+            Resource::Graph => credentials.cache_key.clone(),
+            // Starts with the credential's key, so forgetting the credential forgets it too.
+            Resource::ExchangeOnline => format!("{}/exchange", credentials.cache_key),
+        };
+        let slot = self.tokens.slot(&key);
         let mut cached = slot.lock().await;
         if let Some(token) = cached
             .as_ref()
@@ -169,16 +226,19 @@ impl Microsoft {
         let token = observed(
             &self.metrics,
             MicrosoftCall::Token,
-            self.request_app_token(credentials, now),
+            self.request_app_token(credentials, resource, now),
         )
         .await?;
         *cached = Some(token.clone());
         Ok(token)
     }
 
+    /// Asks the token endpoint of the credential's own cloud: the only place its secret or
+    /// assertion is ever sent.
     async fn request_app_token(
         &self,
         credentials: &AppCredentials<'_>,
+        resource: Resource,
         now: OffsetDateTime,
     ) -> Result<AppToken, CallError> {
         let url = format!(
@@ -186,7 +246,12 @@ impl Microsoft {
             self.login_base(credentials.cloud),
             credentials.directory_id.hyphenated()
         );
-        let scope = format!("{}/.default", self.graph_base(credentials.cloud));
+        let scope = match resource {
+            Resource::Graph => format!("{}/.default", self.graph_base(credentials.cloud)),
+            Resource::ExchangeOnline => {
+                format!("{}/.default", exchange_resource(credentials.cloud))
+            }
+        };
         let client_id = credentials.client_id.to_string();
         let proof = client_proof_fields(&credentials.proof, &client_id, &url, now)?;
         let mut form = vec![
@@ -215,8 +280,10 @@ impl Microsoft {
         }
         let token: TokenResponse = serde_json::from_str(&body)
             .map_err(|_| CallError::Unexpected("the token answer is not JSON".into()))?;
+        let claims = claims_of(&token.access_token);
         Ok(AppToken {
-            roles: roles_of(&token.access_token),
+            roles: claims.roles,
+            service_principal_id: claims.oid.and_then(|oid| Uuid::try_parse(&oid).ok()),
             access_token: SecretString::from(token.access_token),
             expires_at: now + Duration::seconds(token.expires_in),
         })
@@ -321,20 +388,23 @@ impl Microsoft {
     }
 }
 
-/// The `roles` claim of an access token. Read without verifying the signature: the token
-/// came straight from Microsoft over TLS, and this only shows what was granted.
-fn roles_of(access_token: &str) -> Vec<String> {
-    #[derive(Deserialize)]
-    struct Claims {
-        #[serde(default)]
-        roles: Vec<String>,
-    }
+/// The claims of an app-only access token Portico shows.
+#[derive(Deserialize, Default)]
+struct AppClaims {
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    oid: Option<String>,
+}
+
+/// The claims of an access token. Read without verifying the signature: the token came
+/// straight from Microsoft over TLS, and this only shows what was granted.
+fn claims_of(access_token: &str) -> AppClaims {
     access_token
         .split('.')
         .nth(1)
         .and_then(|payload| URL_SAFE_NO_PAD.decode(payload).ok())
-        .and_then(|json| serde_json::from_slice::<Claims>(&json).ok())
-        .map(|claims| claims.roles)
+        .and_then(|json| serde_json::from_slice::<AppClaims>(&json).ok())
         .unwrap_or_default()
 }
 
@@ -343,12 +413,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn roles_come_from_the_token_payload() {
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"roles":["Mail.Send","Mail.ReadWrite"]}"#);
-        assert_eq!(
-            roles_of(&format!("h.{payload}.s")),
-            vec!["Mail.Send", "Mail.ReadWrite"]
+    fn roles_and_object_id_come_from_the_token_payload() {
+        let payload = URL_SAFE_NO_PAD.encode(
+            br#"{"roles":["Mail.Send","Mail.ReadWrite"],"oid":"7d3f4c1e-2b9a-4c55-9e61-0a8b3c2d1e4f"}"#,
         );
-        assert!(roles_of("not a token").is_empty());
+        let claims = claims_of(&format!("h.{payload}.s"));
+        assert_eq!(claims.roles, vec!["Mail.Send", "Mail.ReadWrite"]);
+        assert_eq!(
+            claims.oid.as_deref(),
+            Some("7d3f4c1e-2b9a-4c55-9e61-0a8b3c2d1e4f")
+        );
+        assert!(claims_of("not a token").roles.is_empty());
+        assert_eq!(claims_of("not a token").oid, None);
     }
 }

@@ -34,6 +34,8 @@ pub struct Microsoft {
     egress: EgressPolicy,
     login_override: Option<Url>,
     graph_override: Option<Url>,
+    /// Stands in for the Global cloud's Exchange Online mail servers (a test's).
+    exchange_host_override: Option<String>,
     keys: KeyCache,
     tokens: graph::TokenCache,
     metrics: Metrics,
@@ -116,6 +118,10 @@ impl Microsoft {
             egress,
             login_override: args.login_url.clone(),
             graph_override: args.graph_url.clone(),
+            exchange_host_override: args
+                .exchange_host
+                .as_deref()
+                .map(|host| host.trim().trim_end_matches('.').to_ascii_lowercase()),
             keys: KeyCache::new(clock, metrics.clone()),
             tokens: graph::TokenCache::default(),
             metrics,
@@ -147,6 +153,16 @@ impl Microsoft {
             (Cloud::UsGovernment, _) => "https://graph.microsoft.us".into(),
             (Cloud::UsGovernmentDod, _) => "https://dod-graph.microsoft.us".into(),
             (Cloud::China, _) => "https://microsoftgraph.chinacloudapi.cn".into(),
+        }
+    }
+
+    /// Whether `host` is one of `cloud`'s Exchange Online mail servers, where an app-only
+    /// Exchange token may go: a token for all of an app's mailboxes is never handed to a
+    /// server a tenant's settings name, only to Microsoft's (or the operator's stand-in).
+    pub fn is_exchange_online_host(&self, cloud: Cloud, host: &str) -> bool {
+        match (cloud, &self.exchange_host_override) {
+            (Cloud::Global, Some(stand_in)) => host == stand_in,
+            _ => cloud.is_exchange_online_host(host),
         }
     }
 

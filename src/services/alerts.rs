@@ -424,7 +424,8 @@ async fn send_with_graph(
     })
 }
 
-/// Sends through the tenant's SMTP mailbox, signed in with its password or OAuth token.
+/// Sends through the tenant's SMTP mailbox, signed in with its password, OAuth token or
+/// app-only Exchange token.
 async fn send_with_smtp(
     app: &App,
     tenant: &TenantId,
@@ -438,7 +439,7 @@ async fn send_with_smtp(
         Ok(secret) => secret,
         Err(reason) => return Ok(Err(reason)),
     };
-    let settings = secret.settings(MailProtocol::Smtp, server);
+    let settings = secret.settings(mailbox, server);
     let message = OutgoingMessage {
         from: &mailbox.email,
         to,
@@ -449,7 +450,7 @@ async fn send_with_smtp(
         outgoing::send(Route::Mailbox(settings), &message, &app.mail_probe)
             .await
             .map(|()| sending_route(&mailbox.name, &mailbox.email, MailProtocol::Smtp))
-            .map_err(|e| format!("through {}: {e}", mailbox.name)),
+            .map_err(|e| secret.explain(format!("through {}: {e}", mailbox.name), mailbox)),
     )
 }
 

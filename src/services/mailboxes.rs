@@ -6,9 +6,10 @@ use secrecy::{ExposeSecret as _, SecretString};
 
 use crate::app::App;
 use crate::domain::{
-    Direction, EmailAddress, FieldErrors, MailProtocol, PasswordDestination, Security,
-    keep_stored_password, parse_host, parse_name, parse_port,
+    Cloud, Direction, EmailAddress, FieldErrors, MailProtocol, PasswordDestination, Security,
+    SignInMethod, keep_stored_password, parse_host, parse_name, parse_port,
 };
+use crate::mail::refusals::{self, SignedInWith};
 use crate::mail::{self, Credential, ProbeOutcome, ServerSettings};
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::MailboxAccess;
@@ -32,9 +33,12 @@ pub struct MailboxInput<'a> {
     pub port: &'a str,
     pub security: &'a str,
     pub username: &'a str,
-    /// "oauth" signs in with an OAuth connection; anything else with a password.
+    /// "oauth" signs in with an OAuth connection, "app" app-only with a Graph credential's
+    /// app; anything else with a password.
     pub authentication: &'a str,
     pub oauth_connection_id: &'a str,
+    /// The Graph credential whose app signs in app-only ("Microsoft 365 app").
+    pub app_credential_id: &'a str,
     /// Empty when the admin typed none.
     pub password: Option<SecretString>,
     pub enabled: bool,
@@ -66,16 +70,12 @@ pub async fn parse_settings(
             graph_connection(app, tenant, input.graph_credential_id, &mut errors).await?
         }
         Some(protocol) => {
-            server_connection(
-                app,
-                tenant,
-                &input,
+            let mailbox = ServerMailbox {
+                id: mailbox_id,
+                email: email.as_ref(),
                 protocol,
-                mailbox_id,
-                stored,
-                &mut errors,
-            )
-            .await?
+            };
+            server_connection(app, tenant, &input, &mailbox, stored, &mut errors).await?
         }
     };
     Ok(match (name, email, protocol, direction, connection) {
@@ -117,15 +117,23 @@ async fn graph_connection(
     )
 }
 
+/// The mailbox a server connection is parsed for.
+struct ServerMailbox<'a> {
+    id: &'a str,
+    /// None when the address typed did not parse.
+    email: Option<&'a EmailAddress>,
+    protocol: MailProtocol,
+}
+
 async fn server_connection(
     app: &App,
     tenant: &TenantId,
     input: &MailboxInput<'_>,
-    protocol: MailProtocol,
-    mailbox_id: &str,
+    mailbox: &ServerMailbox<'_>,
     stored: Option<&Mailbox>,
     errors: &mut FieldErrors,
 ) -> Result<Option<Connection>, sqlx::Error> {
+    let protocol = mailbox.protocol;
     let security = errors.check("security", Security::parse(input.security));
     let host = errors.check(
         "host",
@@ -139,43 +147,66 @@ async fn server_connection(
     );
     let port = security
         .and_then(|security| errors.check("port", parse_port(input.port, protocol, security)));
-    let username = input.username.trim().to_owned();
-    if username.is_empty() {
+    let method = SignInMethod::parse(input.authentication);
+    // An app signs in as the mailbox itself: there is no other account to name.
+    let username = match (method, mailbox.email) {
+        (SignInMethod::MicrosoftApp, Some(email)) => email.to_string(),
+        _ => input.username.trim().to_owned(),
+    };
+    if username.is_empty() && method != SignInMethod::MicrosoftApp {
         errors.add(
             "username",
             "Enter the user name the server expects, often the email address.",
         );
     }
-    let with_oauth = input.authentication == "oauth";
-    if with_oauth && security == Some(Security::None) {
+    if method.sends_a_token() && security == Some(Security::None) {
         errors.add(
             "security",
             "An OAuth token is a bearer credential: choose TLS or STARTTLS to use it.",
         );
     }
-    let auth = if with_oauth {
-        // A password left from before goes: no stale secret stays behind.
-        match oauth_connections::get(&app.db, tenant, input.oauth_connection_id).await? {
-            Some(connection) => Some(ServerAuth::OAuth {
-                connection_id: connection.id,
-            }),
-            None => {
-                errors.add(
-                    "oauth_connection_id",
-                    "Choose one of your OAuth connections.",
-                );
-                None
+    // A password left from before goes with any other choice: no stale secret stays behind.
+    let auth = match method {
+        SignInMethod::OAuthConnection => {
+            match oauth_connections::get(&app.db, tenant, input.oauth_connection_id).await? {
+                Some(connection) => match connection.purpose.check_fits(protocol) {
+                    Ok(()) => Some(ServerAuth::OAuth {
+                        connection_id: connection.id,
+                    }),
+                    Err(message) => {
+                        errors.add("oauth_connection_id", message);
+                        None
+                    }
+                },
+                None => {
+                    errors.add(
+                        "oauth_connection_id",
+                        "Choose one of your OAuth connections.",
+                    );
+                    None
+                }
             }
         }
-    } else {
-        let destination = PasswordDestination {
-            protocol: Some(protocol),
-            host: host.as_deref(),
-            port,
-            security,
-            username: &username,
-        };
-        password_auth(app, tenant, input, mailbox_id, stored, &destination, errors)
+        SignInMethod::MicrosoftApp => {
+            app_auth(
+                app,
+                tenant,
+                input.app_credential_id,
+                host.as_deref(),
+                errors,
+            )
+            .await?
+        }
+        SignInMethod::Password => {
+            let destination = PasswordDestination {
+                protocol: Some(protocol),
+                host: host.as_deref(),
+                port,
+                security,
+                username: &username,
+            };
+            password_auth(app, tenant, input, mailbox.id, stored, &destination, errors)
+        }
     };
     Ok(match (security, host, port, auth) {
         (Some(security), Some(host), Some(port), Some(auth)) => Some(Connection::Server {
@@ -187,6 +218,51 @@ async fn server_connection(
         }),
         _ => None,
     })
+}
+
+/// App-only sign-in with one of the tenant's Graph credentials, whose Exchange token goes
+/// only to Exchange Online's own servers for the credential's cloud.
+async fn app_auth(
+    app: &App,
+    tenant: &TenantId,
+    credential_id: &str,
+    host: Option<&str>,
+    errors: &mut FieldErrors,
+) -> Result<Option<ServerAuth>, sqlx::Error> {
+    let Some(credential) = graph_credentials::get(&app.db, tenant, credential_id).await? else {
+        errors.add(
+            "app_credential_id",
+            "Choose one of your Graph credentials from External APIs.",
+        );
+        return Ok(None);
+    };
+    if let Some(host) = host
+        && !app
+            .microsoft
+            .is_exchange_online_host(credential.cloud, host)
+    {
+        errors.add("host", not_exchange_online(credential.cloud));
+        return Ok(None);
+    }
+    Ok(Some(ServerAuth::App {
+        credential_id: credential.id,
+    }))
+}
+
+/// Why an app-only mailbox may not name this server.
+fn not_exchange_online(cloud: Cloud) -> String {
+    let domains: Vec<String> = cloud
+        .exchange_online_domains()
+        .iter()
+        .map(|domain| format!("*.{domain}"))
+        .collect();
+    format!(
+        "A Microsoft 365 app signs in only to Exchange Online's own servers ({}, {} cloud), \
+         so its token never reaches another server: use outlook.office365.com for IMAP and \
+         POP3, smtp.office365.com for SMTP.",
+        domains.join(", "),
+        cloud.label()
+    )
 }
 
 /// A new password sealed to this mailbox, or the stored one kept while it still goes
@@ -234,24 +310,42 @@ fn password_auth(
 pub enum ServerSecret {
     Password(SecretString),
     OAuthToken(SecretString),
+    /// An app-only Exchange Online token: it signs in as the mailbox address.
+    AppToken(SecretString),
 }
 
 impl ServerSecret {
+    /// What kind of proof this is, to explain Exchange Online's refusals of it.
+    pub fn signed_in_with(&self) -> SignedInWith {
+        match self {
+            Self::Password(_) => SignedInWith::Password,
+            Self::OAuthToken(_) => SignedInWith::DelegatedToken,
+            Self::AppToken(_) => SignedInWith::AppToken,
+        }
+    }
+
+    /// `failure` followed by what Exchange Online's refusal in it means and what to do.
+    pub fn explain(&self, failure: String, mailbox: &Mailbox) -> String {
+        match refusals::explain(&failure, &mailbox.email, self.signed_in_with()) {
+            Some(explained) => format!("{failure} {}", explained.sentence()),
+            None => failure,
+        }
+    }
+
     /// The settings `mail` connects with: `server` of `mailbox`, signed in with this secret.
-    pub fn settings<'a>(
-        &'a self,
-        protocol: MailProtocol,
-        server: &'a Server,
-    ) -> ServerSettings<'a> {
+    pub fn settings<'a>(&'a self, mailbox: &'a Mailbox, server: &'a Server) -> ServerSettings<'a> {
         ServerSettings {
-            protocol,
+            protocol: mailbox.protocol,
             host: &server.host,
             port: server.port,
             security: server.security,
-            username: &server.username,
+            username: match self {
+                Self::AppToken(_) => &mailbox.email,
+                Self::Password(_) | Self::OAuthToken(_) => &server.username,
+            },
             credential: match self {
                 Self::Password(password) => Credential::Password(password),
-                Self::OAuthToken(token) => Credential::OAuthToken(token),
+                Self::OAuthToken(token) | Self::AppToken(token) => Credential::OAuthToken(token),
             },
         }
     }
@@ -266,6 +360,9 @@ pub async fn open_server_secret(
     mailbox: &Mailbox,
     server: &Server,
 ) -> Result<Result<ServerSecret, String>, sqlx::Error> {
+    if let Some(credential_id) = &server.app_credential_id {
+        return app_token(app, tenant, mailbox, server, credential_id).await;
+    }
     Ok(
         match (&server.oauth_connection_id, &server.password_sealed) {
             (Some(connection_id), _) => {
@@ -280,6 +377,52 @@ pub async fn open_server_secret(
             (None, None) => Err(format!("No password is stored for {}.", mailbox.name)),
         },
     )
+}
+
+/// A current Exchange Online token of the mailbox's app (cached as Graph tokens are).
+async fn app_token(
+    app: &App,
+    tenant: &TenantId,
+    mailbox: &Mailbox,
+    server: &Server,
+    credential_id: &str,
+) -> Result<Result<ServerSecret, String>, sqlx::Error> {
+    let Some(credential) = graph_credentials::get(&app.db, tenant, credential_id).await? else {
+        return Ok(Err(format!(
+            "The Graph credential {} signs in with no longer exists.",
+            mailbox.name
+        )));
+    };
+    // Checked again at use: the operator's stand-in for Exchange Online may have changed.
+    if !app
+        .microsoft
+        .is_exchange_online_host(credential.cloud, &server.host)
+    {
+        return Ok(Err(not_exchange_online(credential.cloud)));
+    }
+    let proof = match super::graph_credentials::open(app, tenant, &credential).await {
+        Ok(proof) => proof,
+        Err(OpenError::Database(error)) => return Err(error),
+        Err(error) => {
+            return Ok(Err(format!(
+                "The Graph credential {} cannot be used: {error}.",
+                credential.name
+            )));
+        }
+    };
+    let token = app
+        .microsoft
+        .exchange_token(&proof.credentials(&credential), app.clock.now())
+        .await;
+    Ok(match token {
+        Ok(token) => Ok(ServerSecret::AppToken(token.secret().clone())),
+        Err(CallError::Microsoft(error)) => Err(format!(
+            "Microsoft refused an Exchange Online token to the Graph credential {}: {error}: {}",
+            credential.name,
+            explain_app_token_refusal(&error)
+        )),
+        Err(error) => Err(format!("{error}. Try again in a minute.")),
+    })
 }
 
 /// Why a connection test could not run at all.
@@ -372,14 +515,15 @@ async fn test_server(
         Ok(secret) => secret,
         Err(reason) => return Ok((false, reason)),
     };
-    let settings = secret.settings(mailbox.protocol, server);
+    let settings = secret.settings(mailbox, server);
     Ok(match mail::probe(&settings, &app.mail_probe).await {
         ProbeOutcome::Connected { server_says } => (
             true,
             format!("Connected and signed in. The server says: {server_says}"),
         ),
-        ProbeOutcome::Failed { stage, message } => {
-            (false, format!("{} failed: {message}", stage.label()))
-        }
+        ProbeOutcome::Failed { stage, message } => (
+            false,
+            secret.explain(format!("{} failed: {message}", stage.label()), mailbox),
+        ),
     })
 }

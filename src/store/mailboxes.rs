@@ -42,6 +42,11 @@ pub struct Server {
     pub password_sealed: Option<SealedPassword>,
     /// Set when the mailbox signs in with a delegated OAuth connection (XOAUTH2).
     pub oauth_connection_id: Option<String>,
+    /// Set when the mailbox signs in app-only with a Graph credential's Azure app (XOAUTH2
+    /// with an Exchange Online token, as the mailbox address).
+    pub app_credential_id: Option<String>,
+    /// That credential's name, joined in for lists.
+    pub app_credential_name: Option<String>,
 }
 
 /// How a server mailbox signs in.
@@ -52,6 +57,10 @@ pub enum ServerAuth {
     },
     OAuth {
         connection_id: String,
+    },
+    /// App-only: the Graph credential's app, with an Exchange Online token.
+    App {
+        credential_id: String,
     },
 }
 
@@ -108,6 +117,8 @@ struct Row {
     username: Option<String>,
     password_sealed: Option<String>,
     oauth_connection_id: Option<String>,
+    app_credential_id: Option<String>,
+    app_credential_name: Option<String>,
     enabled: i64,
     last_test_at: Option<i64>,
     last_test_ok: Option<i64>,
@@ -128,6 +139,8 @@ impl TryFrom<Row> for Mailbox {
                 username: row.username.unwrap_or_default(),
                 password_sealed: row.password_sealed.map(Sealed::from_column),
                 oauth_connection_id: row.oauth_connection_id,
+                app_credential_id: row.app_credential_id,
+                app_credential_name: row.app_credential_name,
             }),
             _ => None,
         };
@@ -156,9 +169,11 @@ impl TryFrom<Row> for Mailbox {
 
 const SELECT: &str = "SELECT m.id, m.segment_id, m.name, m.email, m.direction, m.protocol, \
      m.graph_credential_id, c.name AS graph_credential_name, m.host, m.port, m.security, \
-     m.username, m.password_sealed, m.oauth_connection_id, m.enabled, m.last_test_at, m.last_test_ok, \
+     m.username, m.password_sealed, m.oauth_connection_id, m.app_credential_id, \
+     a.name AS app_credential_name, m.enabled, m.last_test_at, m.last_test_ok, \
      m.last_test_summary, m.version FROM mailboxes m \
-     LEFT JOIN graph_credentials c ON c.tenant_id = m.tenant_id AND c.id = m.graph_credential_id";
+     LEFT JOIN graph_credentials c ON c.tenant_id = m.tenant_id AND c.id = m.graph_credential_id \
+     LEFT JOIN graph_credentials a ON a.tenant_id = m.tenant_id AND a.id = m.app_credential_id";
 
 /// A segment and one page of its mailboxes, by name, optionally matching `search`, in one
 /// statement whatever the number of rows, so the segment page costs PostgreSQL one round
@@ -227,6 +242,7 @@ struct ConnectionColumns<'a> {
     /// `None` keeps the stored password of a server mailbox that uses one.
     password_sealed: Option<&'a str>,
     oauth_connection_id: Option<&'a str>,
+    app_credential_id: Option<&'a str>,
 }
 
 impl<'a> From<&'a Connection> for ConnectionColumns<'a> {
@@ -243,9 +259,14 @@ impl<'a> From<&'a Connection> for ConnectionColumns<'a> {
                 username,
                 auth,
             } => {
-                let (password_sealed, oauth_connection_id) = match auth {
-                    ServerAuth::Password { sealed } => (sealed.as_ref().map(Sealed::as_str), None),
-                    ServerAuth::OAuth { connection_id } => (None, Some(connection_id.as_str())),
+                let (password_sealed, oauth_connection_id, app_credential_id) = match auth {
+                    ServerAuth::Password { sealed } => {
+                        (sealed.as_ref().map(Sealed::as_str), None, None)
+                    }
+                    ServerAuth::OAuth { connection_id } => {
+                        (None, Some(connection_id.as_str()), None)
+                    }
+                    ServerAuth::App { credential_id } => (None, None, Some(credential_id.as_str())),
                 };
                 Self {
                     graph_credential_id: None,
@@ -255,6 +276,7 @@ impl<'a> From<&'a Connection> for ConnectionColumns<'a> {
                     username: Some(username),
                     password_sealed,
                     oauth_connection_id,
+                    app_credential_id,
                 }
             }
         }
@@ -273,8 +295,8 @@ pub async fn create(
     sqlx::query(
         "INSERT INTO mailboxes (id, tenant_id, segment_id, name, email, direction, protocol, \
          graph_credential_id, host, port, security, username, password_sealed, enabled, \
-         created_at, updated_at, oauth_connection_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16)",
+         created_at, updated_at, oauth_connection_id, app_credential_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15, $16, $17)",
     )
     .bind(id)
     .bind(tenant.as_str())
@@ -292,6 +314,7 @@ pub async fn create(
     .bind(i64::from(fields.enabled))
     .bind(db.unix_now())
     .bind(columns.oauth_connection_id)
+    .bind(columns.app_credential_id)
     .execute(&mut *tx)
     .await?;
     count_in(&mut tx, tenant, segment_id, 1).await?;
@@ -326,7 +349,7 @@ pub async fn create_many(
     segment_id: &str,
     mailboxes: &[(String, MailboxFields)],
 ) -> Result<(), sqlx::Error> {
-    const COLUMNS: usize = 17;
+    const COLUMNS: usize = 18;
     /// Not more: SQLite looks each `$n` up by name in a list, so binding one statement
     /// takes time in the square of its parameters.
     const ROWS_PER_STATEMENT: usize = 20;
@@ -344,7 +367,7 @@ pub async fn create_many(
         let sql = format!(
             "INSERT INTO mailboxes (id, tenant_id, segment_id, name, email, direction, protocol, \
              graph_credential_id, host, port, security, username, password_sealed, enabled, \
-             oauth_connection_id, created_at, updated_at) VALUES {}",
+             oauth_connection_id, app_credential_id, created_at, updated_at) VALUES {}",
             values.join(", ")
         );
         let mut insert = sqlx::query(&sql);
@@ -366,6 +389,7 @@ pub async fn create_many(
                 .bind(columns.password_sealed)
                 .bind(i64::from(fields.enabled))
                 .bind(columns.oauth_connection_id)
+                .bind(columns.app_credential_id)
                 .bind(now)
                 .bind(now);
         }
@@ -399,7 +423,7 @@ pub async fn update(
          graph_credential_id = $5, host = $6, port = $7, security = $8, username = $9, \
          password_sealed = CASE WHEN $10 = 1 THEN password_sealed ELSE $11 END, enabled = $12, \
          last_test_at = NULL, last_test_ok = NULL, last_test_summary = NULL, updated_at = $13, \
-         oauth_connection_id = $16, version = version + 1 \
+         oauth_connection_id = $16, app_credential_id = $18, version = version + 1 \
          WHERE tenant_id = $14 AND id = $15 AND version = $17",
     )
     .bind(&fields.name)
@@ -419,6 +443,7 @@ pub async fn update(
     .bind(id)
     .bind(columns.oauth_connection_id)
     .bind(version)
+    .bind(columns.app_credential_id)
     .execute(db.pool())
     .await?;
     saved_at_version(db.pool(), "mailboxes", tenant, id, updated.rows_affected()).await
@@ -505,15 +530,16 @@ pub async fn record_test(
     Ok(())
 }
 
-/// Mailboxes that use a Graph credential, as (name, email), for the refusal to delete it.
+/// Mailboxes that use a Graph credential, as (name, email), for the refusal to delete it:
+/// Graph mailboxes, and server mailboxes that sign in with its app.
 pub async fn using_credential(
     db: &Db,
     tenant: &TenantId,
     credential_id: &str,
 ) -> Result<Vec<(String, String)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT name, email FROM mailboxes WHERE tenant_id = $1 AND graph_credential_id = $2 \
-         ORDER BY LOWER(name)",
+        "SELECT name, email FROM mailboxes WHERE tenant_id = $1 \
+         AND (graph_credential_id = $2 OR app_credential_id = $2) ORDER BY LOWER(name)",
     )
     .bind(tenant.as_str())
     .bind(credential_id)
@@ -521,14 +547,40 @@ pub async fn using_credential(
     .await
 }
 
-/// How many mailboxes use each of the tenant's Graph credentials.
+/// The IMAP, POP3 and SMTP mailboxes that sign in app-only with a Graph credential's app,
+/// as (name, email, protocol), by email: for the Exchange Online steps on its page.
+pub async fn signing_in_with_app(
+    db: &Db,
+    tenant: &TenantId,
+    credential_id: &str,
+) -> Result<Vec<(String, String, MailProtocol)>, sqlx::Error> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT name, email, protocol FROM mailboxes WHERE tenant_id = $1 \
+         AND app_credential_id = $2 ORDER BY LOWER(email), id",
+    )
+    .bind(tenant.as_str())
+    .bind(credential_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(name, email, protocol)| {
+            let protocol =
+                MailProtocol::parse(&protocol).map_err(|m| sqlx::Error::Decode(m.into()))?;
+            Ok((name, email, protocol))
+        })
+        .collect()
+}
+
+/// How many mailboxes use each of the tenant's Graph credentials, Graph or app-only.
 pub async fn credential_usage(
     db: &Db,
     tenant: &TenantId,
 ) -> Result<HashMap<String, i64>, sqlx::Error> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT graph_credential_id, COUNT(*) FROM mailboxes \
-         WHERE tenant_id = $1 AND graph_credential_id IS NOT NULL GROUP BY graph_credential_id",
+        "SELECT COALESCE(graph_credential_id, app_credential_id) AS credential_id, COUNT(*) \
+         FROM mailboxes WHERE tenant_id = $1 \
+         AND (graph_credential_id IS NOT NULL OR app_credential_id IS NOT NULL) \
+         GROUP BY COALESCE(graph_credential_id, app_credential_id)",
     )
     .bind(tenant.as_str())
     .fetch_all(db.pool())

@@ -16,11 +16,11 @@ use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::domain::{
     AuditAction, AuthMethod, CERTIFICATE_VALIDITY_MONTHS, ClientId, Cloud, CredentialName,
-    DirectoryId, ExpiryStatus, FieldErrors, REQUIRED_ROLES, RoleReview, parse_certificate_validity,
-    parse_expiry_date,
+    DirectoryId, EXCHANGE_ROLES, ExpiryStatus, FieldErrors, MailProtocol, REQUIRED_ROLES,
+    RoleReview, exchange_role, parse_certificate_validity, parse_expiry_date,
 };
 use crate::microsoft::errors::AdviceContext;
-use crate::microsoft::graph::MailboxAccess;
+use crate::microsoft::graph::{AppCredentials, MailboxAccess};
 use crate::microsoft::{Advice, CallError, MicrosoftError};
 use crate::services;
 use crate::services::certificate_lifecycle::{
@@ -373,6 +373,37 @@ pub struct TestOutcome {
     review: Option<RoleReview>,
     advice: Option<Advice>,
     error: Option<MicrosoftError>,
+    /// What an Exchange Online token says (asked for once Graph's worked).
+    exchange: Option<Result<ExchangeGrant, String>>,
+    /// Exchange permissions that app-only mailboxes need and the token lacks, each with
+    /// the mailboxes that need it: "IMAP.AccessAsApp (support@contoso.com)".
+    exchange_missing: Vec<String>,
+}
+
+/// The Exchange Online side of a credential, from its app-only Exchange token.
+pub struct ExchangeGrant {
+    /// Every role in the token: IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp...
+    granted: Vec<String>,
+    /// The enterprise application's Object ID, the token's `oid`.
+    service_principal_id: Option<String>,
+}
+
+impl ExchangeGrant {
+    fn has(&self, role: &str) -> bool {
+        self.granted.iter().any(|granted| granted == role)
+    }
+}
+
+/// An IMAP, POP3 or SMTP mailbox that signs in with the credential's app, for the
+/// Exchange Online steps.
+pub struct AppMailbox {
+    name: String,
+    email: String,
+    protocol: &'static str,
+    /// The Exchange permission its protocol needs.
+    role: &'static str,
+    /// SMTP sends as the mailbox (SendAs); IMAP and POP3 read it (FullAccess).
+    sends: bool,
 }
 
 #[derive(Template, WebTemplate)]
@@ -398,6 +429,17 @@ pub struct ShowPage {
     mailbox_result: Option<(MailboxAccess, String)>,
     /// The mailboxes that keep this credential from being deleted.
     in_use_by: Vec<(String, String)>,
+    exchange_roles: [&'static str; 3],
+    /// The mailboxes that sign in with this app over IMAP, POP3 or SMTP.
+    app_mailboxes: Vec<AppMailbox>,
+}
+
+impl ShowPage {
+    /// The enterprise application's Object ID, once a test read it from a token.
+    fn service_principal_id(&self) -> Option<&str> {
+        let exchange = self.test.as_ref()?.exchange.as_ref()?.as_ref().ok()?;
+        exchange.service_principal_id.as_deref()
+    }
 }
 
 async fn load(state: &App, ctx: &TenantCtx, id: &str) -> Result<GraphCredential, AppError> {
@@ -457,7 +499,30 @@ async fn show_page(
         mailbox: String::new(),
         mailbox_result: None,
         in_use_by: Vec::new(),
+        exchange_roles: EXCHANGE_ROLES,
+        app_mailboxes: app_mailboxes(state, ctx, &credential.id).await?,
     })
+}
+
+async fn app_mailboxes(
+    state: &App,
+    ctx: &TenantCtx,
+    credential_id: &str,
+) -> Result<Vec<AppMailbox>, AppError> {
+    let mailboxes = mailboxes::signing_in_with_app(&state.db, &ctx.tenant.id, credential_id);
+    Ok(mailboxes
+        .await?
+        .into_iter()
+        .filter_map(|(name, email, protocol)| {
+            Some(AppMailbox {
+                name,
+                email,
+                protocol: protocol.label(),
+                role: exchange_role(protocol)?,
+                sends: protocol == MailProtocol::Smtp,
+            })
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -728,6 +793,8 @@ fn explain(state: &App, credential: &GraphCredential, error: MicrosoftError) -> 
         review: None,
         advice: Some(advice),
         error: Some(error),
+        exchange: None,
+        exchange_missing: Vec::new(),
     }
 }
 
@@ -741,6 +808,8 @@ fn unreachable() -> TestOutcome {
             next_step: "Try again in a minute.".into(),
         }),
         error: None,
+        exchange: None,
+        exchange_missing: Vec::new(),
     }
 }
 
@@ -753,18 +822,26 @@ pub async fn test(
     let credential = load(&state, &ctx, &id).await?;
     let proof = services::graph_credentials::open(&state, &ctx.tenant.id, &credential).await?;
     let now = state.clock.now();
-    let outcome = match state
-        .microsoft
-        .app_token(&proof.credentials(&credential), now)
-        .await
-    {
+    let credentials = proof.credentials(&credential);
+    let outcome = match state.microsoft.app_token(&credentials, now).await {
         Ok(token) => {
             let review = RoleReview::of(&token.roles);
+            let exchange = exchange_grant(&state, &credentials).await;
+            let users = app_mailboxes(&state, &ctx, &id).await?;
+            let exchange_missing = match &exchange {
+                Ok(grant) => missing_exchange_roles(grant, &users),
+                Err(_) => Vec::new(),
+            };
+            // A mailbox signing in app-only without its protocol's permission fails, and so
+            // does any when Exchange gives the app no token at all.
+            let exchange_ok = exchange.is_ok() || users.is_empty();
             TestOutcome {
-                ok: review.missing.is_empty(),
+                ok: review.missing.is_empty() && exchange_missing.is_empty() && exchange_ok,
                 review: Some(review),
                 advice: None,
                 error: None,
+                exchange: Some(exchange),
+                exchange_missing,
             }
         }
         Err(CallError::Microsoft(error)) => explain(&state, &credential, *error),
@@ -781,11 +858,65 @@ pub async fn test(
     Ok(page)
 }
 
+/// The Exchange permissions `mailboxes` need that `grant` lacks, each naming its mailboxes.
+fn missing_exchange_roles(grant: &ExchangeGrant, mailboxes: &[AppMailbox]) -> Vec<String> {
+    EXCHANGE_ROLES
+        .into_iter()
+        .filter(|role| !grant.has(role))
+        .filter_map(|role| {
+            let needing: Vec<&str> = mailboxes
+                .iter()
+                .filter(|mailbox| mailbox.role == role)
+                .map(|mailbox| mailbox.email.as_str())
+                .collect();
+            (!needing.is_empty()).then(|| format!("{role} ({})", needing.join(", ")))
+        })
+        .collect()
+}
+
+/// What an Exchange Online token for the app grants, or why Microsoft gave none.
+async fn exchange_grant(
+    state: &App,
+    credentials: &AppCredentials<'_>,
+) -> Result<ExchangeGrant, String> {
+    match state
+        .microsoft
+        .exchange_token(credentials, state.clock.now())
+        .await
+    {
+        Ok(token) => Ok(ExchangeGrant {
+            granted: token.roles.clone(),
+            service_principal_id: token
+                .service_principal_id
+                .map(|id| id.hyphenated().to_string()),
+        }),
+        Err(CallError::Microsoft(error)) => Err(format!(
+            "{error}: {}",
+            services::mailboxes::explain_app_token_refusal(&error)
+        )),
+        Err(error) => Err(format!("{error}. Try again in a minute.")),
+    }
+}
+
 /// One line for the list page: what the last test found.
 fn test_summary(outcome: &TestOutcome) -> String {
     match (&outcome.review, &outcome.error, &outcome.advice) {
+        (Some(_), _, _) if !outcome.exchange_missing.is_empty() => {
+            format!("Missing: {}", outcome.exchange_missing.join(", "))
+        }
+        (Some(review), _, _) if review.missing.is_empty() && !outcome.ok => match &outcome.exchange
+        {
+            Some(Err(refused)) => format!("No Exchange Online token: {refused}"),
+            _ => "Failed".into(),
+        },
         (Some(review), _, _) if review.missing.is_empty() => {
-            format!("Granted: {}", review.granted.join(", "))
+            let exchange = match &outcome.exchange {
+                Some(Ok(grant)) if !grant.granted.is_empty() => {
+                    format!("; Exchange Online: {}", grant.granted.join(", "))
+                }
+                _ => String::new(),
+            };
+            format!("Granted: {}{exchange}", review.granted.join(", "))
         }
         (Some(review), _, _) => format!("Missing: {}", review.missing.join(", ")),
         (None, Some(error), Some(advice)) => format!("{error}: {}", advice.title),

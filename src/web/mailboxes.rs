@@ -14,11 +14,13 @@ use super::graph_credentials::CredentialView;
 use super::mailbox_checks::{WatchedLine, summary as check_summary, watched_lines};
 use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
-use crate::domain::{AuditAction, Direction, FieldErrors, MailProtocol, OAuthStatus, Security};
+use crate::domain::{
+    AuditAction, Direction, FieldErrors, MailProtocol, OAuthStatus, Security, SignInMethod,
+};
 use crate::services;
 use crate::services::mailboxes::MailboxInput;
 use crate::store::mailbox_checks;
-use crate::store::mailboxes::{self, Connection, Mailbox, MailboxFields, ServerAuth};
+use crate::store::mailboxes::{self, Connection, Mailbox, MailboxFields, Server, ServerAuth};
 use crate::store::segments::{self, Segment};
 use crate::store::{SaveError, graph_credentials, oauth_connections};
 
@@ -39,7 +41,13 @@ impl From<&Mailbox> for MailboxRow {
     fn from(mailbox: &Mailbox) -> Self {
         let reaches_through = match (&mailbox.graph_credential_name, &mailbox.server) {
             (Some(credential), _) => credential.clone(),
-            (None, Some(server)) => format!("{}:{}", server.host, server.port),
+            (None, Some(server)) => match &server.app_credential_name {
+                Some(credential) => format!(
+                    "{}:{} · Microsoft 365 app {credential}",
+                    server.host, server.port
+                ),
+                None => format!("{}:{}", server.host, server.port),
+            },
             (None, None) => String::new(),
         };
         Self {
@@ -83,6 +91,9 @@ pub struct MailboxForm {
     authentication: String,
     #[serde(default)]
     oauth_connection_id: String,
+    /// The Graph credential of "Microsoft 365 app (from External APIs)".
+    #[serde(default)]
+    app_credential_id: String,
     #[serde(default)]
     password: Option<SecretString>,
     #[serde(default)]
@@ -104,8 +115,9 @@ impl Default for MailboxForm {
             port: String::new(),
             security: Security::Tls.as_str().into(),
             username: String::new(),
-            authentication: "password".into(),
+            authentication: SignInMethod::Password.as_str().into(),
             oauth_connection_id: String::new(),
+            app_credential_id: String::new(),
             password: None,
             enabled: Some("on".into()),
             version: 0,
@@ -126,13 +138,15 @@ impl MailboxForm {
             port: server.map(|s| s.port.to_string()).unwrap_or_default(),
             security: server.map_or(Security::Tls, |s| s.security).as_str().into(),
             username: server.map(|s| s.username.clone()).unwrap_or_default(),
-            authentication: if server.is_some_and(|s| s.oauth_connection_id.is_some()) {
-                "oauth".into()
-            } else {
-                "password".into()
-            },
+            authentication: server
+                .map_or(SignInMethod::Password, sign_in_method)
+                .as_str()
+                .into(),
             oauth_connection_id: server
                 .and_then(|s| s.oauth_connection_id.clone())
+                .unwrap_or_default(),
+            app_credential_id: server
+                .and_then(|s| s.app_credential_id.clone())
                 .unwrap_or_default(),
             password: None,
             enabled: mailbox.enabled.then(|| "on".into()),
@@ -145,6 +159,17 @@ impl MailboxForm {
             password: None,
             ..self
         }
+    }
+}
+
+/// How a saved server mailbox signs in.
+fn sign_in_method(server: &Server) -> SignInMethod {
+    if server.app_credential_id.is_some() {
+        SignInMethod::MicrosoftApp
+    } else if server.oauth_connection_id.is_some() {
+        SignInMethod::OAuthConnection
+    } else {
+        SignInMethod::Password
     }
 }
 
@@ -213,6 +238,7 @@ async fn parse(
         username: &form.username,
         authentication: &form.authentication,
         oauth_connection_id: &form.oauth_connection_id,
+        app_credential_id: &form.app_credential_id,
         password: form.password.take(),
         enabled: form.enabled.is_some(),
     };
@@ -243,6 +269,7 @@ fn describe(fields: &MailboxFields) -> String {
                 ServerAuth::Password { sealed: Some(_) } => "new password",
                 ServerAuth::Password { sealed: None } => "password kept",
                 ServerAuth::OAuth { .. } => "OAuth 2.0",
+                ServerAuth::App { .. } => "Microsoft 365 app",
             }
         ),
     }

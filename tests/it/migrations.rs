@@ -458,6 +458,24 @@ async fn moved_certificates_open_and_no_row_points_into_another_tenant(backend: 
             .map(drop);
         assert_foreign_key_violation(result, what);
     }
+    // SQLite keeps this one by trigger (migration 25), PostgreSQL by a composite key; acme's
+    // own app is taken, so only the other tenant's is what is refused.
+    let app_mailbox = "INSERT INTO mailboxes (id, tenant_id, segment_id, name, email, \
+                       direction, protocol, host, port, security, username, app_credential_id, \
+                       enabled, created_at, updated_at) VALUES ($1, 't-acme', 's-acme', 'X', \
+                       'x@contoso.com', 'incoming', 'imap', 'outlook.office365.com', 993, 'tls', \
+                       'x@contoso.com', $2, 1, 0, 0)";
+    execute(&pool, app_mailbox, &["m-app-own", "g-acme"])
+        .await
+        .unwrap();
+    let refused = execute(&pool, app_mailbox, &["m-app", "g-globex"]).await;
+    assert!(
+        refused.is_err(),
+        "a mailbox of acme signing in with globex's app was stored"
+    );
+    execute(&pool, "DELETE FROM mailboxes WHERE id = 'm-app-own'", &[])
+        .await
+        .unwrap();
     assert_foreign_key_violation(
         execute(
             &pool,

@@ -164,7 +164,7 @@ describe("Portico in a browser", () => {
     await screenshot(admin, "dashboard");
   });
 
-  it("segments and mailboxes: a Graph mailbox uses the credential from the dropdown; an IMAP mailbox keeps its password", async () => {
+  it("segments and mailboxes: a Graph mailbox uses the credential from the dropdown; an IMAP mailbox keeps its password; another signs in as the Microsoft 365 app", async () => {
     await openSection(admin, "Segments");
     await assertAccessible(admin);
     await admin.getByLabel("Name", { exact: true }).fill("Support");
@@ -203,10 +203,31 @@ describe("Portico in a browser", () => {
     await admin.getByRole("heading", { name: "Sales IMAP", level: 1 }).waitFor();
     assert.equal(await admin.getByRole("textbox", { name: "Password" }).inputValue(), "", "the password is never shown again");
 
+    // A queue mailbox read over IMAP by the Azure app itself: no person's consent to lapse.
+    await admin.getByRole("link", { name: "Support", exact: true }).click();
+    await admin.getByRole("link", { name: "Add a mailbox" }).click();
+    await admin.getByLabel("Name", { exact: true }).fill("Queue IMAP");
+    await admin.getByLabel("Email address").fill("queue@contoso.com");
+    await admin.getByLabel("Protocol").selectOption({ label: "IMAP" });
+    await admin.getByLabel("Direction").selectOption({ label: "Incoming" });
+    await admin.getByLabel("Server").fill("outlook.office365.com");
+    await admin.getByRole("radio", { name: "Microsoft 365 app (from External APIs):" }).check();
+    const app = admin.getByLabel("Microsoft 365 app credential");
+    const apps = await app.locator("option").allTextContents();
+    await app.selectOption({ label: apps.find((choice) => choice.startsWith("Contoso mail")) });
+    await assertAccessible(admin, "mailbox form with Microsoft 365 app");
+    await screenshot(admin, "mailbox-form-microsoft-365-app");
+    await admin.getByRole("button", { name: "Add mailbox" }).click();
+    await admin.getByRole("heading", { name: "Queue IMAP", level: 1 }).waitFor();
+    await admin.getByText("outlook.office365.com:993 · Microsoft 365 app Contoso mail").waitFor();
+    assert.equal(await admin.getByRole("radio", { name: "Microsoft 365 app (from External APIs):" }).isChecked(), true);
+    assert.equal(await admin.getByLabel("Username").inputValue(), "queue@contoso.com", "the app signs in as the mailbox");
+
     await admin.getByRole("link", { name: "Support", exact: true }).click();
     const rows = admin.getByRole("table").getByRole("row");
     await rows.filter({ hasText: "Support inbox" }).filter({ hasText: "Microsoft Graph" }).waitFor();
     await rows.filter({ hasText: "Sales IMAP" }).filter({ hasText: "IMAP" }).waitFor();
+    await rows.filter({ hasText: "Queue IMAP" }).filter({ hasText: "Microsoft 365 app Contoso mail" }).waitFor();
     await screenshot(admin, "segment-mailboxes");
   });
 

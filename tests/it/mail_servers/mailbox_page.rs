@@ -174,6 +174,41 @@ async fn imap_mailboxes_sign_in_with_an_oauth_connection_token(backend: Backend)
         .assert_status(400)
         .assert_contains("Choose one of your OAuth connections.");
 
+    // A connection for another protocol does not fit: refused beside the field, naming the
+    // purposes that would, and the mailbox keeps its password.
+    let smtp_connection = admin
+        .add_oauth_connection(
+            "acme",
+            &[
+                ("name", "Outgoing SMTP"),
+                (
+                    "client_id",
+                    &crate::oauth_connections::OAUTH_APP.to_string(),
+                ),
+                ("directory", "contoso.onmicrosoft.com"),
+                ("purpose", "smtp"),
+                ("client_secret", crate::oauth_connections::SECRET),
+            ],
+        )
+        .await;
+    let misfit = server_fields(
+        "oauth",
+        (
+            "oauth_connection_id",
+            smtp_connection.rsplit('/').next().unwrap().to_owned(),
+        ),
+    );
+    let form: Vec<(&str, &str)> = misfit.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    admin
+        .submit(&mailbox, &mailbox, &form)
+        .await
+        .assert_status(400)
+        .assert_contains("id=\"oauth_connection_id-error\">This connection&#39;s token is for SMTP (send mail): IMAP mailboxes cannot sign in with it. Choose a connection for IMAP (read mail) or Custom scope (Advanced).");
+    admin
+        .get(&mailbox)
+        .await
+        .assert_contains("A password is stored; leave empty to keep it.");
+
     // Switching to OAuth drops the stored password; the connection lists the mailbox.
     let with_oauth = server_fields("oauth", ("oauth_connection_id", connection_id.clone()));
     let form: Vec<(&str, &str)> = with_oauth.iter().map(|(k, v)| (*k, v.as_str())).collect();

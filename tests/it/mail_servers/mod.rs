@@ -2,8 +2,9 @@
 //! servers on loopback, and expiry alerts received by the real SMTP server.
 
 mod alerts;
+mod app_only;
 mod checks;
 mod mailbox_page;
-mod oauth;
+pub(crate) mod oauth;
 mod probe;
 pub mod servers;

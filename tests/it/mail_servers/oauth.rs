@@ -7,8 +7,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use portico::domain::{MailProtocol, Security};
 use portico::mail::{ProbeOptions, Stage};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use std::sync::Arc;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::probe::{Attempt, TIMEOUT, connected, failed_at, loopback_allowed, trusting_test_ca};
@@ -23,7 +24,7 @@ const EXPECTED: &str = "user=agent@example.test\x01auth=Bearer eyJ0eXAiOiJKV1QiL
 const REFUSAL: &str = r#"{"status":"401","schemes":"bearer","scope":"https://outlook.office.com/IMAP.AccessAsUser.All"}"#;
 
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     /// IMAP, with or without SASL-IR (the token on the AUTHENTICATE line).
     Imap {
         sasl_ir: bool,
@@ -34,36 +35,79 @@ enum Kind {
 
 /// How the client sent its XOAUTH2 string, and the string decoded.
 #[derive(Debug, PartialEq, Eq)]
-struct Heard {
-    form: Form,
-    sasl: String,
+pub(crate) struct Heard {
+    pub(crate) form: Form,
+    pub(crate) sasl: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Form {
+pub(crate) enum Form {
     /// On the command line, as an initial response.
     OneLine,
     /// On its own line, after the server's `+` or `334`.
     AfterPrompt,
 }
 
+/// Decides whether a decoded XOAUTH2 string signs in.
+type Check = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// What a responder's connection runs over: plain TCP, or TLS from the first byte.
+trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
 /// A responder on 127.0.0.1 that accepts any number of connections.
-struct Responder {
-    port: u16,
+pub(crate) struct Responder {
+    pub(crate) port: u16,
     heard: mpsc::UnboundedReceiver<Heard>,
 }
 
 impl Responder {
     /// Accepts `expected` (a decoded XOAUTH2 string) and refuses anything else.
     async fn start(kind: Kind, expected: String) -> Self {
+        Self::serve(kind, None, Arc::new(move |sasl| sasl == expected), None).await
+    }
+
+    /// Speaks TLS from the first byte with the mail servers' certificate (which Portico
+    /// trusts through `--mail-ca-file`), and signs in whatever `check` accepts: as
+    /// Exchange Online, which checks the token it is given, not one it knew beforehand.
+    pub(crate) async fn over_tls(
+        kind: Kind,
+        check: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self::serve(kind, Some(tls_acceptor()), Arc::new(check), None).await
+    }
+
+    /// Over TLS, refuses every sign-in with `final_words` (after the challenge), as
+    /// Exchange Online words its refusals: "535 5.7.139 ..." or "AUTHENTICATE failed.".
+    pub(crate) async fn refusing_over_tls(kind: Kind, final_words: &str) -> Self {
+        let refusal = Some(final_words.to_owned());
+        Self::serve(kind, Some(tls_acceptor()), Arc::new(|_| false), refusal).await
+    }
+
+    async fn serve(
+        kind: Kind,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        check: Check,
+        refusal: Option<String>,
+    ) -> Self {
         let (sender, heard) = mpsc::unbounded_channel();
-        let port = serve_on_loopback(move |stream| {
-            let mut peer = Peer {
-                stream: BufReader::new(stream),
-                expected: expected.clone(),
-                heard: sender.clone(),
-            };
+        let port = serve_on_loopback(move |tcp| {
+            let (tls, check, heard) = (tls.clone(), Arc::clone(&check), sender.clone());
+            let refusal = refusal.clone();
             async move {
+                let stream: Box<dyn Stream> = match tls {
+                    Some(acceptor) => match acceptor.accept(tcp).await {
+                        Ok(stream) => Box::new(stream),
+                        Err(_) => return,
+                    },
+                    None => Box::new(tcp),
+                };
+                let mut peer = Peer {
+                    stream: BufReader::new(stream),
+                    check,
+                    heard,
+                    refusal,
+                };
                 match kind {
                     Kind::Imap { sasl_ir } => peer.imap(sasl_ir).await,
                     Kind::Pop3 => peer.pop3().await,
@@ -76,7 +120,7 @@ impl Responder {
     }
 
     /// Everything the responder heard so far; the probe has finished, so nothing is pending.
-    fn heard(&mut self) -> Vec<Heard> {
+    pub(crate) fn heard(&mut self) -> Vec<Heard> {
         let mut heard = Vec::new();
         while let Ok(one) = self.heard.try_recv() {
             heard.push(one);
@@ -93,11 +137,35 @@ impl Responder {
     }
 }
 
+/// The server side of TLS with the mail servers' certificate.
+fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let servers = mail_servers();
+    let certificates = CertificateDer::pem_file_iter(&servers.certificate_file)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(&servers.key_file).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certificates, key)
+    .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
 /// One connection to a responder. `None` from a read means the client hung up.
 struct Peer {
-    stream: BufReader<TcpStream>,
-    expected: String,
+    stream: BufReader<Box<dyn Stream>>,
+    check: Check,
     heard: mpsc::UnboundedSender<Heard>,
+    /// The last words of a refusal, instead of the protocol's usual ones.
+    refusal: Option<String>,
 }
 
 impl Peer {
@@ -123,7 +191,7 @@ impl Peer {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(error) => format!("<not base64: {error}>"),
         };
-        let accepted = sasl == self.expected;
+        let accepted = (self.check)(&sasl);
         self.heard.send(Heard { form, sasl }).unwrap();
         accepted
     }
@@ -169,7 +237,11 @@ impl Peer {
                 } else {
                     self.say(&format!("+ {}", BASE64.encode(REFUSAL))).await;
                     if self.heard_empty_line().await {
-                        self.say(&format!("{tag} NO AUTHENTICATE failed.")).await;
+                        let words = self
+                            .refusal
+                            .clone()
+                            .unwrap_or_else(|| "AUTHENTICATE failed.".into());
+                        self.say(&format!("{tag} NO {words}")).await;
                     } else {
                         self.say(&format!("{tag} BAD expected an empty line."))
                             .await;
@@ -259,7 +331,11 @@ impl Peer {
                 } else {
                     self.say(&format!("334 {}", BASE64.encode(REFUSAL))).await;
                     if self.heard_empty_line().await {
-                        self.say("535 5.7.3 Authentication unsuccessful").await;
+                        let words = self
+                            .refusal
+                            .clone()
+                            .unwrap_or_else(|| "535 5.7.3 Authentication unsuccessful".into());
+                        self.say(&words).await;
                     } else {
                         self.say("501 5.5.2 expected an empty line").await;
                     }

@@ -89,6 +89,9 @@ pub struct MailServers {
     pub ca: CertificateDer<'static>,
     /// The same CA as a PEM file, for Portico's PORTICO_MAIL_CA_FILE.
     pub ca_file: std::path::PathBuf,
+    /// The servers' certificate and key (PEM), for the tests' own TLS responders.
+    pub certificate_file: PathBuf,
+    pub key_file: PathBuf,
     /// Where the SMTP server writes every message it accepts (see `received_by`).
     outbox: PathBuf,
     /// Dovecot's accounts, one `user:{PLAIN}password` a line (see `set_password`).
@@ -137,6 +140,8 @@ impl MailServers {
             smtp_plain: smtp_port("PLAIN"),
             ca,
             ca_file: dir.join("ca.pem"),
+            certificate_file: dir.join("server.pem"),
+            key_file: dir.join("server.key"),
             outbox,
             users: dir.join("users"),
             _dovecot: dovecot,

@@ -166,6 +166,8 @@ pub async fn spawn_app_with(
         microsoft: MicrosoftArgs {
             login_url: Some(microsoft.login_url().parse().unwrap()),
             graph_url: Some(microsoft.graph_url().parse().unwrap()),
+            // The XOAUTH2 responders of `mail_servers` play Exchange Online on loopback.
+            exchange_host: Some("127.0.0.1".into()),
             // Short, so timeout tests end quickly; the fake answers in milliseconds otherwise.
             timeout_seconds: 2,
         },

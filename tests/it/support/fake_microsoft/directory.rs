@@ -43,10 +43,19 @@ pub struct FakeApp {
     /// Application permissions granted with admin consent, e.g. `Mail.ReadWrite`.
     #[serde(default)]
     pub application_roles: Vec<String>,
+    /// Application permissions of the API "Office 365 Exchange Online", admin consented:
+    /// `IMAP.AccessAsApp`, `POP.AccessAsApp`, `SMTP.SendAsApp`. They travel in Exchange
+    /// tokens only, as Graph's roles travel in Graph tokens only.
+    #[serde(default)]
+    pub exchange_roles: Vec<String>,
     /// Certificates uploaded under "Certificates & secrets", as PEM: the app may prove
     /// itself with assertions signed by their private keys.
     #[serde(default)]
     pub certificates: Vec<String>,
+    /// The Object ID of its enterprise application (service principal): the `oid` of its
+    /// app-only tokens, not the app registration's own Object ID.
+    #[serde(default = "Uuid::new_v4")]
+    pub service_principal_id: Uuid,
 }
 
 fn default_app_name() -> String {
@@ -66,7 +75,9 @@ impl FakeApp {
             public_client_redirect_uris: Vec::new(),
             secrets: Vec::new(),
             application_roles: Vec::new(),
+            exchange_roles: Vec::new(),
             certificates: Vec::new(),
+            service_principal_id: Uuid::new_v4(),
         }
     }
 
@@ -119,6 +130,12 @@ impl FakeApp {
     /// Grants an application permission (admin consented).
     pub fn application_role(mut self, role: &str) -> Self {
         self.application_roles.push(role.to_owned());
+        self
+    }
+
+    /// Grants an Exchange Online application permission (admin consented).
+    pub fn exchange_role(mut self, role: &str) -> Self {
+        self.exchange_roles.push(role.to_owned());
         self
     }
 
@@ -219,6 +236,18 @@ pub enum MailboxAccess {
     NotFound,
 }
 
+/// What an access token the fake issued grants, as Exchange Online would read it: for the
+/// tests' XOAUTH2 responders, which play Exchange's part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedAccess {
+    pub app_id: Uuid,
+    pub tenant_id: Uuid,
+    pub audience: String,
+    pub roles: Vec<String>,
+    pub app_only: bool,
+    pub expired: bool,
+}
+
 /// A message Graph accepted to send (`sendMail`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentMail {
@@ -298,11 +327,16 @@ pub(crate) struct UserGrant {
     pub confidential: bool,
 }
 
-/// What an access token lets its bearer do at Graph.
+/// Exchange Online's resource: app-only tokens for IMAP, POP and SMTP are issued for it.
+pub const EXCHANGE_RESOURCE: &str = "https://outlook.office365.com";
+
+/// What an access token lets its bearer do at Graph or Exchange Online.
 #[derive(Debug, Clone)]
 pub(crate) struct AccessGrant {
     pub app_id: Uuid,
     pub tenant_id: Uuid,
+    /// The `aud`: Graph's URL, or [`EXCHANGE_RESOURCE`].
+    pub audience: String,
     /// Application permissions; empty for delegated (user) tokens.
     pub roles: Vec<String>,
     /// Issued to a signed-in user rather than to the app itself.

@@ -19,7 +19,7 @@ use time::macros::format_description;
 use uuid::Uuid;
 
 use super::Shared;
-use super::directory::{AccessGrant, MailboxAccess, SentMail, State};
+use super::directory::{AccessGrant, EXCHANGE_RESOURCE, MailboxAccess, SentMail, State};
 
 /// Graph's own application ID, named in its `WWW-Authenticate` challenge.
 const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
@@ -79,6 +79,10 @@ fn authenticate(state: &State, headers: &HeaderMap) -> Result<AccessGrant, &'sta
         );
     }
     match state.access_tokens.get(token) {
+        // An Exchange Online token is for IMAP, POP and SMTP only.
+        Some(grant) if grant.audience == EXCHANGE_RESOURCE => {
+            Err("Access token validation failure. Invalid audience.")
+        }
         Some(grant) if grant.expires_at > state.now() => Ok(grant.clone()),
         Some(_) => Err("Lifetime validation failed, the token is expired."),
         None => Err("Access token validation failure. Invalid audience."),

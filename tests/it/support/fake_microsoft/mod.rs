@@ -44,7 +44,10 @@ use uuid::Uuid;
     unused_imports,
     reason = "each test binary and the example use a different part of this API"
 )]
-pub use directory::{CONSUMERS_TENANT, FakeApp, FakeSecret, FakeUser, MailboxAccess, SentMail};
+pub use directory::{
+    CONSUMERS_TENANT, EXCHANGE_RESOURCE, FakeApp, FakeSecret, FakeUser, IssuedAccess,
+    MailboxAccess, SentMail,
+};
 pub use keys::Signing;
 #[allow(
     unused_imports,
@@ -352,6 +355,21 @@ impl FakeMicrosoft {
             nonce,
             state.now(),
         ))
+    }
+
+    /// What `access_token` grants, if the fake issued it: how Exchange Online checks an
+    /// XOAUTH2 bearer token.
+    pub fn access_granted_by(&self, access_token: &str) -> Option<IssuedAccess> {
+        let state = self.shared.state();
+        let grant = state.access_tokens.get(access_token)?;
+        Some(IssuedAccess {
+            app_id: grant.app_id,
+            tenant_id: grant.tenant_id,
+            audience: grant.audience.clone(),
+            roles: grant.roles.clone(),
+            app_only: !grant.delegated,
+            expired: grant.expires_at <= state.now(),
+        })
     }
 
     /// Every message Graph accepted to send (`sendMail`), oldest first.

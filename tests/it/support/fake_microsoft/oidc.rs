@@ -18,8 +18,8 @@ use url::Url;
 use uuid::Uuid;
 
 use super::directory::{
-    AccessGrant, Authority, CONSUMERS_TENANT, FakeApp, FakeUser, IssuedCode, State,
-    UnknownAuthority, UserGrant,
+    AccessGrant, Authority, CONSUMERS_TENANT, EXCHANGE_RESOURCE, FakeApp, FakeUser, IssuedCode,
+    State, UnknownAuthority, UserGrant,
 };
 use super::errors::{self, AadError, escape_html};
 use super::keys::Signing;
@@ -640,7 +640,8 @@ impl TokenRequest<'_> {
         body
     }
 
-    /// App-only tokens (Graph application permissions), for `{resource}/.default` only.
+    /// App-only tokens, for `{resource}/.default` only: Graph's with the app's Graph
+    /// application permissions, Exchange Online's with its Exchange ones.
     fn client_credentials(
         &self,
         state: &mut State,
@@ -656,13 +657,17 @@ impl TokenRequest<'_> {
             .strip_suffix("/.default")
             .ok_or_else(|| errors::scope_not_default(scope))?;
         let resource = resource.trim_end_matches('/');
-        if resource != self.shared.graph_url && resource != GRAPH_RESOURCE {
+        let (audience, roles) = if resource == EXCHANGE_RESOURCE {
+            (EXCHANGE_RESOURCE.to_owned(), app.exchange_roles.clone())
+        } else if resource == self.shared.graph_url || resource == GRAPH_RESOURCE {
+            (self.shared.graph_url.clone(), app.application_roles.clone())
+        } else {
             let tenant = state.authority_name(authority, self.segment);
             return Err(errors::resource_not_found(resource, &tenant));
-        }
+        };
         let now = state.now();
         let mut claims = json!({
-            "aud": self.shared.graph_url,
+            "aud": audience,
             "iss": format!("https://sts.windows.net/{tenant_id}/"),
             "iat": now.unix_timestamp(),
             "nbf": now.unix_timestamp(),
@@ -670,21 +675,16 @@ impl TokenRequest<'_> {
             "appid": app.client_id,
             "app_displayname": app.name,
             "idtyp": "app",
+            "oid": app.service_principal_id,
+            "sub": app.service_principal_id,
             "tid": tenant_id,
             "ver": "1.0",
         });
         // Entra leaves `roles` out entirely when nothing is granted.
-        if !app.application_roles.is_empty() {
-            claims["roles"] = json!(app.application_roles);
+        if !roles.is_empty() {
+            claims["roles"] = json!(roles);
         }
-        let access_token = self.access_token(
-            state,
-            &claims,
-            app,
-            tenant_id,
-            app.application_roles.clone(),
-            false,
-        );
+        let access_token = self.access_token(state, &claims, app, tenant_id, roles, false);
         Ok(json!({
             "token_type": "Bearer",
             "expires_in": EXPIRES_IN,
@@ -706,11 +706,13 @@ impl TokenRequest<'_> {
         let token = state.keys.mint(claims, &Signing::CurrentKey);
         state.issued.push(token.clone());
         let expires_at = state.now() + TOKEN_LIFETIME;
+        let audience = claims["aud"].as_str().unwrap_or_default().to_owned();
         state.access_tokens.insert(
             token.clone(),
             AccessGrant {
                 app_id: app.client_id,
                 tenant_id,
+                audience,
                 roles,
                 delegated,
                 expires_at,
