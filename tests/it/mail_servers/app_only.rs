@@ -93,7 +93,6 @@ async fn add_secret_credential(admin: &Browser) -> String {
                 ("directory", "contoso.onmicrosoft.com"),
                 ("auth_method", "client_secret"),
                 ("client_secret", SECRET),
-                ("secret_expires_on", "2099-01-31"),
             ],
         )
         .await
