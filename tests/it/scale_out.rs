@@ -74,6 +74,49 @@ async fn a_session_made_on_one_instance_works_and_ends_on_the_other() {
     on_a.get("/t/acme/").await.assert_redirect("/t/acme/login");
 }
 
+/// Nothing about a signed-in user is kept in an instance between requests: each reads the
+/// session with its user in one statement, so a change made on A holds on B at once.
+#[tokio::test]
+async fn a_role_change_and_a_disable_on_one_instance_hold_on_the_other_at_once() {
+    let Some((a, b)) = two_instances().await else {
+        return;
+    };
+    let (tenant, admin_on_a) = a.tenant_with_admin("acme").await;
+    let bob = a.create_user(&tenant, "bob@acme.test", Role::Agent).await;
+    let bob_page = format!("/t/acme/users/{}", bob.as_str());
+    let bob_on_b = b.browser();
+    bob_on_b
+        .sign_in("acme", "bob@acme.test", crate::support::PASSWORD)
+        .await
+        .assert_redirect("/t/acme/");
+    bob_on_b.get("/t/acme/users").await.assert_status(403);
+
+    admin_on_a
+        .submit(&bob_page, &format!("{bob_page}/role"), &[("role", "admin")])
+        .await
+        .assert_redirect(&format!("{bob_page}?done=role"));
+    bob_on_b.get("/t/acme/users").await.assert_status(200);
+
+    admin_on_a
+        .submit(&bob_page, &format!("{bob_page}/role"), &[("role", "agent")])
+        .await
+        .assert_redirect(&format!("{bob_page}?done=role"));
+    bob_on_b.get("/t/acme/users").await.assert_status(403);
+
+    admin_on_a
+        .submit(
+            &bob_page,
+            &format!("{bob_page}/status"),
+            &[("status", "disabled")],
+        )
+        .await
+        .assert_redirect(&format!("{bob_page}?done=status"));
+    bob_on_b
+        .get("/t/acme/")
+        .await
+        .assert_redirect("/t/acme/login");
+}
+
 #[tokio::test]
 async fn a_microsoft_sign_in_started_on_one_instance_completes_on_the_other() {
     let Some((a, b)) = two_instances().await else {
