@@ -229,6 +229,24 @@ describe("Portico in a browser", () => {
     await rows.filter({ hasText: "Sales IMAP" }).filter({ hasText: "IMAP" }).waitFor();
     await rows.filter({ hasText: "Queue IMAP" }).filter({ hasText: "Microsoft 365 app Contoso mail" }).waitFor();
     await screenshot(admin, "segment-mailboxes");
+
+    // Sales IMAP's server stops answering: after two background checks the admin is told on
+    // the dashboard, the segment and the mailbox, with a link to fix it. (The job may check
+    // it meanwhile, for real, with words of its own: the journey asserts none of the words.)
+    await stack.failBackgroundChecks("sales@acme.test", "Connect failed: connection refused by imap.acme.test:993.");
+    const failing = (page) => page.getByRole("status").filter({ hasText: "Sales IMAP" }).filter({ hasText: "Failing since" });
+    await openSection(admin, "Dashboard");
+    await failing(admin).waitFor();
+    await assertAccessible(admin, "dashboard with a failing mailbox");
+    await openSection(admin, "Segments");
+    await admin.getByRole("link", { name: "Support", exact: true }).click();
+    await failing(admin).waitFor();
+    await failing(admin).getByRole("link", { name: "Fix the mailbox" }).click();
+    await admin.getByRole("heading", { name: "Sales IMAP", level: 1 }).waitFor();
+    await failing(admin).waitFor();
+    await admin.getByText(/failed \(\d+ in a row\)/).waitFor();
+    await assertAccessible(admin, "a failing mailbox");
+    await screenshot(admin, "mailbox-failing");
   });
 
   it("OAuth connections: Authenticate goes to Microsoft and comes back through /oauth/callback", async () => {

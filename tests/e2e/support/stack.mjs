@@ -91,6 +91,31 @@ export async function startStack() {
       await Promise.all(started.map((process) => process.stop()));
       await rm(dir, { recursive: true, force: true });
     },
+    /**
+     * Leaves the mailbox of `email` as two failed background checks in a row leave it, an
+     * hour apart, the last saying `words`: the checks run once an hour, too seldom for a
+     * journey to wait for. tests/it/mail_servers/checks.rs proves the job gets there; the
+     * journey shows where an admin is told.
+     */
+    async failBackgroundChecks(email, words) {
+      const sql = `INSERT INTO mailbox_checks (tenant_id, mailbox_id, next_check_at,
+          last_checked_at, last_failure_at, last_failure, consecutive_failures, failures_since)
+        SELECT tenant_id, id, :now + 3600, :now, :now, :words, 2, :now - 3600
+        FROM mailboxes WHERE email = :email
+        ON CONFLICT (tenant_id, mailbox_id) DO UPDATE SET last_checked_at = :now,
+          last_failure_at = :now, last_failure = :words, consecutive_failures = 2,
+          failures_since = :now - 3600, next_check_at = :now + 3600`;
+      const script = `import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], timeout=10)
+args = {"now": int(time.time()), "words": sys.argv[3], "email": sys.argv[2]}
+assert db.execute(sys.argv[4], args).rowcount == 1, "no such mailbox"
+db.commit()`;
+      const child = spawn("python3", ["-c", script, join(dir, "data", "portico.db"), email, words, sql], {
+        stdio: ["ignore", "inherit", "inherit"],
+      });
+      const [code] = await once(child, "exit");
+      if (code !== 0) throw new Error(`could not mark ${email} failing (python3 exited ${code})`);
+    },
   };
   try {
     const porticoPort = await freePort();
