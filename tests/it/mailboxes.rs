@@ -536,14 +536,19 @@ async fn listing_ten_thousand_mailboxes_costs_the_same_queries_on_any_page(backe
     app.insert_mailboxes(&tenant, &segment_id, 10_000).await;
 
     let empty = add_segment(&admin, "acme", "Empty").await;
-    admin.get(&empty).await.assert_contains("No mailbox in this segment yet.");
+    admin
+        .get(&empty)
+        .await
+        .assert_contains("No mailbox in this segment yet.");
 
     let mut costs = Vec::new();
     for page in ["", "?page=2", "?page=150", "?q=box-0999", "?q=nobody"] {
         let before = app.state.db.queries_started();
         let listed = admin.get(&format!("{support}{page}")).await;
         costs.push(app.state.db.queries_started() - before);
-        listed.assert_status(200).assert_contains("<h1>Support</h1>");
+        listed
+            .assert_status(200)
+            .assert_contains("<h1>Support</h1>");
         if page == "?q=nobody" {
             listed.assert_contains("No mailbox matches “nobody”.");
         } else if page != "?q=box-0999" {
