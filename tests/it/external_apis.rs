@@ -231,7 +231,9 @@ async fn graph_permissions_are_judged_by_the_directions_of_the_mailboxes_using_t
     backend: Backend,
 ) {
     let app = spawn_app(backend).await;
-    app.register_azure_app(mail_app(&["Mail.ReadWrite", "Mail.Send"]));
+    app.register_azure_app(
+        mail_app(&["Mail.ReadWrite", "Mail.Send"]).exchange_role("IMAP.AccessAsApp"),
+    );
     let (_, admin) = app.tenant_with_admin("acme").await;
     let credential = add(&admin, SECRET, &in_days(180)).await;
     let credential_id = credential.rsplit('/').next().unwrap();
@@ -255,6 +257,11 @@ async fn graph_permissions_are_judged_by_the_directions_of_the_mailboxes_using_t
         .assert_contains("<code>Mail.Send</code> <span class=\"muted\">needed by no mailbox</span>")
         .assert_contains("The app also holds Mail.Send, which no mailbox using this credential needs")
         .assert_contains("least privilege")
+        // No mailbox signs in app-only over IMAP either.
+        .assert_contains(
+            "The app also holds IMAP.AccessAsApp in Exchange Online, which no mailbox using \
+             this credential signs in with",
+        )
         .assert_lacks("badge danger")
         .assert_lacks("the app lacks");
     admin

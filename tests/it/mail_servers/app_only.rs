@@ -11,7 +11,9 @@ use super::oauth::{Kind, Responder};
 use super::servers::{USER, mail_servers};
 use crate::on_both_backends;
 use crate::support::fake_microsoft::{EXCHANGE_RESOURCE, FakeApp, FakeMicrosoft};
-use crate::support::{Backend, Browser, TestApp, TestDatabase, spawn_app_with};
+use crate::support::{
+    Backend, Browser, TestApp, TestDatabase, default_secret_expiry, spawn_app_with,
+};
 
 const CONTOSO: Uuid = uuid!("44444444-4444-4444-8444-444444444444");
 const MAIL_APP: Uuid = uuid!("55555555-5555-4555-8555-555555555555");
@@ -93,7 +95,7 @@ async fn add_secret_credential(admin: &Browser) -> String {
                 ("directory", "contoso.onmicrosoft.com"),
                 ("auth_method", "client_secret"),
                 ("client_secret", SECRET),
-                ("secret_expires_on", "2099-01-31"),
+                ("secret_expires_on", &default_secret_expiry()),
             ],
         )
         .await
@@ -257,6 +259,12 @@ async fn imap_and_smtp_mailboxes_sign_in_app_only_with_secret_and_certificate_cr
             "Add-RecipientPermission -Identity {SENDER} -Trustee {object_id} -AccessRights SendAs"
         ))
         .assert_contains("Enterprise applications")
+        // Only app-only mailboxes use it: Graph's mail permissions are more than they need.
+        .assert_contains(
+            "The app also holds Mail.ReadWrite, Mail.Send, which no mailbox using this \
+             credential needs",
+        )
+        .assert_lacks("in Exchange Online, which no mailbox")
         .assert_lacks(SECRET);
     admin
         .get("/t/acme/external-apis")
