@@ -351,10 +351,6 @@ impl RoleReview {
         self.missing().map(RoleNeed::with_mailboxes).collect()
     }
 
-    pub fn is_missing(&self, role: &str) -> bool {
-        self.missing().any(|need| need.role == role)
-    }
-
     /// Every mailbox has what it needs.
     pub fn is_sufficient(&self) -> bool {
         self.missing().next().is_none()
@@ -432,8 +428,6 @@ mod tests {
             review.missing_with_mailboxes(),
             vec!["Mail.Send (sales@contoso.com, desk@contoso.com)"]
         );
-        assert!(review.is_missing("Mail.Send"));
-        assert!(!review.is_missing("Mail.ReadWrite"));
         let sending_only = graph(
             &["Mail.Send"],
             &[("sales@contoso.com", Direction::Outgoing)],

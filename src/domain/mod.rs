@@ -22,10 +22,9 @@ pub use certificate::{
 };
 pub use fields::{FieldErrors, parse_name};
 pub use graph_credentials::{
-    AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXCHANGE_ROLES, EXPIRY_WARNING_DAYS,
-    ExpiryStatus, GRAPH_READ_ROLE, GRAPH_ROLES, GRAPH_SEND_ROLE, RoleNeed, RoleReview,
-    StoredSecret, exchange_role, graph_roles, parse_certificate_validity, parse_expiry_date,
-    secret_expiry_on_save,
+    AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus,
+    GRAPH_READ_ROLE, GRAPH_SEND_ROLE, RoleReview, StoredSecret, exchange_role,
+    parse_certificate_validity, parse_expiry_date, secret_expiry_on_save,
 };
 pub use mailbox::{
     Direction, MailProtocol, PasswordDestination, Security, SignInMethod, keep_stored_password,
