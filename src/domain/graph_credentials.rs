@@ -3,7 +3,7 @@
 
 use time::{Date, OffsetDateTime};
 
-use super::MailProtocol;
+use super::{Direction, MailProtocol};
 
 /// A credential's name, unique in its tenant (e.g. one per business unit).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,8 +209,22 @@ impl ExpiryStatus {
     }
 }
 
-/// The application permissions a Graph mailbox needs: read and move mail, and send it.
-pub const REQUIRED_ROLES: [&str; 2] = ["Mail.ReadWrite", "Mail.Send"];
+/// Graph's application permission to read a mailbox's mail and move what Portico has read.
+pub const GRAPH_READ_ROLE: &str = "Mail.ReadWrite";
+/// Graph's application permission to send mail as a mailbox.
+pub const GRAPH_SEND_ROLE: &str = "Mail.Send";
+/// Every Graph application permission a Graph mailbox may need, reading first.
+pub const GRAPH_ROLES: [&str; 2] = [GRAPH_READ_ROLE, GRAPH_SEND_ROLE];
+
+/// The Graph application permissions a Graph mailbox of `direction` needs: receiving reads
+/// (and moves) mail, sending needs only Mail.Send.
+pub fn graph_roles(direction: Direction) -> &'static [&'static str] {
+    match direction {
+        Direction::Incoming => &GRAPH_ROLES[..1],
+        Direction::Outgoing => &GRAPH_ROLES[1..],
+        Direction::Both => &GRAPH_ROLES,
+    }
+}
 
 /// Exchange Online's application permissions for the mail protocols (the API "Office 365
 /// Exchange Online" in Azure, not Microsoft Graph), in the order IMAP, POP3, SMTP.
@@ -226,32 +240,120 @@ pub fn exchange_role(protocol: MailProtocol) -> Option<&'static str> {
     }
 }
 
-/// What a token's `roles` say about the app's permissions.
+/// One permission Portico may use, judged against the mailboxes that use a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleNeed {
+    pub role: &'static str,
+    pub granted: bool,
+    /// The addresses of the mailboxes that need it; empty when none does.
+    pub needed_by: Vec<String>,
+}
+
+impl RoleNeed {
+    /// Needed by a mailbox and not granted: that mailbox fails.
+    pub fn is_missing(&self) -> bool {
+        !self.granted && !self.needed_by.is_empty()
+    }
+
+    /// "Mail.Send (sales@contoso.com, orders@contoso.com)".
+    pub fn with_mailboxes(&self) -> String {
+        format!("{} ({})", self.role, self.needed_by.join(", "))
+    }
+}
+
+/// What a token's `roles` say about an app's permissions for one API (Graph, or Exchange
+/// Online), judged by least privilege against the mailboxes that use the credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleReview {
     pub granted: Vec<String>,
-    /// Required but not granted: admin consent is missing.
-    pub missing: Vec<&'static str>,
-    /// Granted beyond what Portico needs: least privilege says remove them.
-    pub extra: Vec<String>,
+    /// Each permission of the API Portico may use, in its order, with who needs it.
+    pub needs: Vec<RoleNeed>,
+    /// Granted and needed by no mailbox using the credential: least privilege says remove
+    /// them. While no mailbox uses the credential, only permissions Portico never uses.
+    pub unneeded: Vec<String>,
+    /// No mailbox uses the credential yet, so `needs` says what each kind would need.
+    pub unused: bool,
 }
 
 impl RoleReview {
-    pub fn of(roles: &[String]) -> Self {
-        let missing = REQUIRED_ROLES
-            .into_iter()
-            .filter(|required| !roles.iter().any(|role| role == required))
-            .collect();
-        let extra = roles
+    /// `roles`: the token's; `known`: the API's permissions Portico may use; `needs`: each
+    /// (mailbox address, permission it needs) through this API; `unused`: no mailbox uses
+    /// the credential at all, through either API.
+    pub fn of(
+        roles: &[String],
+        known: &[&'static str],
+        needs: &[(&str, &'static str)],
+        unused: bool,
+    ) -> Self {
+        let needs: Vec<RoleNeed> = known
             .iter()
-            .filter(|role| !REQUIRED_ROLES.contains(&role.as_str()))
+            .map(|&role| RoleNeed {
+                role,
+                granted: roles.iter().any(|granted| granted == role),
+                needed_by: needs
+                    .iter()
+                    .filter(|(_, needed)| *needed == role)
+                    .map(|(email, _)| (*email).to_owned())
+                    .collect(),
+            })
+            .collect();
+        let unneeded = roles
+            .iter()
+            .filter(|role| match needs.iter().find(|need| need.role == *role) {
+                Some(need) => need.needed_by.is_empty() && !unused,
+                None => true,
+            })
             .cloned()
             .collect();
         Self {
             granted: roles.to_vec(),
-            missing,
-            extra,
+            needs,
+            unneeded,
+            unused,
         }
+    }
+
+    /// A Graph token's roles, judged against the Graph mailboxes (address, direction) that
+    /// use the credential.
+    pub fn of_graph(roles: &[String], mailboxes: &[(String, Direction)], unused: bool) -> Self {
+        let needs: Vec<(&str, &'static str)> = mailboxes
+            .iter()
+            .flat_map(|(email, direction)| {
+                graph_roles(*direction)
+                    .iter()
+                    .map(move |role| (email.as_str(), *role))
+            })
+            .collect();
+        Self::of(roles, &GRAPH_ROLES, &needs, unused)
+    }
+
+    /// An Exchange Online token's roles, judged against the mailboxes (address, protocol)
+    /// that sign in app-only with the credential's app.
+    pub fn of_exchange(
+        roles: &[String],
+        mailboxes: &[(String, MailProtocol)],
+        unused: bool,
+    ) -> Self {
+        let needs: Vec<(&str, &'static str)> = mailboxes
+            .iter()
+            .filter_map(|(email, protocol)| Some((email.as_str(), exchange_role(*protocol)?)))
+            .collect();
+        Self::of(roles, &EXCHANGE_ROLES, &needs, unused)
+    }
+
+    /// The permissions mailboxes need and the token lacks: admin consent is missing.
+    pub fn missing(&self) -> impl Iterator<Item = &RoleNeed> {
+        self.needs.iter().filter(|need| need.is_missing())
+    }
+
+    /// "Mail.Send (sales@contoso.com)", one for each missing permission.
+    pub fn missing_with_mailboxes(&self) -> Vec<String> {
+        self.missing().map(RoleNeed::with_mailboxes).collect()
+    }
+
+    /// Every mailbox has what it needs.
+    pub fn is_sufficient(&self) -> bool {
+        self.missing().next().is_none()
     }
 }
 
@@ -286,14 +388,95 @@ mod tests {
         );
     }
 
+    fn graph(roles: &[&str], mailboxes: &[(&str, Direction)]) -> RoleReview {
+        let roles: Vec<String> = roles.iter().map(|role| (*role).to_owned()).collect();
+        let mailboxes: Vec<(String, Direction)> = mailboxes
+            .iter()
+            .map(|(email, direction)| ((*email).to_owned(), *direction))
+            .collect();
+        RoleReview::of_graph(&roles, &mailboxes, mailboxes.is_empty())
+    }
+
     #[test]
-    fn role_review_names_missing_and_extra_permissions() {
-        let review = RoleReview::of(&["Mail.Send".into(), "User.Read.All".into()]);
-        assert_eq!(review.missing, vec!["Mail.ReadWrite"]);
-        assert_eq!(review.extra, vec!["User.Read.All".to_owned()]);
+    fn receiving_needs_no_mail_send_and_holding_it_unused_is_warned() {
+        let review = graph(
+            &["Mail.ReadWrite", "Mail.Send"],
+            &[("support@contoso.com", Direction::Incoming)],
+        );
+        assert!(review.is_sufficient());
+        assert_eq!(review.unneeded, vec!["Mail.Send".to_owned()]);
+        let without_send = graph(
+            &["Mail.ReadWrite"],
+            &[("support@contoso.com", Direction::Incoming)],
+        );
+        assert!(without_send.is_sufficient());
+        assert!(without_send.unneeded.is_empty());
+    }
+
+    #[test]
+    fn a_permission_a_mailbox_needs_and_lacks_names_that_mailbox() {
+        let review = graph(
+            &["Mail.ReadWrite"],
+            &[
+                ("support@contoso.com", Direction::Incoming),
+                ("sales@contoso.com", Direction::Outgoing),
+                ("desk@contoso.com", Direction::Both),
+            ],
+        );
+        assert!(!review.is_sufficient());
+        assert_eq!(
+            review.missing_with_mailboxes(),
+            vec!["Mail.Send (sales@contoso.com, desk@contoso.com)"]
+        );
+        let sending_only = graph(
+            &["Mail.Send"],
+            &[("sales@contoso.com", Direction::Outgoing)],
+        );
+        assert!(sending_only.is_sufficient());
+        let reading_unneeded = graph(
+            &["Mail.ReadWrite", "Mail.Send"],
+            &[("sales@contoso.com", Direction::Outgoing)],
+        );
+        assert_eq!(reading_unneeded.unneeded, vec!["Mail.ReadWrite".to_owned()]);
+    }
+
+    #[test]
+    fn an_unused_credential_lists_what_each_direction_needs_and_warns_only_of_foreign_ones() {
+        let review = graph(&["Mail.Send", "User.Read.All"], &[]);
+        assert!(review.unused);
+        assert!(review.is_sufficient());
+        assert_eq!(review.unneeded, vec!["User.Read.All".to_owned()]);
+        let needs: Vec<(&str, bool)> = review
+            .needs
+            .iter()
+            .map(|need| (need.role, need.granted))
+            .collect();
+        assert_eq!(needs, vec![("Mail.ReadWrite", false), ("Mail.Send", true)]);
+        assert_eq!(graph_roles(Direction::Incoming), ["Mail.ReadWrite"]);
+        assert_eq!(graph_roles(Direction::Outgoing), ["Mail.Send"]);
+        assert_eq!(graph_roles(Direction::Both), GRAPH_ROLES);
+    }
+
+    #[test]
+    fn exchange_permissions_are_judged_by_the_protocols_that_sign_in() {
+        let roles = vec!["SMTP.SendAsApp".to_owned(), "POP.AccessAsApp".to_owned()];
+        let mailboxes = vec![
+            ("inbox@contoso.com".to_owned(), MailProtocol::Imap),
+            ("noreply@contoso.com".to_owned(), MailProtocol::Smtp),
+        ];
+        let review = RoleReview::of_exchange(&roles, &mailboxes, false);
+        assert_eq!(
+            review.missing_with_mailboxes(),
+            vec!["IMAP.AccessAsApp (inbox@contoso.com)"]
+        );
+        assert_eq!(review.unneeded, vec!["POP.AccessAsApp".to_owned()]);
+        // Used only by Graph mailboxes: every Exchange permission is unneeded.
+        let graph_only = RoleReview::of_exchange(&roles, &[], false);
+        assert!(graph_only.is_sufficient());
+        assert_eq!(graph_only.unneeded, roles);
         assert!(
-            RoleReview::of(&["Mail.ReadWrite".into(), "Mail.Send".into()])
-                .missing
+            RoleReview::of_exchange(&roles, &[], true)
+                .unneeded
                 .is_empty()
         );
     }

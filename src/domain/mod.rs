@@ -22,8 +22,8 @@ pub use certificate::{
 };
 pub use fields::{FieldErrors, parse_name};
 pub use graph_credentials::{
-    AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXCHANGE_ROLES, EXPIRY_WARNING_DAYS,
-    ExpiryStatus, REQUIRED_ROLES, RoleReview, StoredSecret, exchange_role,
+    AuthMethod, CERTIFICATE_VALIDITY_MONTHS, CredentialName, EXPIRY_WARNING_DAYS, ExpiryStatus,
+    GRAPH_READ_ROLE, GRAPH_SEND_ROLE, RoleReview, StoredSecret, exchange_role,
     parse_certificate_validity, parse_expiry_date, secret_expiry_on_save,
 };
 pub use mailbox::{

@@ -571,6 +571,30 @@ pub async fn signing_in_with_app(
         .collect()
 }
 
+/// The Graph mailboxes that read or send with a Graph credential, as (email, direction), by
+/// email: what its Test connection judges the app's Graph permissions against.
+pub async fn reading_or_sending_with_graph(
+    db: &Db,
+    tenant: &TenantId,
+    credential_id: &str,
+) -> Result<Vec<(String, Direction)>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT email, direction FROM mailboxes WHERE tenant_id = $1 \
+         AND graph_credential_id = $2 ORDER BY LOWER(email), id",
+    )
+    .bind(tenant.as_str())
+    .bind(credential_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.into_iter()
+        .map(|(email, direction)| {
+            let direction =
+                Direction::parse(&direction).map_err(|m| sqlx::Error::Decode(m.into()))?;
+            Ok((email, direction))
+        })
+        .collect()
+}
+
 /// How many mailboxes use each of the tenant's Graph credentials, Graph or app-only.
 pub async fn credential_usage(
     db: &Db,

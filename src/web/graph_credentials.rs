@@ -16,8 +16,8 @@ use super::{Layout, changed_meanwhile, format_time};
 use crate::app::{App, AppState};
 use crate::domain::{
     AuditAction, AuthMethod, CERTIFICATE_VALIDITY_MONTHS, ClientId, Cloud, CredentialName,
-    DirectoryId, EXCHANGE_ROLES, ExpiryStatus, FieldErrors, MailProtocol, REQUIRED_ROLES,
-    RoleReview, exchange_role, parse_certificate_validity, parse_expiry_date,
+    DirectoryId, ExpiryStatus, FieldErrors, MailProtocol, RoleReview, exchange_role,
+    parse_certificate_validity, parse_expiry_date,
 };
 use crate::microsoft::errors::AdviceContext;
 use crate::microsoft::graph::{AppCredentials, MailboxAccess};
@@ -370,28 +370,21 @@ pub async fn create(
 /// The result panel of "Test connection".
 pub struct TestOutcome {
     ok: bool,
+    /// The Graph token's permissions, judged against the Graph mailboxes using the credential.
     review: Option<RoleReview>,
     advice: Option<Advice>,
     error: Option<MicrosoftError>,
     /// What an Exchange Online token says (asked for once Graph's worked).
     exchange: Option<Result<ExchangeGrant, String>>,
-    /// Exchange permissions that app-only mailboxes need and the token lacks, each with
-    /// the mailboxes that need it: "IMAP.AccessAsApp (support@contoso.com)".
-    exchange_missing: Vec<String>,
 }
 
 /// The Exchange Online side of a credential, from its app-only Exchange token.
 pub struct ExchangeGrant {
-    /// Every role in the token: IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp...
-    granted: Vec<String>,
+    /// The token's roles (IMAP.AccessAsApp, POP.AccessAsApp, SMTP.SendAsApp...), judged
+    /// against the mailboxes that sign in with the app.
+    review: RoleReview,
     /// The enterprise application's Object ID, the token's `oid`.
     service_principal_id: Option<String>,
-}
-
-impl ExchangeGrant {
-    fn has(&self, role: &str) -> bool {
-        self.granted.iter().any(|granted| granted == role)
-    }
 }
 
 /// An IMAP, POP3 or SMTP mailbox that signs in with the credential's app, for the
@@ -399,7 +392,7 @@ impl ExchangeGrant {
 pub struct AppMailbox {
     name: String,
     email: String,
-    protocol: &'static str,
+    protocol: MailProtocol,
     /// The Exchange permission its protocol needs.
     role: &'static str,
     /// SMTP sends as the mailbox (SendAs); IMAP and POP3 read it (FullAccess).
@@ -420,7 +413,6 @@ pub struct ShowPage {
     errors: FieldErrors,
     clouds: Vec<(&'static str, &'static str)>,
     validity_months: [u32; 3],
-    required_roles: [&'static str; 2],
     notice: Option<&'static str>,
     test: Option<TestOutcome>,
     /// Why switching to the next certificate was refused.
@@ -429,7 +421,6 @@ pub struct ShowPage {
     mailbox_result: Option<(MailboxAccess, String)>,
     /// The mailboxes that keep this credential from being deleted.
     in_use_by: Vec<(String, String)>,
-    exchange_roles: [&'static str; 3],
     /// The mailboxes that sign in with this app over IMAP, POP3 or SMTP.
     app_mailboxes: Vec<AppMailbox>,
 }
@@ -492,14 +483,12 @@ async fn show_page(
         errors: FieldErrors::new(),
         clouds: clouds(),
         validity_months: CERTIFICATE_VALIDITY_MONTHS,
-        required_roles: REQUIRED_ROLES,
         notice: None,
         test: None,
         switch_test: None,
         mailbox: String::new(),
         mailbox_result: None,
         in_use_by: Vec::new(),
-        exchange_roles: EXCHANGE_ROLES,
         app_mailboxes: app_mailboxes(state, ctx, &credential.id).await?,
     })
 }
@@ -517,7 +506,7 @@ async fn app_mailboxes(
             Some(AppMailbox {
                 name,
                 email,
-                protocol: protocol.label(),
+                protocol,
                 role: exchange_role(protocol)?,
                 sends: protocol == MailProtocol::Smtp,
             })
@@ -794,7 +783,6 @@ fn explain(state: &App, credential: &GraphCredential, error: MicrosoftError) -> 
         advice: Some(advice),
         error: Some(error),
         exchange: None,
-        exchange_missing: Vec::new(),
     }
 }
 
@@ -809,11 +797,11 @@ fn unreachable() -> TestOutcome {
         }),
         error: None,
         exchange: None,
-        exchange_missing: Vec::new(),
     }
 }
 
-/// "Test connection": a real client-credentials request, then the granted permissions.
+/// "Test connection": a real client-credentials request, then the granted permissions,
+/// judged against what the mailboxes using the credential do (least privilege).
 pub async fn test(
     State(state): State<AppState>,
     AdminCtx(ctx): AdminCtx,
@@ -825,23 +813,28 @@ pub async fn test(
     let credentials = proof.credentials(&credential);
     let outcome = match state.microsoft.app_token(&credentials, now).await {
         Ok(token) => {
-            let review = RoleReview::of(&token.roles);
-            let exchange = exchange_grant(&state, &credentials).await;
-            let users = app_mailboxes(&state, &ctx, &id).await?;
-            let exchange_missing = match &exchange {
-                Ok(grant) => missing_exchange_roles(grant, &users),
-                Err(_) => Vec::new(),
-            };
+            let graph_users =
+                mailboxes::reading_or_sending_with_graph(&state.db, &ctx.tenant.id, &id).await?;
+            let app_users: Vec<(String, MailProtocol)> = app_mailboxes(&state, &ctx, &id)
+                .await?
+                .into_iter()
+                .map(|mailbox| (mailbox.email, mailbox.protocol))
+                .collect();
+            let unused = graph_users.is_empty() && app_users.is_empty();
+            let review = RoleReview::of_graph(&token.roles, &graph_users, unused);
+            let exchange = exchange_grant(&state, &credentials, &app_users, unused).await;
             // A mailbox signing in app-only without its protocol's permission fails, and so
             // does any when Exchange gives the app no token at all.
-            let exchange_ok = exchange.is_ok() || users.is_empty();
+            let exchange_ok = match &exchange {
+                Ok(grant) => grant.review.is_sufficient(),
+                Err(_) => app_users.is_empty(),
+            };
             TestOutcome {
-                ok: review.missing.is_empty() && exchange_missing.is_empty() && exchange_ok,
+                ok: review.is_sufficient() && exchange_ok,
                 review: Some(review),
                 advice: None,
                 error: None,
                 exchange: Some(exchange),
-                exchange_missing,
             }
         }
         Err(CallError::Microsoft(error)) => explain(&state, &credential, *error),
@@ -858,26 +851,13 @@ pub async fn test(
     Ok(page)
 }
 
-/// The Exchange permissions `mailboxes` need that `grant` lacks, each naming its mailboxes.
-fn missing_exchange_roles(grant: &ExchangeGrant, mailboxes: &[AppMailbox]) -> Vec<String> {
-    EXCHANGE_ROLES
-        .into_iter()
-        .filter(|role| !grant.has(role))
-        .filter_map(|role| {
-            let needing: Vec<&str> = mailboxes
-                .iter()
-                .filter(|mailbox| mailbox.role == role)
-                .map(|mailbox| mailbox.email.as_str())
-                .collect();
-            (!needing.is_empty()).then(|| format!("{role} ({})", needing.join(", ")))
-        })
-        .collect()
-}
-
-/// What an Exchange Online token for the app grants, or why Microsoft gave none.
+/// What an Exchange Online token for the app grants, judged against the `mailboxes` that
+/// sign in with it, or why Microsoft gave none.
 async fn exchange_grant(
     state: &App,
     credentials: &AppCredentials<'_>,
+    mailboxes: &[(String, MailProtocol)],
+    unused: bool,
 ) -> Result<ExchangeGrant, String> {
     match state
         .microsoft
@@ -885,7 +865,7 @@ async fn exchange_grant(
         .await
     {
         Ok(token) => Ok(ExchangeGrant {
-            granted: token.roles.clone(),
+            review: RoleReview::of_exchange(&token.roles, mailboxes, unused),
             service_principal_id: token
                 .service_principal_id
                 .map(|id| id.hyphenated().to_string()),
@@ -900,29 +880,49 @@ async fn exchange_grant(
 
 /// One line for the list page: what the last test found.
 fn test_summary(outcome: &TestOutcome) -> String {
-    match (&outcome.review, &outcome.error, &outcome.advice) {
-        (Some(_), _, _) if !outcome.exchange_missing.is_empty() => {
-            format!("Missing: {}", outcome.exchange_missing.join(", "))
-        }
-        (Some(review), _, _) if review.missing.is_empty() && !outcome.ok => match &outcome.exchange
-        {
+    let Some(review) = &outcome.review else {
+        return match (&outcome.error, &outcome.advice) {
+            (Some(error), Some(advice)) => format!("{error}: {}", advice.title),
+            (_, Some(advice)) => advice.title.to_owned(),
+            (_, None) => "Failed".into(),
+        };
+    };
+    let grant = match &outcome.exchange {
+        Some(Ok(grant)) => Some(grant),
+        _ => None,
+    };
+    let mut missing = review.missing_with_mailboxes();
+    missing.extend(
+        grant
+            .iter()
+            .flat_map(|grant| grant.review.missing_with_mailboxes()),
+    );
+    if !missing.is_empty() {
+        return format!("Missing: {}", missing.join("; "));
+    }
+    if !outcome.ok {
+        return match &outcome.exchange {
             Some(Err(refused)) => format!("No Exchange Online token: {refused}"),
             _ => "Failed".into(),
-        },
-        (Some(review), _, _) if review.missing.is_empty() => {
-            let exchange = match &outcome.exchange {
-                Some(Ok(grant)) if !grant.granted.is_empty() => {
-                    format!("; Exchange Online: {}", grant.granted.join(", "))
-                }
-                _ => String::new(),
-            };
-            format!("Granted: {}{exchange}", review.granted.join(", "))
-        }
-        (Some(review), _, _) => format!("Missing: {}", review.missing.join(", ")),
-        (None, Some(error), Some(advice)) => format!("{error}: {}", advice.title),
-        (None, _, Some(advice)) => advice.title.to_owned(),
-        (None, _, None) => "Failed".into(),
+        };
     }
+    let granted = if review.granted.is_empty() {
+        "none".to_owned()
+    } else {
+        review.granted.join(", ")
+    };
+    let exchange = match grant {
+        Some(grant) if !grant.review.granted.is_empty() => {
+            format!("; Exchange Online: {}", grant.review.granted.join(", "))
+        }
+        _ => String::new(),
+    };
+    let unused = if review.unused {
+        "; no mailbox uses it yet"
+    } else {
+        ""
+    };
+    format!("Granted: {granted}{exchange}{unused}")
 }
 
 #[derive(Deserialize)]

@@ -134,7 +134,7 @@ async fn a_certificate_credential_signs_in_once_its_certificate_is_uploaded(back
     test_connection(&admin, &credential)
         .await
         .assert_status(200)
-        .assert_contains("Connected. The app may read and send mail")
+        .assert_contains("Connected. No mailbox uses this credential yet")
         .assert_contains("<span class=\"badge ok\">Granted</span> <code>Mail.Send</code>");
     admin
         .get("/t/acme/external-apis")

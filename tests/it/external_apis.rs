@@ -14,7 +14,8 @@ pub(crate) const SECRET: &str = "Graph~Canary-Secret.0123456789";
 on_both_backends!(
     admin_adds_a_credential_and_sees_the_granted_permissions,
     bad_input_is_explained_beside_each_field_without_echoing_the_secret,
-    missing_consent_and_extra_permissions_are_warned,
+    an_unused_credential_lists_what_each_direction_needs,
+    graph_permissions_are_judged_by_the_directions_of_the_mailboxes_using_them,
     wrong_expired_and_unknown_credentials_are_explained,
     mailbox_access_is_granted_denied_or_not_found,
     concurrent_tests_share_one_token_request_until_the_secret_changes,
@@ -88,7 +89,7 @@ async fn admin_adds_a_credential_and_sees_the_granted_permissions(backend: Backe
     test_connection(&admin, &credential)
         .await
         .assert_status(200)
-        .assert_contains("Connected. The app may read and send mail")
+        .assert_contains("Connected. No mailbox uses this credential yet")
         .assert_contains("<span class=\"badge ok\">Granted</span> <code>Mail.ReadWrite</code>")
         .assert_contains("<span class=\"badge ok\">Granted</span> <code>Mail.Send</code>");
     admin
@@ -154,22 +155,160 @@ async fn bad_input_is_explained_beside_each_field_without_echoing_the_secret(bac
         .assert_contains("No credential yet");
 }
 
-async fn missing_consent_and_extra_permissions_are_warned(backend: Backend) {
+async fn an_unused_credential_lists_what_each_direction_needs(backend: Backend) {
     let app = spawn_app(backend).await;
     app.register_azure_app(mail_app(&["Mail.Send", "User.Read.All"]));
     let (_, admin) = app.tenant_with_admin("acme").await;
     let credential = add(&admin, SECRET, &in_days(180)).await;
     test_connection(&admin, &credential)
         .await
-        .assert_contains("the app lacks Mail.ReadWrite: admin consent has not been granted yet")
-        .assert_contains("<span class=\"badge danger\">Missing</span> <code>Mail.ReadWrite</code>")
-        .assert_contains("The app also holds User.Read.All")
+        .assert_contains(
+            "Connected. No mailbox uses this credential yet. A Graph mailbox needs \
+             <code>Mail.ReadWrite</code> to receive mail and <code>Mail.Send</code> to send it",
+        )
+        .assert_contains(
+            "<span class=\"badge muted\">Not granted</span> <code>Mail.ReadWrite</code> \
+             <span class=\"muted\">to receive mail</span>",
+        )
+        .assert_contains(
+            "<span class=\"badge ok\">Granted</span> <code>Mail.Send</code> \
+             <span class=\"muted\">to send mail</span>",
+        )
+        .assert_lacks("badge danger")
+        // Mail.Send may be what its first mailbox needs; User.Read.All no mailbox ever does.
+        .assert_contains(
+            "The app also holds User.Read.All, which no mailbox using this credential needs",
+        )
         .assert_contains("least privilege");
     admin
         .get("/t/acme/external-apis")
         .await
+        .assert_contains("Passed")
+        .assert_contains("Granted: Mail.Send, User.Read.All; no mailbox uses it yet");
+}
+
+/// A segment of `acme`; returns its path.
+async fn add_segment(admin: &Browser) -> String {
+    let page = admin
+        .submit(
+            "/t/acme/segments",
+            "/t/acme/segments",
+            &[("name", "Support"), ("description", "Customer mail")],
+        )
+        .await;
+    page.location
+        .clone()
+        .unwrap_or_else(|| panic!("segment not created: {}", page.body))
+}
+
+/// A Graph mailbox `email` of `segment` that uses `credential` in `direction`.
+async fn add_graph_mailbox(
+    admin: &Browser,
+    segment: &str,
+    credential: &str,
+    email: &str,
+    direction: &str,
+) {
+    let credential_id = credential.rsplit('/').next().unwrap();
+    admin
+        .submit(
+            &format!("{segment}/mailboxes/new"),
+            &format!("{segment}/mailboxes"),
+            &[
+                ("name", email),
+                ("email", email),
+                ("protocol", "graph"),
+                ("direction", direction),
+                ("graph_credential_id", credential_id),
+                ("enabled", "on"),
+            ],
+        )
+        .await
+        .assert_status(303);
+}
+
+async fn graph_permissions_are_judged_by_the_directions_of_the_mailboxes_using_them(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    app.register_azure_app(
+        mail_app(&["Mail.ReadWrite", "Mail.Send"]).exchange_role("IMAP.AccessAsApp"),
+    );
+    let (_, admin) = app.tenant_with_admin("acme").await;
+    let credential = add(&admin, SECRET, &in_days(180)).await;
+    let credential_id = credential.rsplit('/').next().unwrap();
+    let segment = add_segment(&admin).await;
+    add_graph_mailbox(
+        &admin,
+        &segment,
+        &credential,
+        "support@contoso.com",
+        "incoming",
+    )
+    .await;
+
+    // Receiving needs no Mail.Send: holding it is only a least-privilege warning.
+    test_connection(&admin, &credential)
+        .await
+        .assert_contains("Connected. The app holds every permission its mailboxes need.")
+        .assert_contains(
+            "<code>Mail.ReadWrite</code> <span class=\"muted\">needed by support@contoso.com</span>",
+        )
+        .assert_contains("<code>Mail.Send</code> <span class=\"muted\">needed by no mailbox</span>")
+        .assert_contains("The app also holds Mail.Send, which no mailbox using this credential needs")
+        .assert_contains("least privilege")
+        // No mailbox signs in app-only over IMAP either.
+        .assert_contains(
+            "The app also holds IMAP.AccessAsApp in Exchange Online, which no mailbox using \
+             this credential signs in with",
+        )
+        .assert_lacks("badge danger")
+        .assert_lacks("the app lacks");
+    admin
+        .get("/t/acme/external-apis")
+        .await
+        .assert_contains("Passed");
+
+    // The admin removes Mail.Send in Azure: the incoming mailbox still has all it needs.
+    app.register_azure_app(mail_app(&["Mail.ReadWrite"]));
+    app.state.microsoft.forget_tokens(credential_id);
+    test_connection(&admin, &credential)
+        .await
+        .assert_contains("Connected. The app holds every permission its mailboxes need.")
+        .assert_contains("<span class=\"badge muted\">Not granted</span> <code>Mail.Send</code>")
+        .assert_lacks("The app also holds")
+        .assert_lacks("badge danger");
+    admin
+        .get("/t/acme/external-apis")
+        .await
+        .assert_contains("Passed")
+        .assert_contains("Granted: Mail.ReadWrite");
+
+    // An outgoing mailbox on the same credential needs Mail.Send: the test fails, naming it.
+    add_graph_mailbox(
+        &admin,
+        &segment,
+        &credential,
+        "sales@contoso.com",
+        "outgoing",
+    )
+    .await;
+    test_connection(&admin, &credential)
+        .await
+        .assert_contains(
+            "Connected, but mailboxes using this credential need permissions the app lacks: \
+             Mail.Send (sales@contoso.com)",
+        )
+        .assert_contains(
+            "<span class=\"badge danger\">Missing</span> <code>Mail.Send</code> \
+             <span class=\"muted\">needed by sales@contoso.com</span>",
+        )
+        .assert_lacks("The app also holds");
+    admin
+        .get("/t/acme/external-apis")
+        .await
         .assert_contains("Failed")
-        .assert_contains("Missing: Mail.ReadWrite");
+        .assert_contains("Missing: Mail.Send (sales@contoso.com)");
 }
 
 async fn wrong_expired_and_unknown_credentials_are_explained(backend: Backend) {

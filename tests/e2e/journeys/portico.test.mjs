@@ -144,7 +144,7 @@ describe("Portico in a browser", () => {
 
     await admin.getByRole("button", { name: "Test connection" }).click();
     const test = admin.getByRole("region", { name: "Test connection" });
-    await test.getByText("Connected. The app may read and send mail as Portico needs.").waitFor();
+    await test.getByText("Connected. No mailbox uses this credential yet.").waitFor();
     for (const role of ["Mail.ReadWrite", "Mail.Send"]) {
       await test.getByRole("listitem").filter({ hasText: role }).getByText("Granted").waitFor();
     }

@@ -256,6 +256,12 @@ async fn imap_and_smtp_mailboxes_sign_in_app_only_with_secret_and_certificate_cr
             "Add-RecipientPermission -Identity {SENDER} -Trustee {object_id} -AccessRights SendAs"
         ))
         .assert_contains("Enterprise applications")
+        // Only app-only mailboxes use it: Graph's mail permissions are more than they need.
+        .assert_contains(
+            "The app also holds Mail.ReadWrite, Mail.Send, which no mailbox using this \
+             credential needs",
+        )
+        .assert_lacks("in Exchange Online, which no mailbox")
         .assert_lacks(SECRET);
     admin
         .get("/t/acme/external-apis")
